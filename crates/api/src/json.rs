@@ -1,0 +1,211 @@
+//! The JSON conventions of Mesos that serde does not give for free: numbers that arrive as
+//! strings, enum names that are dropped when unknown, base64 `bytes`, and compact
+//! ASCII-only output (mesoshttp slices RecordIO frames by character count).
+
+use base64::Engine;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// Serializes `value` as compact JSON with every non-ASCII character written as `\uXXXX`.
+pub fn to_ascii_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    value
+        .serialize(&mut ser)
+        .expect("serializing to a Vec cannot fail for our types");
+    out
+}
+
+/// Compact formatter that escapes non-ASCII characters.
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                writer.write_all(&[c as u8])?;
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{:04x}", unit)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a JSON body, turning serde's error into a message that names the problem.
+pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("Failed to parse JSON: {e}"))
+}
+
+/// A number that Mesos also accepts as a string (`"0.5"`).
+pub fn f64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number or a numeric string")
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom(format!("'{v}' is not a number")))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// An integer that Mesos also accepts as a string.
+pub fn i64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = f64_lenient(d)?;
+    if v.fract() != 0.0 {
+        return Err(de::Error::custom(format!("{v} is not an integer")));
+    }
+    Ok(v as i64)
+}
+
+/// Optional form of [`f64_lenient`].
+pub fn opt_f64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "f64_lenient")] f64);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
+/// An integer that may arrive as a string (proto int64 fields).
+pub fn opt_i64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(opt_f64_lenient(d)?.map(|v| v as i64))
+}
+
+/// An optional enum whose unknown names are dropped (read as absent), as Mesos does.
+pub fn lenient_enum<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let raw = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(raw.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// A list of enums whose unknown names are dropped.
+pub fn lenient_enum_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
+}
+
+/// Protobuf `bytes`: base64 in JSON, raw bytes in memory.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({})", self.to_base64())
+    }
+}
+
+impl Bytes {
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
+    }
+
+    pub fn from_base64(text: &str) -> Result<Bytes, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map(Bytes)
+            .map_err(|e| format!("'{text}' is not valid base64: {e}"))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v)
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Bytes::from_base64(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A 16-byte status-update UUID.
+pub fn new_uuid_bytes() -> Bytes {
+    Bytes(uuid::Uuid::new_v4().as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_output_escapes_non_ascii() {
+        let out = to_ascii_vec(&serde_json::json!({"name": "héllo 😀"}));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"name":"h\u00e9llo \ud83d\ude00"}"#
+        );
+    }
+
+    #[test]
+    fn numbers_as_strings() {
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(deserialize_with = "f64_lenient")]
+            v: f64,
+        }
+        let s: S = serde_json::from_str(r#"{"v":"0.5"}"#).unwrap();
+        assert_eq!(s.v, 0.5);
+        let s: S = serde_json::from_str(r#"{"v":3}"#).unwrap();
+        assert_eq!(s.v, 3.0);
+        assert!(serde_json::from_str::<S>(r#"{"v":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let b = Bytes(vec![1, 2, 3, 255]);
+        let j = serde_json::to_string(&b).unwrap();
+        assert_eq!(j, "\"AQID/w==\"");
+        assert_eq!(serde_json::from_str::<Bytes>(&j).unwrap(), b);
+        assert!(serde_json::from_str::<Bytes>("\"***\"").is_err());
+    }
+}

@@ -1,0 +1,719 @@
+//! `Resource` and resource arithmetic: scalars (kept to three decimals, as Mesos does),
+//! ranges and sets, keyed by everything but their value (name, role, reservations,
+//! allocation, disk, revocable, shared), and the agent's `--resources` text and JSON forms.
+
+use crate::json;
+use crate::mesos::AllocationInfo;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt;
+use thiserror::Error;
+
+/// `Value.Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ValueType {
+    Scalar,
+    Ranges,
+    Set,
+    Text,
+}
+
+/// `Value.Scalar`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scalar {
+    #[serde(deserialize_with = "json::f64_lenient")]
+    pub value: f64,
+}
+
+/// `Value.Range`, inclusive on both ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Range {
+    #[serde(deserialize_with = "lenient_u64")]
+    pub begin: u64,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub end: u64,
+}
+
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = json::i64_lenient(d)?;
+    u64::try_from(v).map_err(|_| serde::de::Error::custom(format!("{v} is negative")))
+}
+
+/// `Value.Ranges`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranges {
+    #[serde(default)]
+    pub range: Vec<Range>,
+}
+
+/// `Value.Set`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Set {
+    #[serde(default)]
+    pub item: Vec<String>,
+}
+
+/// `Resource.ReservationInfo` (the refinement format's stack entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReservationInfo {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+}
+
+/// `Resource`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ValueType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalar: Option<Scalar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Ranges>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Set>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_info: Option<AllocationInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reservations: Vec<ReservationInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocable: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<Value>,
+}
+
+/// Why a resource is malformed.
+#[derive(Debug, Error, PartialEq)]
+pub enum ResourceError {
+    #[error("resource '{0}' has type {1:?} but no matching value")]
+    MissingValue(String, ValueType),
+    #[error("resource '{0}' has a negative or non-finite scalar value {1}")]
+    BadScalar(String, f64),
+    #[error("resource '{0}' has an invalid range [{1}-{2}]")]
+    BadRange(String, u64, u64),
+    #[error("resource '{0}' has type TEXT, which resources cannot have")]
+    TextResource(String),
+    #[error("cannot parse resources '{0}': {1}")]
+    Parse(String, String),
+}
+
+/// Rounds to Mesos's fixed-point precision (three decimals).
+fn fixed(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl Resource {
+    /// An unreserved scalar resource.
+    pub fn scalar(name: &str, value: f64) -> Resource {
+        Resource::with_value(name, ValueType::Scalar, Some(Scalar { value: fixed(value) }), None, None)
+    }
+
+    /// An unreserved ranges resource.
+    pub fn ranges(name: &str, ranges: &[(u64, u64)]) -> Resource {
+        let ranges = Ranges {
+            range: ranges.iter().map(|&(begin, end)| Range { begin, end }).collect(),
+        };
+        Resource::with_value(name, ValueType::Ranges, None, Some(ranges), None)
+    }
+
+    /// An unreserved set resource.
+    pub fn set(name: &str, items: &[&str]) -> Resource {
+        let set = Set {
+            item: items.iter().map(|s| s.to_string()).collect(),
+        };
+        Resource::with_value(name, ValueType::Set, None, None, Some(set))
+    }
+
+    fn with_value(
+        name: &str,
+        kind: ValueType,
+        scalar: Option<Scalar>,
+        ranges: Option<Ranges>,
+        set: Option<Set>,
+    ) -> Resource {
+        Resource {
+            name: name.to_string(),
+            kind,
+            scalar,
+            ranges,
+            set,
+            role: None,
+            allocation_info: None,
+            reservation: None,
+            reservations: Vec::new(),
+            disk: None,
+            revocable: None,
+            shared: None,
+            provider_id: None,
+        }
+    }
+
+    /// The role this resource is reserved for, or `*` when unreserved (either format).
+    pub fn reservation_role(&self) -> &str {
+        if let Some(last) = self.reservations.last() {
+            return last.role.as_deref().unwrap_or("*");
+        }
+        self.role.as_deref().unwrap_or("*")
+    }
+
+    pub fn is_unreserved(&self) -> bool {
+        self.reservation_role() == "*"
+    }
+
+    /// Whether `other` is the same kind of resource (everything equal but the value).
+    pub fn same_kind(&self, other: &Resource) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.reservation_role() == other.reservation_role()
+            && self.reservations.len() == other.reservations.len()
+            && self.allocation_info == other.allocation_info
+            && self.disk == other.disk
+            && self.revocable == other.revocable
+            && self.shared == other.shared
+            && self.provider_id == other.provider_id
+    }
+
+    /// Checks the value matches the type and is well-formed, and normalizes it.
+    pub fn validate(&mut self) -> Result<(), ResourceError> {
+        match self.kind {
+            ValueType::Scalar => {
+                let s = self
+                    .scalar
+                    .as_mut()
+                    .ok_or_else(|| ResourceError::MissingValue(self.name.clone(), self.kind))?;
+                if !s.value.is_finite() || s.value < 0.0 {
+                    return Err(ResourceError::BadScalar(self.name.clone(), s.value));
+                }
+                s.value = fixed(s.value);
+            }
+            ValueType::Ranges => {
+                let r = self
+                    .ranges
+                    .as_mut()
+                    .ok_or_else(|| ResourceError::MissingValue(self.name.clone(), self.kind))?;
+                if let Some(bad) = r.range.iter().find(|r| r.begin > r.end) {
+                    return Err(ResourceError::BadRange(self.name.clone(), bad.begin, bad.end));
+                }
+                r.range = coalesce(r.range.clone());
+            }
+            ValueType::Set => {
+                let s = self
+                    .set
+                    .as_mut()
+                    .ok_or_else(|| ResourceError::MissingValue(self.name.clone(), self.kind))?;
+                let unique: BTreeSet<String> = s.item.drain(..).collect();
+                s.item = unique.into_iter().collect();
+            }
+            ValueType::Text => return Err(ResourceError::TextResource(self.name.clone())),
+        }
+        Ok(())
+    }
+
+    /// Whether the value is empty (zero scalar, no ranges, no items).
+    pub fn is_empty(&self) -> bool {
+        match self.kind {
+            ValueType::Scalar => self.scalar.is_none_or(|s| s.value <= 0.0),
+            ValueType::Ranges => self.ranges.as_ref().is_none_or(|r| r.range.is_empty()),
+            ValueType::Set => self.set.as_ref().is_none_or(|s| s.item.is_empty()),
+            ValueType::Text => true,
+        }
+    }
+
+    fn add_value(&mut self, other: &Resource) {
+        match self.kind {
+            ValueType::Scalar => {
+                let s = self.scalar.get_or_insert(Scalar { value: 0.0 });
+                s.value = fixed(s.value + other.scalar.map_or(0.0, |o| o.value));
+            }
+            ValueType::Ranges => {
+                let r = self.ranges.get_or_insert_with(Ranges::default);
+                let mut all = r.range.clone();
+                all.extend(other.ranges.iter().flat_map(|o| o.range.iter().copied()));
+                r.range = coalesce(all);
+            }
+            ValueType::Set => {
+                let s = self.set.get_or_insert_with(Set::default);
+                let mut all: BTreeSet<String> = s.item.drain(..).collect();
+                all.extend(other.set.iter().flat_map(|o| o.item.iter().cloned()));
+                s.item = all.into_iter().collect();
+            }
+            ValueType::Text => {}
+        }
+    }
+
+    fn subtract_value(&mut self, other: &Resource) {
+        match self.kind {
+            ValueType::Scalar => {
+                if let Some(s) = self.scalar.as_mut() {
+                    s.value = fixed((s.value - other.scalar.map_or(0.0, |o| o.value)).max(0.0));
+                }
+            }
+            ValueType::Ranges => {
+                if let Some(r) = self.ranges.as_mut() {
+                    let minus = other.ranges.as_ref().map(|o| o.range.as_slice()).unwrap_or(&[]);
+                    r.range = subtract_ranges(&r.range, minus);
+                }
+            }
+            ValueType::Set => {
+                if let Some(s) = self.set.as_mut() {
+                    let minus: BTreeSet<&String> =
+                        other.set.iter().flat_map(|o| o.item.iter()).collect();
+                    s.item.retain(|i| !minus.contains(i));
+                }
+            }
+            ValueType::Text => {}
+        }
+    }
+
+    fn contains_value(&self, other: &Resource) -> bool {
+        match self.kind {
+            ValueType::Scalar => {
+                self.scalar.map_or(0.0, |s| s.value) + 1e-9 >= other.scalar.map_or(0.0, |o| o.value)
+            }
+            ValueType::Ranges => {
+                let mine = self.ranges.as_ref().map(|r| r.range.as_slice()).unwrap_or(&[]);
+                other
+                    .ranges
+                    .iter()
+                    .flat_map(|o| o.range.iter())
+                    .all(|want| mine.iter().any(|have| have.begin <= want.begin && want.end <= have.end))
+            }
+            ValueType::Set => {
+                let mine: BTreeSet<&String> = self.set.iter().flat_map(|s| s.item.iter()).collect();
+                other.set.iter().flat_map(|o| o.item.iter()).all(|i| mine.contains(i))
+            }
+            ValueType::Text => false,
+        }
+    }
+}
+
+/// Sorts and merges overlapping or adjacent ranges.
+fn coalesce(mut ranges: Vec<Range>) -> Vec<Range> {
+    ranges.sort();
+    let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.begin <= last.end.saturating_add(1) => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn subtract_ranges(have: &[Range], minus: &[Range]) -> Vec<Range> {
+    let mut out = Vec::new();
+    for h in have {
+        let mut pieces = vec![*h];
+        for m in minus {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|p| {
+                    if m.end < p.begin || m.begin > p.end {
+                        return vec![p];
+                    }
+                    let mut keep = Vec::new();
+                    if m.begin > p.begin {
+                        keep.push(Range { begin: p.begin, end: m.begin - 1 });
+                    }
+                    if m.end < p.end {
+                        keep.push(Range { begin: m.end + 1, end: p.end });
+                    }
+                    keep
+                })
+                .collect();
+        }
+        out.extend(pieces);
+    }
+    coalesce(out)
+}
+
+/// A normalized collection of resources: one entry per kind, no empty entries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Resources(Vec<Resource>);
+
+impl Resources {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Validates and merges a list of resources.
+    pub fn from_list(list: Vec<Resource>) -> Result<Resources, ResourceError> {
+        let mut out = Resources::new();
+        for mut r in list {
+            r.validate()?;
+            out.add(&r);
+        }
+        Ok(out)
+    }
+
+    /// Parses the agent's `--resources` flag: JSON (a list of `Resource`) or the text form
+    /// `cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(role):2`.
+    pub fn parse(text: &str) -> Result<Resources, ResourceError> {
+        let trimmed = text.trim();
+        if trimmed.starts_with('[') {
+            let list: Vec<Resource> = serde_json::from_str(trimmed)
+                .map_err(|e| ResourceError::Parse(text.to_string(), e.to_string()))?;
+            return Resources::from_list(list);
+        }
+        let mut out = Resources::new();
+        for part in trimmed.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut r = parse_text_resource(part)
+                .map_err(|why| ResourceError::Parse(part.to_string(), why))?;
+            r.validate()?;
+            out.add(&r);
+        }
+        Ok(out)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.0.iter()
+    }
+
+    pub fn into_vec(self) -> Vec<Resource> {
+        self.0
+    }
+
+    pub fn as_slice(&self) -> &[Resource] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds one resource, merging it with an entry of the same kind.
+    pub fn add(&mut self, r: &Resource) {
+        if r.is_empty() {
+            return;
+        }
+        match self.0.iter_mut().find(|have| have.same_kind(r)) {
+            Some(have) => have.add_value(r),
+            None => self.0.push(r.clone()),
+        }
+    }
+
+    pub fn add_all(&mut self, other: &Resources) {
+        for r in other.iter() {
+            self.add(r);
+        }
+    }
+
+    /// Subtracts one resource (saturating), dropping entries that become empty.
+    pub fn subtract(&mut self, r: &Resource) {
+        if let Some(pos) = self.0.iter().position(|have| have.same_kind(r)) {
+            self.0[pos].subtract_value(r);
+            if self.0[pos].is_empty() {
+                self.0.remove(pos);
+            }
+        }
+    }
+
+    pub fn subtract_all(&mut self, other: &Resources) {
+        for r in other.iter() {
+            self.subtract(r);
+        }
+    }
+
+    /// Whether every resource of `other` is available here.
+    pub fn contains(&self, other: &Resources) -> bool {
+        other.iter().all(|want| {
+            self.0
+                .iter()
+                .find(|have| have.same_kind(want))
+                .is_some_and(|have| have.contains_value(want))
+        })
+    }
+
+    /// The total scalar quantity of `name`, across roles.
+    pub fn scalar(&self, name: &str) -> f64 {
+        fixed(
+            self.0
+                .iter()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.scalar.map(|s| s.value))
+                .sum(),
+        )
+    }
+
+    /// The same resources with `allocation_info` set (or cleared) on each.
+    pub fn allocated_to(&self, role: Option<&str>) -> Resources {
+        Resources(
+            self.0
+                .iter()
+                .map(|r| Resource {
+                    allocation_info: role.map(|role| AllocationInfo {
+                        role: Some(role.to_string()),
+                    }),
+                    ..r.clone()
+                })
+                .collect(),
+        )
+    }
+
+    /// The same resources with the unreserved ones written with `"role":"*"`, as offers
+    /// to frameworks without RESERVATION_REFINEMENT carry them.
+    pub fn with_explicit_roles(&self) -> Resources {
+        Resources(
+            self.0
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    if r.reservations.is_empty() && r.role.is_none() {
+                        r.role = Some("*".to_string());
+                    }
+                    r
+                })
+                .collect(),
+        )
+    }
+
+    /// The v0 JSON model's resource map: `{"cpus":1.0,"ports":"[31000-32000]"}`.
+    pub fn to_v0_map(&self) -> serde_json::Map<String, Value> {
+        let mut totals: Resources = Resources::new();
+        for r in self.iter() {
+            let mut plain = r.clone();
+            plain.role = None;
+            plain.reservations.clear();
+            plain.reservation = None;
+            plain.allocation_info = None;
+            plain.disk = None;
+            plain.revocable = None;
+            plain.shared = None;
+            plain.provider_id = None;
+            totals.add(&plain);
+        }
+        let mut map = serde_json::Map::new();
+        for name in ["cpus", "gpus", "mem", "disk"] {
+            map.insert(name.to_string(), Value::from(totals.scalar(name)));
+        }
+        for r in totals.iter() {
+            let v = match r.kind {
+                ValueType::Scalar => Value::from(r.scalar.map_or(0.0, |s| s.value)),
+                ValueType::Ranges => Value::from(format_ranges(r.ranges.as_ref())),
+                ValueType::Set => Value::from(format!(
+                    "{{{}}}",
+                    r.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
+                )),
+                ValueType::Text => continue,
+            };
+            map.insert(r.name.clone(), v);
+        }
+        map
+    }
+}
+
+fn format_ranges(r: Option<&Ranges>) -> String {
+    let inner: Vec<String> = r
+        .map(|r| r.range.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect())
+        .unwrap_or_default();
+    format!("[{}]", inner.join(", "))
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| {
+                let role = r.reservation_role();
+                let name = if role == "*" {
+                    r.name.clone()
+                } else {
+                    format!("{}({})", r.name, role)
+                };
+                let value = match r.kind {
+                    ValueType::Scalar => r.scalar.map_or(0.0, |s| s.value).to_string(),
+                    ValueType::Ranges => format_ranges(r.ranges.as_ref()),
+                    ValueType::Set => format!(
+                        "{{{}}}",
+                        r.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
+                    ),
+                    ValueType::Text => String::new(),
+                };
+                format!("{name}:{value}")
+            })
+            .collect();
+        f.write_str(&parts.join(";"))
+    }
+}
+
+impl From<Resources> for Vec<Resource> {
+    fn from(r: Resources) -> Self {
+        r.0
+    }
+}
+
+fn parse_text_resource(part: &str) -> Result<Resource, String> {
+    let (key, value) = part
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:VALUE".to_string())?;
+    let key = key.trim();
+    let (name, role) = match key.split_once('(') {
+        Some((name, rest)) => {
+            let role = rest
+                .strip_suffix(')')
+                .ok_or_else(|| "unclosed '(' in role".to_string())?;
+            (name.trim(), Some(role.trim()))
+        }
+        None => (key, None),
+    };
+    if name.is_empty() {
+        return Err("empty resource name".into());
+    }
+    let value = value.trim();
+    let mut r = if let Some(inner) = value.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or("unclosed '['")?;
+        let mut ranges = Vec::new();
+        for piece in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (b, e) = piece.split_once('-').ok_or(format!("bad range '{piece}'"))?;
+            let begin = b.trim().parse().map_err(|_| format!("bad range '{piece}'"))?;
+            let end = e.trim().parse().map_err(|_| format!("bad range '{piece}'"))?;
+            ranges.push((begin, end));
+        }
+        Resource::ranges(name, &ranges)
+    } else if let Some(inner) = value.strip_prefix('{') {
+        let inner = inner.strip_suffix('}').ok_or("unclosed '{'")?;
+        let items: Vec<&str> = inner.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        Resource::set(name, &items)
+    } else {
+        let v: f64 = value.parse().map_err(|_| format!("'{value}' is not a number"))?;
+        Resource::scalar(name, v)
+    };
+    if let Some(role) = role.filter(|r| *r != "*") {
+        if role.is_empty() {
+            return Err("empty role".into());
+        }
+        r.role = Some(role.to_string());
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_text_form() {
+        let r = Resources::parse("cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2").unwrap();
+        assert_eq!(r.scalar("cpus"), 6.0);
+        assert_eq!(r.scalar("mem"), 8192.0);
+        assert_eq!(r.iter().count(), 5);
+        assert_eq!(r.to_string(), "cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2");
+    }
+
+    #[test]
+    fn parses_json_form() {
+        let r = Resources::parse(
+            r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":"2.5"}},{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":1,"end":3}]}}]"#,
+        )
+        .unwrap();
+        assert_eq!(r.scalar("cpus"), 2.5);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(Resources::parse("cpus").is_err());
+        assert!(Resources::parse("cpus:x").is_err());
+        assert!(Resources::parse("cpus:-1").is_err());
+        assert!(Resources::parse("ports:[5-3]").is_err());
+        assert!(Resources::parse("cpus(:1").is_err());
+        assert!(Resources::parse("[{\"name\":\"cpus\",\"type\":\"SCALAR\"}]").is_err());
+    }
+
+    #[test]
+    fn range_arithmetic() {
+        let mut have = Resources::parse("ports:[31000-32000]").unwrap();
+        let take = Resources::parse("ports:[31000-31000,31500-31600]").unwrap();
+        assert!(have.contains(&take));
+        have.subtract_all(&take);
+        assert_eq!(have.to_string(), "ports:[31001-31499, 31601-32000]");
+        assert!(!have.contains(&take));
+        have.add_all(&take);
+        assert_eq!(have.to_string(), "ports:[31000-32000]");
+    }
+
+    #[test]
+    fn roles_are_distinct_kinds() {
+        let have = Resources::parse("cpus:1;cpus(web):1").unwrap();
+        assert!(!have.contains(&Resources::parse("cpus:2").unwrap()));
+        assert!(have.contains(&Resources::parse("cpus(web):1").unwrap()));
+        let mut unreserved = Resource::scalar("cpus", 1.0);
+        unreserved.role = Some("*".into());
+        assert!(unreserved.same_kind(&Resource::scalar("cpus", 2.0)));
+    }
+
+    #[test]
+    fn scalar_precision_is_fixed_point() {
+        let mut r = Resources::parse("cpus:1").unwrap();
+        for _ in 0..10 {
+            r.subtract(&Resource::scalar("cpus", 0.1));
+        }
+        assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn v0_map_lists_standard_scalars() {
+        let r = Resources::parse("cpus:2;ports:[1-2,4-5]").unwrap();
+        let m = r.to_v0_map();
+        assert_eq!(m["cpus"], 2.0);
+        assert_eq!(m["mem"], 0.0);
+        assert_eq!(m["ports"], "[1-2, 4-5]");
+    }
+
+    fn arb_resources() -> impl Strategy<Value = Resources> {
+        (0u32..8000, 0u32..4000, proptest::collection::vec((0u64..200, 0u64..20), 0..5)).prop_map(
+            |(cpus, mem, ranges)| {
+                let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(b, l)| (b, b + l)).collect();
+                let mut r = Resources::new();
+                r.add(&Resource::scalar("cpus", cpus as f64 / 1000.0));
+                r.add(&Resource::scalar("mem", mem as f64));
+                let mut ports = Resource::ranges("ports", &ranges);
+                ports.validate().unwrap();
+                r.add(&ports);
+                r
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn add_then_subtract_is_identity(a in arb_resources(), b in arb_resources()) {
+            let mut sum = a.clone();
+            sum.add_all(&b);
+            prop_assert!(sum.contains(&a));
+            prop_assert!(sum.contains(&b));
+            // Subtracting b gives back at least what a had that b did not share.
+            let mut back = sum.clone();
+            back.subtract_all(&b);
+            prop_assert!(sum.contains(&back));
+            prop_assert!((back.scalar("cpus") - a.scalar("cpus")).abs() < 1e-6);
+            prop_assert!((back.scalar("mem") - a.scalar("mem")).abs() < 1e-6);
+        }
+
+        #[test]
+        fn contains_is_reflexive_and_subtraction_shrinks(a in arb_resources(), b in arb_resources()) {
+            prop_assert!(a.contains(&a));
+            let mut c = a.clone();
+            c.subtract_all(&b);
+            prop_assert!(a.contains(&c));
+        }
+    }
+}

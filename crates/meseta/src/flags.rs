@@ -1,0 +1,211 @@
+//! Command-line flags of `master`, `agent` and `local`, with Mesos's flag names in
+//! kebab-case, their snake_case spellings as aliases, and `MESETA_<FLAG>` variables.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default work directory: `/var/lib/meseta` for root, else under the user's data dir.
+pub fn default_work_dir() -> PathBuf {
+    if nix_is_root() {
+        return PathBuf::from("/var/lib/meseta");
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(data).join("meseta");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".local/share/meseta");
+    }
+    std::env::temp_dir().join("meseta")
+}
+
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    meseta_api::duration::parse(text)
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct MasterFlags {
+    /// IP address to listen on.
+    #[arg(long, env = "MESETA_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "MESETA_PORT", default_value_t = 5050)]
+    pub port: u16,
+    /// Hostname to advertise (defaults to the machine's hostname).
+    #[arg(long, env = "MESETA_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// Where the master keeps its registry.
+    #[arg(long = "work-dir", alias = "work_dir", env = "MESETA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// How long an offer stays out before it is rescinded (e.g. `30secs`; none by default).
+    #[arg(long = "offer-timeout", alias = "offer_timeout", env = "MESETA_OFFER_TIMEOUT", value_parser = parse_duration)]
+    pub offer_timeout: Option<Duration>,
+    /// How often the allocator runs a full pass (it also runs on events).
+    #[arg(long = "allocation-interval", alias = "allocation_interval", env = "MESETA_ALLOCATION_INTERVAL", default_value = "1secs", value_parser = parse_duration)]
+    pub allocation_interval: Duration,
+    /// How long an agent may stay disconnected before it is marked unreachable.
+    #[arg(long = "agent-ping-timeout", alias = "agent_ping_timeout", env = "MESETA_AGENT_PING_TIMEOUT", default_value = "75secs", value_parser = parse_duration)]
+    pub agent_ping_timeout: Duration,
+    /// How long agents have to reregister after a master restart.
+    #[arg(long = "agent-reregister-timeout", alias = "agent_reregister_timeout", env = "MESETA_AGENT_REREGISTER_TIMEOUT", default_value = "10mins", value_parser = parse_duration)]
+    pub agent_reregister_timeout: Duration,
+}
+
+impl MasterFlags {
+    pub fn into_config(self) -> Result<meseta_master::MasterConfig> {
+        let work_dir = self.work_dir.unwrap_or_else(|| default_work_dir().join("master"));
+        Ok(meseta_master::MasterConfig {
+            ip: self.ip,
+            port: self.port,
+            hostname: self.hostname,
+            work_dir,
+            offer_timeout: self.offer_timeout,
+            allocation_interval: self.allocation_interval,
+            agent_ping_timeout: self.agent_ping_timeout,
+            agent_reregister_timeout: self.agent_reregister_timeout,
+        })
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct AgentFlags {
+    /// IP address to listen on.
+    #[arg(long, env = "MESETA_IP", default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "MESETA_PORT", default_value_t = 5051)]
+    pub port: u16,
+    /// Hostname to advertise (defaults to the machine's hostname).
+    #[arg(long, env = "MESETA_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// The master, `host:port`.
+    #[arg(long, env = "MESETA_MASTER")]
+    pub master: String,
+    /// Where the agent keeps sandboxes and checkpoints.
+    #[arg(long = "work-dir", alias = "work_dir", env = "MESETA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: AgentCommonFlags,
+}
+
+/// Agent flags shared by `agent` and `local`.
+#[derive(Args, Clone, Debug)]
+pub struct AgentCommonFlags {
+    /// Resources, `cpus:4;mem:8192;ports:[31000-32000]` or JSON (detected by default).
+    #[arg(long, env = "MESETA_RESOURCES")]
+    pub resources: Option<String>,
+    /// Attributes, `rack:a;zone:1`.
+    #[arg(long, env = "MESETA_ATTRIBUTES")]
+    pub attributes: Option<String>,
+    /// Isolators, comma-separated (`posix/cpu,posix/mem`).
+    #[arg(long, env = "MESETA_ISOLATION", default_value = "posix/cpu,posix/mem")]
+    pub isolation: String,
+    /// `reconnect` to running executors after a restart, or `cleanup` to kill them.
+    #[arg(long, env = "MESETA_RECOVER", default_value = "reconnect")]
+    pub recover: String,
+    /// How long an executor has to subscribe after it is launched.
+    #[arg(long = "executor-registration-timeout", alias = "executor_registration_timeout", env = "MESETA_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration)]
+    pub executor_registration_timeout: Duration,
+    /// Grace period between SIGTERM and SIGKILL when an executor is shut down.
+    #[arg(long = "executor-shutdown-grace-period", alias = "executor_shutdown_grace_period", env = "MESETA_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration)]
+    pub executor_shutdown_grace_period: Duration,
+}
+
+impl AgentFlags {
+    pub fn into_config(self) -> Result<meseta_agent::AgentConfig> {
+        let work_dir = self.work_dir.unwrap_or_else(|| default_work_dir().join("agent"));
+        agent_config(self.ip, self.port, self.hostname, self.master, work_dir, self.common)
+    }
+}
+
+fn agent_config(
+    ip: IpAddr,
+    port: u16,
+    hostname: Option<String>,
+    master: String,
+    work_dir: PathBuf,
+    common: AgentCommonFlags,
+) -> Result<meseta_agent::AgentConfig> {
+    let launcher = std::env::current_exe().context("finding the meseta binary")?;
+    Ok(meseta_agent::AgentConfig {
+        ip,
+        port,
+        hostname,
+        master,
+        work_dir,
+        resources: common.resources,
+        attributes: common.attributes,
+        isolation: common.isolation,
+        recover: common.recover.parse().map_err(anyhow::Error::msg)?,
+        executor_registration_timeout: common.executor_registration_timeout,
+        executor_shutdown_grace_period: common.executor_shutdown_grace_period,
+        meseta_binary: launcher,
+    })
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct LocalFlags {
+    /// The master's port; the agent listens on the next one unless `--agent-port` is given.
+    #[arg(long, env = "MESETA_PORT", default_value_t = 5050)]
+    pub port: u16,
+    /// The agent's port.
+    #[arg(long = "agent-port", alias = "agent_port", env = "MESETA_AGENT_PORT")]
+    pub agent_port: Option<u16>,
+    /// Where the master and agent keep their state (`master/` and `agent/` below it).
+    #[arg(long = "work-dir", alias = "work_dir", env = "MESETA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentCommonFlags,
+}
+
+impl LocalFlags {
+    /// Runs the master and the agent until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let ip: IpAddr = "127.0.0.1".parse().expect("literal");
+        let work_dir = self.work_dir.unwrap_or_else(default_work_dir);
+        let agent_port = match self.agent_port {
+            Some(p) => p,
+            None => self.port.checked_add(1).context("--port leaves no room for the agent's port")?,
+        };
+        let master = MasterFlags {
+            ip,
+            port: self.port,
+            hostname: None,
+            work_dir: Some(work_dir.join("master")),
+            offer_timeout: None,
+            allocation_interval: Duration::from_secs(1),
+            agent_ping_timeout: Duration::from_secs(75),
+            agent_reregister_timeout: Duration::from_secs(600),
+        }
+        .into_config()?;
+        let agent = agent_config(
+            ip,
+            agent_port,
+            None,
+            format!("127.0.0.1:{}", self.port),
+            work_dir.join("agent"),
+            self.agent,
+        )?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let master_task = tokio::spawn(meseta_master::run(master, stopped(stop_rx.clone())));
+        let agent_task = tokio::spawn(meseta_agent::run(agent, stopped(stop_rx)));
+        let (m, a) = tokio::join!(master_task, agent_task);
+        m??;
+        a??;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! `meseta`: the one binary. `master`, `agent` and `local` run the cluster; `executor` is
+//! the command executor the agent spawns; `execute` is a one-shot framework for users.
+
+mod execute;
+mod flags;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use flags::{AgentFlags, LocalFlags, MasterFlags};
+
+#[derive(Parser)]
+#[command(name = "meseta", version, about = "A Mesos-compatible datacenter operating system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a master.
+    Master(MasterFlags),
+    /// Run an agent.
+    Agent(AgentFlags),
+    /// Run a master and an agent in one process on 127.0.0.1 (the embedded default).
+    Local(LocalFlags),
+    /// Run one task on a cluster, printing its states and output (like mesos-execute).
+    Execute(execute::ExecuteFlags),
+    /// The command executor (started by the agent; not for direct use).
+    Executor,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Executor => {
+            let code = meseta_executor::run_command_executor()?;
+            std::process::exit(code);
+        }
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let code = runtime.block_on(run(command))?;
+            drop(runtime);
+            std::process::exit(code);
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<i32> {
+    match command {
+        Command::Master(flags) => {
+            meseta_master::run(flags.into_config()?, shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Agent(flags) => {
+            meseta_agent::run(flags.into_config()?, shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Local(flags) => {
+            flags.run(shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Execute(flags) => execute::run(flags).await,
+        Command::Executor => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MESETA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
