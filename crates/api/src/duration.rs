@@ -19,7 +19,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("'{text}' has no unit (use ns, us, ms, secs, mins, hrs, days or weeks)"))?;
+        .ok_or_else(|| {
+            format!("'{text}' has no unit (use ns, us, ms, secs, mins, hrs, days or weeks)")
+        })?;
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()

@@ -101,8 +101,14 @@ pub struct Acknowledged {
 impl Serialize for Call {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut object = serde_json::Map::new();
-        object.insert("executor_id".into(), serde_json::to_value(&self.executor_id).expect("id"));
-        object.insert("framework_id".into(), serde_json::to_value(&self.framework_id).expect("id"));
+        object.insert(
+            "executor_id".into(),
+            serde_json::to_value(&self.executor_id).expect("id"),
+        );
+        object.insert(
+            "framework_id".into(),
+            serde_json::to_value(&self.framework_id).expect("id"),
+        );
         self.kind.write_into(&mut object);
         object.serialize(s)
     }
@@ -123,7 +129,11 @@ impl<'de> Deserialize<'de> for Call {
         let framework_id = FrameworkId::deserialize(required("framework_id")?)
             .map_err(|e| D::Error::custom(format!("Invalid 'framework_id': {e}")))?;
         let kind = CallKind::read_from(&object).map_err(D::Error::custom)?;
-        Ok(Call { executor_id, framework_id, kind })
+        Ok(Call {
+            executor_id,
+            framework_id,
+            kind,
+        })
     }
 }
 
@@ -134,7 +144,12 @@ impl Call {
             let status = &update.status;
             match &status.uuid {
                 Some(uuid) if uuid.len() == 16 => {}
-                Some(uuid) => return Err(format!("Expecting 'uuid' to be 16 bytes, got {}", uuid.len())),
+                Some(uuid) => {
+                    return Err(format!(
+                        "Expecting 'uuid' to be 16 bytes, got {}",
+                        uuid.len()
+                    ))
+                }
                 None => return Err("Expecting 'uuid' to be present".to_string()),
             }
             if status.state == TaskState::TaskStaging {
@@ -151,7 +166,8 @@ mod tests {
 
     #[test]
     fn call_requires_ids() {
-        let e = serde_json::from_str::<Call>(r#"{"type":"HEARTBEAT","executor_id":{"value":"e"}}"#).unwrap_err();
+        let e = serde_json::from_str::<Call>(r#"{"type":"HEARTBEAT","executor_id":{"value":"e"}}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("framework_id"), "{e}");
         let c: Call = serde_json::from_str(
             r#"{"type":"SUBSCRIBE","executor_id":{"value":"e"},"framework_id":{"value":"f"},"subscribe":{}}"#,

@@ -78,7 +78,11 @@ pub struct ReadFile {
     pub path: String,
     #[serde(deserialize_with = "lenient_u64")]
     pub offset: u64,
-    #[serde(default, deserialize_with = "opt_lenient_u64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_lenient_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub length: Option<u64>,
 }
 
@@ -144,7 +148,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             c,
-            Call::ReadFile(ReadFile { path: "/x".into(), offset: 3, length: Some(10) })
+            Call::ReadFile(ReadFile {
+                path: "/x".into(),
+                offset: 3,
+                length: Some(10)
+            })
         );
         assert!(serde_json::from_str::<Call>(r#"{"type":"TEARDOWN"}"#).is_err());
     }

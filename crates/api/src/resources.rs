@@ -121,13 +121,24 @@ fn fixed(v: f64) -> f64 {
 impl Resource {
     /// An unreserved scalar resource.
     pub fn scalar(name: &str, value: f64) -> Resource {
-        Resource::with_value(name, ValueType::Scalar, Some(Scalar { value: fixed(value) }), None, None)
+        Resource::with_value(
+            name,
+            ValueType::Scalar,
+            Some(Scalar {
+                value: fixed(value),
+            }),
+            None,
+            None,
+        )
     }
 
     /// An unreserved ranges resource.
     pub fn ranges(name: &str, ranges: &[(u64, u64)]) -> Resource {
         let ranges = Ranges {
-            range: ranges.iter().map(|&(begin, end)| Range { begin, end }).collect(),
+            range: ranges
+                .iter()
+                .map(|&(begin, end)| Range { begin, end })
+                .collect(),
         };
         Resource::with_value(name, ValueType::Ranges, None, Some(ranges), None)
     }
@@ -208,7 +219,11 @@ impl Resource {
                     .as_mut()
                     .ok_or_else(|| ResourceError::MissingValue(self.name.clone(), self.kind))?;
                 if let Some(bad) = r.range.iter().find(|r| r.begin > r.end) {
-                    return Err(ResourceError::BadRange(self.name.clone(), bad.begin, bad.end));
+                    return Err(ResourceError::BadRange(
+                        self.name.clone(),
+                        bad.begin,
+                        bad.end,
+                    ));
                 }
                 r.range = coalesce(r.range.clone());
             }
@@ -266,7 +281,11 @@ impl Resource {
             }
             ValueType::Ranges => {
                 if let Some(r) = self.ranges.as_mut() {
-                    let minus = other.ranges.as_ref().map(|o| o.range.as_slice()).unwrap_or(&[]);
+                    let minus = other
+                        .ranges
+                        .as_ref()
+                        .map(|o| o.range.as_slice())
+                        .unwrap_or(&[]);
                     r.range = subtract_ranges(&r.range, minus);
                 }
             }
@@ -287,16 +306,27 @@ impl Resource {
                 self.scalar.map_or(0.0, |s| s.value) + 1e-9 >= other.scalar.map_or(0.0, |o| o.value)
             }
             ValueType::Ranges => {
-                let mine = self.ranges.as_ref().map(|r| r.range.as_slice()).unwrap_or(&[]);
+                let mine = self
+                    .ranges
+                    .as_ref()
+                    .map(|r| r.range.as_slice())
+                    .unwrap_or(&[]);
                 other
                     .ranges
                     .iter()
                     .flat_map(|o| o.range.iter())
-                    .all(|want| mine.iter().any(|have| have.begin <= want.begin && want.end <= have.end))
+                    .all(|want| {
+                        mine.iter()
+                            .any(|have| have.begin <= want.begin && want.end <= have.end)
+                    })
             }
             ValueType::Set => {
                 let mine: BTreeSet<&String> = self.set.iter().flat_map(|s| s.item.iter()).collect();
-                other.set.iter().flat_map(|o| o.item.iter()).all(|i| mine.contains(i))
+                other
+                    .set
+                    .iter()
+                    .flat_map(|o| o.item.iter())
+                    .all(|i| mine.contains(i))
             }
             ValueType::Text => false,
         }
@@ -329,10 +359,16 @@ fn subtract_ranges(have: &[Range], minus: &[Range]) -> Vec<Range> {
                     }
                     let mut keep = Vec::new();
                     if m.begin > p.begin {
-                        keep.push(Range { begin: p.begin, end: m.begin - 1 });
+                        keep.push(Range {
+                            begin: p.begin,
+                            end: m.begin - 1,
+                        });
                     }
                     if m.end < p.end {
-                        keep.push(Range { begin: m.end + 1, end: p.end });
+                        keep.push(Range {
+                            begin: m.end + 1,
+                            end: p.end,
+                        });
                     }
                     keep
                 })
@@ -521,7 +557,12 @@ impl Resources {
 
 fn format_ranges(r: Option<&Ranges>) -> String {
     let inner: Vec<String> = r
-        .map(|r| r.range.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect())
+        .map(|r| {
+            r.range
+                .iter()
+                .map(|r| format!("{}-{}", r.begin, r.end))
+                .collect()
+        })
         .unwrap_or_default();
     format!("[{}]", inner.join(", "))
 }
@@ -582,18 +623,32 @@ fn parse_text_resource(part: &str) -> Result<Resource, String> {
         let inner = inner.strip_suffix(']').ok_or("unclosed '['")?;
         let mut ranges = Vec::new();
         for piece in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (b, e) = piece.split_once('-').ok_or(format!("bad range '{piece}'"))?;
-            let begin = b.trim().parse().map_err(|_| format!("bad range '{piece}'"))?;
-            let end = e.trim().parse().map_err(|_| format!("bad range '{piece}'"))?;
+            let (b, e) = piece
+                .split_once('-')
+                .ok_or(format!("bad range '{piece}'"))?;
+            let begin = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad range '{piece}'"))?;
+            let end = e
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad range '{piece}'"))?;
             ranges.push((begin, end));
         }
         Resource::ranges(name, &ranges)
     } else if let Some(inner) = value.strip_prefix('{') {
         let inner = inner.strip_suffix('}').ok_or("unclosed '{'")?;
-        let items: Vec<&str> = inner.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let items: Vec<&str> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
         Resource::set(name, &items)
     } else {
-        let v: f64 = value.parse().map_err(|_| format!("'{value}' is not a number"))?;
+        let v: f64 = value
+            .parse()
+            .map_err(|_| format!("'{value}' is not a number"))?;
         Resource::scalar(name, v)
     };
     if let Some(role) = role.filter(|r| *r != "*") {
@@ -612,11 +667,15 @@ mod tests {
 
     #[test]
     fn parses_text_form() {
-        let r = Resources::parse("cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2").unwrap();
+        let r = Resources::parse("cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2")
+            .unwrap();
         assert_eq!(r.scalar("cpus"), 6.0);
         assert_eq!(r.scalar("mem"), 8192.0);
         assert_eq!(r.iter().count(), 5);
-        assert_eq!(r.to_string(), "cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2");
+        assert_eq!(
+            r.to_string(),
+            "cpus:4;mem:8192;ports:[31000-32000];disks:{a,b};cpus(web):2"
+        );
     }
 
     #[test]
@@ -679,8 +738,12 @@ mod tests {
     }
 
     fn arb_resources() -> impl Strategy<Value = Resources> {
-        (0u32..8000, 0u32..4000, proptest::collection::vec((0u64..200, 0u64..20), 0..5)).prop_map(
-            |(cpus, mem, ranges)| {
+        (
+            0u32..8000,
+            0u32..4000,
+            proptest::collection::vec((0u64..200, 0u64..20), 0..5),
+        )
+            .prop_map(|(cpus, mem, ranges)| {
                 let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(b, l)| (b, b + l)).collect();
                 let mut r = Resources::new();
                 r.add(&Resource::scalar("cpus", cpus as f64 / 1000.0));
@@ -689,8 +752,7 @@ mod tests {
                 ports.validate().unwrap();
                 r.add(&ports);
                 r
-            },
-        )
+            })
     }
 
     proptest! {

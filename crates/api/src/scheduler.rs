@@ -149,7 +149,11 @@ tagged_union! {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Subscribed {
     pub framework_id: FrameworkId,
-    #[serde(default, deserialize_with = "json::opt_f64_lenient", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::opt_f64_lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub heartbeat_interval_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_info: Option<MasterInfo>,
@@ -269,7 +273,9 @@ mod tests {
         let text = r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"demo","failover_timeout":604800,"checkpoint":true,"capabilities":[{"type":"PARTITION_AWARE"}]},"credentials":{"x":1}}}"#;
         let call: Call = serde_json::from_str(text).unwrap();
         assert!(call.validate().is_ok());
-        let CallKind::Subscribe(sub) = &call.kind else { panic!() };
+        let CallKind::Subscribe(sub) = &call.kind else {
+            panic!()
+        };
         assert_eq!(sub.framework_info.failover_timeout, 604800.0);
         let again: Call = serde_json::from_value(serde_json::to_value(&call).unwrap()).unwrap();
         assert_eq!(again, call);
@@ -277,10 +283,18 @@ mod tests {
 
     #[test]
     fn clear_errors() {
-        let e = serde_json::from_str::<Call>(r#"{"type":"ACCEPT","framework_id":{"value":"f"}}"#).unwrap_err();
-        assert!(e.to_string().contains("Expecting 'accept' to be present"), "{e}");
+        let e = serde_json::from_str::<Call>(r#"{"type":"ACCEPT","framework_id":{"value":"f"}}"#)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("Expecting 'accept' to be present"),
+            "{e}"
+        );
         let e = serde_json::from_str::<Call>(r#"{"type":"BOGUS"}"#).unwrap_err();
-        assert!(e.to_string().contains("Unknown scheduler call type 'BOGUS'"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("Unknown scheduler call type 'BOGUS'"),
+            "{e}"
+        );
         let e = serde_json::from_str::<Call>(r#"{"framework_id":{"value":"f"}}"#).unwrap_err();
         assert!(e.to_string().contains("'type'"), "{e}");
         let call: Call = serde_json::from_str(r#"{"type":"TEARDOWN"}"#).unwrap();
@@ -294,22 +308,33 @@ mod tests {
 
     #[test]
     fn optional_payloads() {
-        let call: Call = serde_json::from_str(r#"{"type":"REVIVE","framework_id":{"value":"f"}}"#).unwrap();
+        let call: Call =
+            serde_json::from_str(r#"{"type":"REVIVE","framework_id":{"value":"f"}}"#).unwrap();
         assert_eq!(call.kind, CallKind::Revive(None));
         let call: Call = serde_json::from_str(
             r#"{"type":"SUPPRESS","framework_id":{"value":"f"},"suppress":{"roles":["a"]}}"#,
         )
         .unwrap();
-        assert_eq!(call.kind, CallKind::Suppress(Some(Roles { roles: vec!["a".into()] })));
+        assert_eq!(
+            call.kind,
+            CallKind::Suppress(Some(Roles {
+                roles: vec!["a".into()]
+            }))
+        );
     }
 
     #[test]
     fn events_use_lowercase_payload_names() {
-        let e = Event::Error(Error { message: "Framework failed over".into() });
+        let e = Event::Error(Error {
+            message: "Framework failed over".into(),
+        });
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"error":{"message":"Framework failed over"},"type":"ERROR"}"#
         );
-        assert_eq!(serde_json::to_string(&Event::Heartbeat).unwrap(), r#"{"type":"HEARTBEAT"}"#);
+        assert_eq!(
+            serde_json::to_string(&Event::Heartbeat).unwrap(),
+            r#"{"type":"HEARTBEAT"}"#
+        );
     }
 }

@@ -1,0 +1,355 @@
+//! Agent lifecycle: registration and reregistration (with the tasks, executors and
+//! frameworks the agent reports), link loss, unreachability, and MARK_AGENT_GONE.
+
+use super::*;
+use crate::registry::AdmittedAgent;
+use meseta_api::internal::{
+    ReconcileTasks, RegisterAgent, Registered, ShutdownAgent, LINK_VERSION,
+};
+use meseta_api::scheduler::{self, Failure};
+
+impl Core {
+    /// An agent opened a link (`link_id`). Returns its agent id.
+    pub fn register_agent(
+        &mut self,
+        now: f64,
+        link_id: String,
+        register: RegisterAgent,
+    ) -> Result<AgentId, ApiError> {
+        if register.version != LINK_VERSION {
+            return Err(ApiError::conflict(format!(
+                "Agent speaks link version {} but this master speaks {LINK_VERSION}",
+                register.version
+            )));
+        }
+        let mut info = register.agent_info;
+        let reregistering = info.id.is_some();
+        let total = Resources::from_list(info.resources.clone())
+            .map_err(|e| ApiError::bad_request(format!("Invalid agent resources: {e}")))?;
+        info.resources = total.clone().into_vec();
+        let agent_id = match info.id.clone() {
+            Some(id) if self.gone_agents.contains(&id) => {
+                return Err(ApiError::forbidden(format!(
+                    "Agent {id} has been marked gone"
+                )));
+            }
+            Some(id) => id,
+            None => self.new_agent_id(),
+        };
+        info.id = Some(agent_id.clone());
+        self.emit(Effect::Persist(RegistryChange::PutAgent(
+            agent_id.clone(),
+            AdmittedAgent {
+                info: info.clone(),
+                endpoint: register.endpoint.clone(),
+            },
+        )));
+
+        let previous = self.agents.remove(&agent_id);
+        if let Some(old) = previous.as_ref().and_then(|a| a.link_id.clone()) {
+            self.emit(Effect::CloseLink(old));
+        }
+        let was_unreachable = matches!(
+            previous.as_ref().map(|a| a.link),
+            Some(AgentLink::Unreachable(_))
+        );
+        let reregistered = previous.is_some() || reregistering;
+        let mut agent = Agent {
+            info: info.clone(),
+            endpoint: register.endpoint,
+            link: AgentLink::Connected,
+            link_id: Some(link_id.clone()),
+            total,
+            used: BTreeMap::new(),
+            offered: Resources::new(),
+            tasks: BTreeMap::new(),
+            executors: BTreeMap::new(),
+            registered_time: previous.as_ref().map_or(now, |a| a.registered_time),
+            reregistered_time: reregistered.then_some(now),
+            capabilities: register.capabilities,
+        };
+        // Offers on the old incarnation are void.
+        self.rescind_agent_offers(&agent_id);
+
+        for framework_info in register.frameworks {
+            let Some(id) = framework_info.id.clone() else {
+                continue;
+            };
+            if !self.frameworks.contains_key(&id) && !self.removed_frameworks.contains(&id) {
+                self.frameworks
+                    .insert(id, Framework::recovered(framework_info));
+            }
+        }
+        for executor in register.executors {
+            let Some(framework_id) = executor.framework_id.clone() else {
+                continue;
+            };
+            if self.removed_frameworks.contains(&framework_id) {
+                continue;
+            }
+            let resources = Resources::from_list(executor.resources.clone()).unwrap_or_default();
+            agent
+                .used
+                .entry(framework_id.clone())
+                .or_default()
+                .add_all(&resources.allocated_to(None));
+            agent.executors.insert(
+                (framework_id.clone(), executor.executor_id.clone()),
+                ExecutorEntry {
+                    info: executor,
+                    framework_id,
+                },
+            );
+        }
+        let mut known_before: BTreeSet<(FrameworkId, TaskId)> = previous
+            .as_ref()
+            .map(|a| a.tasks.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut reported = Vec::new();
+        for mut task in register.tasks {
+            if self.removed_frameworks.contains(&task.framework_id) {
+                continue;
+            }
+            task.agent_id = agent_id.clone();
+            let key = (task.framework_id.clone(), task.task_id.clone());
+            known_before.remove(&key);
+            if !task.state.is_terminal() {
+                let resources = Resources::from_list(task.resources.clone()).unwrap_or_default();
+                agent
+                    .used
+                    .entry(task.framework_id.clone())
+                    .or_default()
+                    .add_all(&resources.allocated_to(None));
+            }
+            if let Some(framework) = self.frameworks.get_mut(&task.framework_id) {
+                framework
+                    .tasks
+                    .insert(task.task_id.clone(), agent_id.clone());
+            }
+            reported.push(task.clone());
+            agent.tasks.insert(key, task);
+        }
+        // Tasks the master launched that the agent does not report: the agent answers
+        // those it never received with TASK_DROPPED.
+        let mut missing: BTreeMap<FrameworkId, Vec<TaskId>> = BTreeMap::new();
+        if let Some(prev) = &previous {
+            for key in known_before {
+                if let Some(task) = prev.tasks.get(&key) {
+                    if !task.state.is_terminal() {
+                        agent.tasks.insert(key.clone(), task.clone());
+                        let resources =
+                            Resources::from_list(task.resources.clone()).unwrap_or_default();
+                        agent
+                            .used
+                            .entry(key.0.clone())
+                            .or_default()
+                            .add_all(&resources.allocated_to(None));
+                        missing
+                            .entry(key.0.clone())
+                            .or_default()
+                            .push(key.1.clone());
+                    }
+                }
+            }
+        }
+        self.agents.insert(agent_id.clone(), agent);
+        self.emit(Effect::ToLink(
+            link_id.clone(),
+            ToAgent::Registered(Registered {
+                agent_id: agent_id.clone(),
+                link_id: link_id.clone(),
+                master_info: self.master_info.clone(),
+            }),
+        ));
+        for (framework_id, task_ids) in missing {
+            self.emit(Effect::ToLink(
+                link_id.clone(),
+                ToAgent::ReconcileTasks(ReconcileTasks {
+                    framework_id,
+                    task_ids,
+                }),
+            ));
+        }
+        if was_unreachable {
+            for task in reported.iter().filter(|t| !t.state.is_terminal()) {
+                let mut status = task
+                    .statuses
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| TaskStatus::new(task.task_id.clone(), task.state));
+                status.state = task.state;
+                status.uuid = None;
+                status.source = Some(StatusSource::SourceMaster);
+                status.reason = Some(Reason::ReasonAgentReregistered);
+                status.message = Some("Agent reregistered".into());
+                status.agent_id = Some(agent_id.clone());
+                status.timestamp = Some(now);
+                self.send_to_framework(
+                    &task.framework_id,
+                    Event::Update(scheduler::Update { status }),
+                );
+            }
+        }
+        self.count(if reregistered {
+            "master/slave_reregistrations"
+        } else {
+            "master/slave_registrations"
+        });
+        self.emit(Effect::Operator(meseta_api::operator::Event::AgentAdded(
+            serde_json::json!({"agent": crate::views::agent_message(self, &agent_id)}),
+        )));
+        Ok(agent_id)
+    }
+
+    /// Resolves a link id to its agent, or the 409 that tells the agent to reregister.
+    pub fn agent_for_link(&self, link_id: &str) -> Result<AgentId, ApiError> {
+        self.agents
+            .values()
+            .find(|a| a.link_id.as_deref() == Some(link_id) && a.link == AgentLink::Connected)
+            .map(|a| a.id().clone())
+            .ok_or_else(|| {
+                ApiError::conflict(format!("Link '{link_id}' is not current; reregister"))
+            })
+    }
+
+    /// An agent's link dropped.
+    pub fn link_closed(&mut self, now: f64, agent_id: &AgentId, link_id: &str) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        if agent.link_id.as_deref() != Some(link_id) {
+            return;
+        }
+        agent.link_id = None;
+        agent.link = AgentLink::Disconnected(now);
+        self.rescind_agent_offers(agent_id);
+    }
+
+    pub(super) fn expire_agents(&mut self, now: f64) {
+        let timeout = self.config.agent_ping_timeout;
+        let due: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| match a.link {
+                AgentLink::Disconnected(since) => since + timeout <= now,
+                AgentLink::Recovering(deadline) => deadline <= now,
+                _ => false,
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for agent_id in due {
+            self.mark_unreachable(now, &agent_id);
+        }
+    }
+
+    /// The agent is unreachable: its tasks become TASK_UNREACHABLE (LOST for frameworks
+    /// that are not partition aware), frameworks get FAILURE, its offers are rescinded.
+    fn mark_unreachable(&mut self, now: f64, agent_id: &AgentId) {
+        self.rescind_agent_offers(agent_id);
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        agent.link = AgentLink::Unreachable(now);
+        let mut updates = Vec::new();
+        for ((framework_id, task_id), task) in agent.tasks.iter_mut() {
+            if task.state.is_terminal() {
+                continue;
+            }
+            task.state = TaskState::TaskUnreachable;
+            let status = master_status(
+                task_id,
+                TaskState::TaskUnreachable,
+                Reason::ReasonAgentRemoved,
+                "Agent is unreachable",
+                Some(agent_id),
+                now,
+            );
+            task.statuses
+                .retain(|s| s.state != TaskState::TaskUnreachable);
+            task.statuses.push(status.clone());
+            updates.push((framework_id.clone(), status));
+        }
+        self.count("master/slave_unreachable_completed");
+        let framework_ids: BTreeSet<FrameworkId> = self.frameworks.keys().cloned().collect();
+        for (framework_id, mut status) in updates {
+            let partition_aware = self
+                .frameworks
+                .get(&framework_id)
+                .is_some_and(|f| f.partition_aware());
+            status.state = status.state.for_framework(partition_aware);
+            self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
+        }
+        for framework_id in framework_ids {
+            self.send_to_framework(
+                &framework_id,
+                Event::Failure(Failure {
+                    agent_id: Some(agent_id.clone()),
+                    executor_id: None,
+                    status: None,
+                }),
+            );
+        }
+        self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
+            serde_json::json!({"agent_id": agent_id}),
+        )));
+    }
+
+    /// MARK_AGENT_GONE: permanent; tasks become TASK_GONE_BY_OPERATOR.
+    pub fn mark_agent_gone(&mut self, now: f64, agent_id: &AgentId) -> Result<(), ApiError> {
+        if self.gone_agents.contains(agent_id) {
+            return Ok(());
+        }
+        if !self.agents.contains_key(agent_id) {
+            return Err(ApiError::not_found(format!("Agent '{agent_id}' not found")));
+        }
+        self.emit(Effect::Persist(RegistryChange::MarkAgentGone(
+            agent_id.clone(),
+        )));
+        self.rescind_agent_offers(agent_id);
+        if let Some(link) = self.agents.get(agent_id).and_then(|a| a.link_id.clone()) {
+            self.emit(Effect::ToLink(
+                link.clone(),
+                ToAgent::Shutdown(ShutdownAgent {
+                    message: "Agent has been marked gone".into(),
+                }),
+            ));
+            self.emit(Effect::CloseLink(link));
+        }
+        let agent = self.agents.remove(agent_id).expect("checked");
+        self.gone_agents.insert(agent_id.clone());
+        for ((framework_id, task_id), mut task) in agent.tasks {
+            if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                framework.tasks.remove(&task_id);
+            }
+            if task.state.is_terminal() {
+                continue;
+            }
+            task.state = TaskState::TaskGoneByOperator;
+            let mut status = master_status(
+                &task_id,
+                TaskState::TaskGoneByOperator,
+                Reason::ReasonAgentRemovedByOperator,
+                "Agent has been marked gone",
+                Some(agent_id),
+                now,
+            );
+            let partition_aware = self
+                .frameworks
+                .get(&framework_id)
+                .is_some_and(|f| f.partition_aware());
+            status.state = status.state.for_framework(partition_aware);
+            if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                super::frameworks::push_bounded(
+                    &mut framework.completed_tasks,
+                    task,
+                    MAX_COMPLETED_TASKS,
+                );
+            }
+            self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
+        }
+        self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
+            serde_json::json!({"agent_id": agent_id}),
+        )));
+        Ok(())
+    }
+}

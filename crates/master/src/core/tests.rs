@@ -1,0 +1,578 @@
+//! Unit tests of the pure master core: events in, effects out.
+
+use super::*;
+use crate::registry::RegistryState;
+use meseta_api::internal::{ExitedExecutor, RegisterAgent, StatusUpdate, LINK_VERSION};
+use meseta_api::scheduler::{Accept, Acknowledge, Kill, ReconcileTask};
+use serde_json::json;
+
+const T0: f64 = 1_000_000.0;
+
+fn core() -> Core {
+    let info: MasterInfo =
+        serde_json::from_value(json!({"id":"m","ip":16777343,"port":5050})).unwrap();
+    let config = CoreConfig {
+        offer_timeout: Some(30.0),
+        agent_ping_timeout: 75.0,
+        agent_reregister_timeout: 600.0,
+    };
+    Core::new(info, config, RegistryState::default(), T0)
+}
+
+fn framework_info(extra: serde_json::Value) -> FrameworkInfo {
+    let mut v = json!({"user":"u","name":"f","failover_timeout":10.0});
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+fn register(core: &mut Core, link: &str, id: Option<&str>, tasks: Vec<Task>) -> AgentId {
+    let mut info: AgentInfo = serde_json::from_value(json!({"hostname":"h","port":5051})).unwrap();
+    info.resources = Resources::parse("cpus:4;mem:1024;ports:[31000-31010]")
+        .unwrap()
+        .into_vec();
+    info.id = id.map(AgentId::new);
+    let reg = RegisterAgent {
+        version: LINK_VERSION,
+        agent_info: info,
+        endpoint: "127.0.0.1:5051".into(),
+        tasks,
+        executors: vec![],
+        frameworks: vec![],
+        capabilities: vec![],
+    };
+    core.register_agent(T0, link.into(), reg).unwrap()
+}
+
+fn stream_events(effects: &[Effect], stream: &str) -> Vec<Event> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ToStream(s, ev) if s == stream => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn link_messages(effects: &[Effect], link: &str) -> Vec<ToAgent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ToLink(l, m) if l == link => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn offers(effects: &[Effect], stream: &str) -> Vec<Offer> {
+    stream_events(effects, stream)
+        .into_iter()
+        .flat_map(|e| match e {
+            Event::Offers(o) => o.offers,
+            _ => vec![],
+        })
+        .collect()
+}
+
+fn updates(effects: &[Effect], stream: &str) -> Vec<TaskStatus> {
+    stream_events(effects, stream)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Update(u) => Some(u.status),
+            _ => None,
+        })
+        .collect()
+}
+
+fn task(id: &str, agent: &AgentId, cpus: f64) -> TaskInfo {
+    serde_json::from_value(json!({
+        "name": id, "task_id": {"value": id}, "agent_id": agent,
+        "command": {"value": "true"},
+        "resources": [{"name":"cpus","type":"SCALAR","scalar":{"value":cpus}},{"name":"mem","type":"SCALAR","scalar":{"value":32}}]
+    }))
+    .unwrap()
+}
+
+fn launch(offer: &Offer, tasks: Vec<TaskInfo>) -> Accept {
+    serde_json::from_value(json!({
+        "offer_ids": [offer.id],
+        "operations": [{"type":"LAUNCH","launch":{"task_infos": tasks}}],
+    }))
+    .unwrap()
+}
+
+/// A core with one agent and one subscribed framework holding one offer.
+fn with_offer(extra: serde_json::Value) -> (Core, AgentId, FrameworkId, Offer) {
+    let mut c = core();
+    let agent = register(&mut c, "L1", None, vec![]);
+    let fid = c
+        .subscribe(T0, "S1".into(), framework_info(extra), vec![])
+        .unwrap();
+    c.drain_effects();
+    c.allocate(T0);
+    let fx = c.drain_effects();
+    let offer = offers(&fx, "S1").pop().expect("one offer");
+    (c, agent, fid, offer)
+}
+
+#[test]
+fn subscribe_persists_then_answers_subscribed_and_heartbeat() {
+    let mut c = core();
+    let id = c
+        .subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    assert_eq!(id.as_str(), "m-0000");
+    let fx = c.drain_effects();
+    assert!(matches!(&fx[0], Effect::Persist(RegistryChange::PutFramework(f, _)) if f == &id));
+    let events = stream_events(&fx, "S1");
+    assert!(matches!(&events[0], Event::Subscribed(s) if s.framework_id == id));
+    assert_eq!(events[1], Event::Heartbeat);
+}
+
+#[test]
+fn resubscribe_fails_over_the_old_stream() {
+    let mut c = core();
+    let id = c
+        .subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    c.drain_effects();
+    let mut info = framework_info(json!({}));
+    info.id = Some(id.clone());
+    assert_eq!(
+        c.subscribe(T0 + 1.0, "S2".into(), info, vec![]).unwrap(),
+        id
+    );
+    let fx = c.drain_effects();
+    assert!(
+        matches!(&stream_events(&fx, "S1")[0], Event::Error(e) if e.message == "Framework failed over")
+    );
+    assert!(fx.contains(&Effect::CloseStream("S1".into())));
+    assert!(matches!(&stream_events(&fx, "S2")[0], Event::Subscribed(_)));
+}
+
+#[test]
+fn offers_go_out_and_launch_reaches_the_agent() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    assert_eq!(
+        offer
+            .resources
+            .iter()
+            .find(|r| r.name == "cpus")
+            .unwrap()
+            .role
+            .as_deref(),
+        Some("*")
+    );
+    c.accept(T0, &fid, launch(&offer, vec![task("t1", &agent, 1.0)]));
+    let fx = c.drain_effects();
+    let msgs = link_messages(&fx, "L1");
+    assert!(matches!(&msgs[0], ToAgent::RunTask(r) if r.task.task_id.as_str() == "t1"));
+    assert!(c.offers.is_empty());
+    // The rest of the offer is filtered for the default 5 seconds.
+    c.allocate(T0 + 1.0);
+    assert!(offers(&c.drain_effects(), "S1").is_empty());
+    c.tick(T0 + 6.0);
+    c.allocate(T0 + 6.0);
+    let again = offers(&c.drain_effects(), "S1");
+    assert_eq!(
+        Resources::from_list(again[0].resources.clone())
+            .unwrap()
+            .scalar("cpus"),
+        3.0
+    );
+}
+
+#[test]
+fn invalid_launches_end_in_task_error_without_launching() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    let mut both = task("both", &agent, 0.1);
+    both.executor = Some(
+        serde_json::from_value(json!({"executor_id":{"value":"e"},"command":{"value":"x"}}))
+            .unwrap(),
+    );
+    let mut neither = task("neither", &agent, 0.1);
+    neither.command = None;
+    let tasks = vec![
+        task("ok", &agent, 1.0),
+        task("ok", &agent, 1.0),
+        task("big", &agent, 100.0),
+        task("wrong-agent", &AgentId::new("other"), 0.1),
+        both,
+        neither,
+    ];
+    c.accept(T0, &fid, launch(&offer, tasks));
+    let fx = c.drain_effects();
+    assert_eq!(link_messages(&fx, "L1").len(), 1);
+    let errs = updates(&fx, "S1");
+    assert_eq!(errs.len(), 5);
+    for s in &errs {
+        assert_eq!(s.state, TaskState::TaskError);
+        assert_eq!(s.reason, Some(Reason::ReasonTaskInvalid));
+        assert_eq!(s.source, Some(StatusSource::SourceMaster));
+        assert!(s.uuid.is_none());
+    }
+    assert!(errs[0].message.as_ref().unwrap().contains("duplicate ID"));
+    assert!(errs[1].message.as_ref().unwrap().contains("more resources"));
+    assert!(errs[2].message.as_ref().unwrap().contains("invalid agent"));
+    assert!(errs[3].message.as_ref().unwrap().contains("not both"));
+}
+
+#[test]
+fn unknown_or_reused_offer_drops_or_loses_the_tasks() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("a", &agent, 0.1)]));
+    c.drain_effects();
+    c.accept(T0, &fid, launch(&offer, vec![task("b", &agent, 0.1)]));
+    let lost = updates(&c.drain_effects(), "S1");
+    assert_eq!(lost[0].state, TaskState::TaskLost);
+    assert_eq!(lost[0].reason, Some(Reason::ReasonInvalidOffers));
+
+    let (mut c, agent, fid, offer) =
+        with_offer(json!({"capabilities":[{"type":"PARTITION_AWARE"}]}));
+    c.decline(T0, &fid, std::slice::from_ref(&offer.id), None);
+    c.accept(T0, &fid, launch(&offer, vec![task("b", &agent, 0.1)]));
+    assert_eq!(
+        updates(&c.drain_effects(), "S1")[0].state,
+        TaskState::TaskDropped
+    );
+}
+
+fn status(task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
+    let mut s = TaskStatus::new(TaskId::new(task), state);
+    s.uuid = Some(meseta_api::json::Bytes(vec![uuid; 16]));
+    s.source = Some(StatusSource::SourceExecutor);
+    StatusUpdate {
+        framework_id: FrameworkId::new("m-0000"),
+        status: s,
+        latest_state: None,
+    }
+}
+
+#[test]
+fn updates_flow_and_terminal_ack_completes_the_task() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.drain_effects();
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 1.0);
+    c.status_update(&agent, status("t", TaskState::TaskRunning, 1));
+    c.status_update(&agent, status("t", TaskState::TaskFinished, 2));
+    let fx = c.drain_effects();
+    let ups = updates(&fx, "S1");
+    assert_eq!(
+        ups.iter().map(|s| s.state).collect::<Vec<_>>(),
+        vec![TaskState::TaskRunning, TaskState::TaskFinished]
+    );
+    assert_eq!(ups[0].agent_id.as_ref(), Some(&agent));
+    // Resources are free when the terminal update arrives; the task stays until acked.
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 0.0);
+    assert!(c.frameworks[&fid].tasks.contains_key(&TaskId::new("t")));
+    c.acknowledge(
+        &fid,
+        Acknowledge {
+            agent_id: agent.clone(),
+            task_id: TaskId::new("t"),
+            uuid: meseta_api::json::Bytes(vec![2; 16]),
+        },
+    )
+    .unwrap();
+    let fx = c.drain_effects();
+    assert!(
+        matches!(&link_messages(&fx, "L1")[0], ToAgent::Acknowledge(a) if a.task_id.as_str() == "t")
+    );
+    assert!(!c.frameworks[&fid].tasks.contains_key(&TaskId::new("t")));
+    assert_eq!(c.frameworks[&fid].completed_tasks.len(), 1);
+}
+
+#[test]
+fn reconciliation_answers() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.status_update(&agent, status("t", TaskState::TaskRunning, 1));
+    c.drain_effects();
+    c.reconcile(T0, &fid, vec![]);
+    let implicit = updates(&c.drain_effects(), "S1");
+    assert_eq!(implicit.len(), 1);
+    assert_eq!(implicit[0].state, TaskState::TaskRunning);
+    assert_eq!(implicit[0].reason, Some(Reason::ReasonReconciliation));
+    assert!(implicit[0].uuid.is_none());
+
+    let ask = |t: &str, a: Option<&str>| ReconcileTask {
+        task_id: TaskId::new(t),
+        agent_id: a.map(AgentId::new),
+    };
+    c.reconcile(
+        T0,
+        &fid,
+        vec![
+            ask("t", None),
+            ask("x", Some(agent.as_str())),
+            ask("y", Some("nope")),
+            ask("z", None),
+        ],
+    );
+    let explicit = updates(&c.drain_effects(), "S1");
+    let states: Vec<TaskState> = explicit.iter().map(|s| s.state).collect();
+    // Not partition aware: GONE and UNKNOWN are reported as LOST.
+    assert_eq!(
+        states,
+        vec![
+            TaskState::TaskRunning,
+            TaskState::TaskLost,
+            TaskState::TaskLost,
+            TaskState::TaskLost
+        ]
+    );
+}
+
+#[test]
+fn partition_aware_reconciliation_states() {
+    let (mut c, agent, fid, _) = with_offer(json!({"capabilities":[{"type":"PARTITION_AWARE"}]}));
+    let ask = |t: &str, a: Option<&str>| ReconcileTask {
+        task_id: TaskId::new(t),
+        agent_id: a.map(AgentId::new),
+    };
+    c.reconcile(
+        T0,
+        &fid,
+        vec![ask("x", Some(agent.as_str())), ask("y", Some("nope"))],
+    );
+    let states: Vec<TaskState> = updates(&c.drain_effects(), "S1")
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(states, vec![TaskState::TaskGone, TaskState::TaskUnknown]);
+}
+
+#[test]
+fn kill_is_relayed_and_unknown_kill_is_reconciled() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.drain_effects();
+    c.kill(
+        T0,
+        &fid,
+        Kill {
+            task_id: TaskId::new("t"),
+            agent_id: None,
+            kill_policy: None,
+        },
+    );
+    assert!(
+        matches!(&link_messages(&c.drain_effects(), "L1")[0], ToAgent::KillTask(k) if k.task_id.as_str() == "t")
+    );
+    c.kill(
+        T0,
+        &fid,
+        Kill {
+            task_id: TaskId::new("nope"),
+            agent_id: None,
+            kill_policy: None,
+        },
+    );
+    assert_eq!(
+        updates(&c.drain_effects(), "S1")[0].state,
+        TaskState::TaskLost
+    );
+}
+
+#[test]
+fn disconnect_then_failover_timeout_removes_the_framework() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.drain_effects();
+    c.stream_closed(T0, &fid, "S1");
+    assert!(!c.frameworks[&fid].connected());
+    c.tick(T0 + 5.0);
+    assert!(
+        c.frameworks.contains_key(&fid),
+        "kept within failover_timeout"
+    );
+    c.tick(T0 + 10.5);
+    let fx = c.drain_effects();
+    assert!(!c.frameworks.contains_key(&fid));
+    assert!(c.removed_frameworks.contains(&fid));
+    assert!(matches!(
+        &link_messages(&fx, "L1")[0],
+        ToAgent::ShutdownFramework(_)
+    ));
+    assert!(
+        fx.contains(&Effect::Persist(RegistryChange::RemoveFramework(
+            fid.clone()
+        )))
+    );
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 0.0);
+    // A removed framework may not come back.
+    let mut info = framework_info(json!({}));
+    info.id = Some(fid);
+    assert_eq!(
+        c.subscribe(T0 + 20.0, "S9".into(), info, vec![])
+            .unwrap_err()
+            .status,
+        403
+    );
+}
+
+#[test]
+fn agent_reregistration_keeps_tasks_and_reconciles_missing_ones() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(
+        T0,
+        &fid,
+        launch(
+            &offer,
+            vec![task("kept", &agent, 1.0), task("lost", &agent, 1.0)],
+        ),
+    );
+    c.drain_effects();
+    c.link_closed(T0, &agent, "L1");
+    let kept = c.agents[&agent].tasks[&(fid.clone(), TaskId::new("kept"))].clone();
+    let id = register(&mut c, "L2", Some(agent.as_str()), vec![kept]);
+    assert_eq!(id, agent);
+    let fx = c.drain_effects();
+    let msgs = link_messages(&fx, "L2");
+    assert!(matches!(&msgs[0], ToAgent::Registered(r) if r.agent_id == agent));
+    assert!(
+        matches!(&msgs[1], ToAgent::ReconcileTasks(r) if r.task_ids == vec![TaskId::new("lost")])
+    );
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 2.0);
+}
+
+#[test]
+fn unreachable_agent_and_mark_gone() {
+    let (mut c, agent, fid, offer) =
+        with_offer(json!({"capabilities":[{"type":"PARTITION_AWARE"}]}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.drain_effects();
+    c.link_closed(T0, &agent, "L1");
+    c.tick(T0 + 76.0);
+    let fx = c.drain_effects();
+    let ups = updates(&fx, "S1");
+    assert_eq!(ups[0].state, TaskState::TaskUnreachable);
+    assert!(stream_events(&fx, "S1")
+        .iter()
+        .any(|e| matches!(e, Event::Failure(f) if f.agent_id.as_ref() == Some(&agent))));
+    c.mark_agent_gone(T0 + 80.0, &agent).unwrap();
+    let fx = c.drain_effects();
+    assert_eq!(updates(&fx, "S1")[0].state, TaskState::TaskGoneByOperator);
+    assert!(fx.contains(&Effect::Persist(RegistryChange::MarkAgentGone(
+        agent.clone()
+    ))));
+    let err = c.register_agent(
+        T0,
+        "L3".into(),
+        RegisterAgent {
+            version: LINK_VERSION,
+            agent_info: serde_json::from_value(json!({"hostname":"h","id":agent})).unwrap(),
+            endpoint: "x".into(),
+            tasks: vec![],
+            executors: vec![],
+            frameworks: vec![],
+            capabilities: vec![],
+        },
+    );
+    assert_eq!(err.unwrap_err().status, 403);
+}
+
+#[test]
+fn executor_exit_frees_resources_and_reports_failure() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    let mut t = task("t", &agent, 1.0);
+    t.command = None;
+    t.executor = Some(
+        serde_json::from_value(json!({
+            "executor_id":{"value":"e"},"command":{"value":"x"},
+            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.5}}]
+        }))
+        .unwrap(),
+    );
+    c.accept(T0, &fid, launch(&offer, vec![t]));
+    c.drain_effects();
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 1.5);
+    c.executor_exited(
+        &agent,
+        ExitedExecutor {
+            framework_id: fid.clone(),
+            executor_id: ExecutorId::new("e"),
+            status: Some(256),
+            resources: vec![],
+        },
+    );
+    let fx = c.drain_effects();
+    assert!(stream_events(&fx, "S1")
+        .iter()
+        .any(|e| matches!(e, Event::Failure(f) if f.status == Some(256))));
+    assert_eq!(c.agents[&agent].used_total().scalar("cpus"), 1.0);
+}
+
+#[test]
+fn registry_recovery_marks_agents_recovering_and_expires_them() {
+    let mut state = RegistryState::default();
+    let info: AgentInfo =
+        serde_json::from_value(json!({"hostname":"h","id":{"value":"old-S0"}})).unwrap();
+    state.apply(&RegistryChange::PutAgent(
+        AgentId::new("old-S0"),
+        crate::registry::AdmittedAgent {
+            info,
+            endpoint: "e".into(),
+        },
+    ));
+    let fi = framework_info(json!({"id":{"value":"old-0000"}}));
+    state.apply(&RegistryChange::PutFramework(
+        FrameworkId::new("old-0000"),
+        fi.clone(),
+    ));
+    let master: MasterInfo = serde_json::from_value(json!({"id":"m2","ip":1,"port":1})).unwrap();
+    let mut c = Core::new(
+        master,
+        CoreConfig {
+            offer_timeout: None,
+            agent_ping_timeout: 75.0,
+            agent_reregister_timeout: 600.0,
+        },
+        state,
+        T0,
+    );
+    assert!(matches!(
+        c.agents[&AgentId::new("old-S0")].link,
+        AgentLink::Recovering(_)
+    ));
+    assert!(c.frameworks[&FrameworkId::new("old-0000")].recovered);
+    // The framework resubscribes with its id.
+    assert_eq!(
+        c.subscribe(T0, "S".into(), fi, vec![]).unwrap().as_str(),
+        "old-0000"
+    );
+    c.tick(T0 + 601.0);
+    assert!(matches!(
+        c.agents[&AgentId::new("old-S0")].link,
+        AgentLink::Unreachable(_)
+    ));
+}
+
+#[test]
+fn multi_role_offers_carry_allocation_info() {
+    let (_, _, _, offer) =
+        with_offer(json!({"roles":["web"],"capabilities":[{"type":"MULTI_ROLE"}]}));
+    assert_eq!(
+        offer.allocation_info.as_ref().unwrap().role.as_deref(),
+        Some("web")
+    );
+    assert!(offer.resources.iter().all(|r| r.allocation_info.is_some()));
+}
+
+#[test]
+fn invalid_framework_info_is_rejected() {
+    let mut c = core();
+    let bad = framework_info(json!({"roles":["a"]}));
+    assert_eq!(
+        c.subscribe(T0, "S".into(), bad, vec![]).unwrap_err().status,
+        400
+    );
+    let bad_role = framework_info(json!({"role":"a/../b"}));
+    assert!(c
+        .subscribe(T0, "S".into(), bad_role, vec![])
+        .unwrap_err()
+        .message
+        .contains("Invalid role"));
+}

@@ -1,0 +1,186 @@
+//! The master's operator API, `/api/v1` (also `/api/v1/operator`).
+
+use super::streams::GuardedStream;
+use super::{
+    accepts_json, check_content_type, error, json, method_not_allowed, unavailable, AppState,
+};
+use crate::core::ApiError;
+use crate::service::{now, Service};
+use crate::views;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meseta_api::operator::{response, Call, Event};
+use serde_json::{json, Value};
+
+pub async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return method_not_allowed("POST", &method);
+    }
+    if let Err(response) = check_content_type(&headers) {
+        return response;
+    }
+    let call: Call = match serde_json::from_slice(&body) {
+        Ok(call) => call,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to convert JSON into Call protobuf: {e}"),
+            )
+        }
+    };
+    if !accepts_json(&headers) {
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json",
+        );
+    }
+    let type_name = call.type_name();
+    match call {
+        Call::GetHealth => json(&headers, &response(type_name, json!({"healthy": true}))),
+        Call::GetVersion => json(
+            &headers,
+            &response(type_name, json!({"version_info": version_info()})),
+        ),
+        Call::GetFlags => {
+            let flags: Vec<Value> = app
+                .flags
+                .iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect();
+            json(&headers, &response(type_name, json!({"flags": flags})))
+        }
+        Call::GetLoggingLevel => json(&headers, &response(type_name, json!({"level": 0}))),
+        Call::GetWeights => json(&headers, &response(type_name, json!({"weight_infos": []}))),
+        Call::GetQuota => json(&headers, &response(type_name, json!({"status": {}}))),
+        Call::GetMaintenanceStatus => json(&headers, &response(type_name, json!({"status": {}}))),
+        Call::GetMaintenanceSchedule => {
+            json(&headers, &response(type_name, json!({"schedule": {}})))
+        }
+        Call::GetOperations => json(&headers, &response(type_name, json!({"operations": []}))),
+        Call::Subscribe => subscribe(app).await,
+        Call::GetMetrics(_)
+        | Call::GetState
+        | Call::GetAgents
+        | Call::GetFrameworks
+        | Call::GetExecutors
+        | Call::GetTasks
+        | Call::GetRoles
+        | Call::GetMaster => {
+            let answer = app.service.call(move |svc| query(svc, &call)).await;
+            match answer {
+                Ok(payload) => json(&headers, &response(type_name, payload)),
+                Err(_) => unavailable(),
+            }
+        }
+        Call::Teardown(teardown) => empty_or_error(
+            app.service
+                .call(move |svc| svc.core.teardown(now(), &teardown.framework_id))
+                .await,
+        ),
+        Call::MarkAgentGone(gone) => empty_or_error(
+            app.service
+                .call(move |svc| svc.core.mark_agent_gone(now(), &gone.agent_id))
+                .await,
+        ),
+        Call::GetAgent
+        | Call::GetContainers(_)
+        | Call::GetResourceProviders
+        | Call::LaunchNestedContainer(_)
+        | Call::WaitNestedContainer(_)
+        | Call::KillNestedContainer(_)
+        | Call::RemoveNestedContainer(_)
+        | Call::LaunchNestedContainerSession(_)
+        | Call::AttachContainerInput(_)
+        | Call::AttachContainerOutput(_)
+        | Call::LaunchContainer(_)
+        | Call::WaitContainer(_)
+        | Call::KillContainer(_)
+        | Call::RemoveContainer(_)
+        | Call::PruneImages(_) => error(
+            StatusCode::BAD_REQUEST,
+            format!("{type_name} is an agent call; send it to an agent"),
+        ),
+        other => error(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{} is not supported by this master yet", other.type_name()),
+        ),
+    }
+}
+
+/// `version_info` / `/version`.
+pub fn version_info() -> Value {
+    json!({
+        "version": meseta_api::MESOS_VERSION,
+        "meseta_version": meseta_api::MESETA_VERSION,
+        "build_date": "",
+        "build_time": 0.0,
+        "build_user": "",
+    })
+}
+
+fn query(svc: &mut Service, call: &Call) -> Value {
+    let core = &svc.core;
+    match call {
+        Call::GetState => views::get_state(core),
+        Call::GetAgents => views::get_agents(core),
+        Call::GetFrameworks => views::get_frameworks(core),
+        Call::GetExecutors => views::get_executors(core),
+        Call::GetTasks => views::get_tasks(core),
+        Call::GetRoles => views::get_roles(core),
+        Call::GetMaster => views::get_master(core),
+        Call::GetMetrics(_) => {
+            let metrics: Vec<Value> = views::metrics(core)
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| json!({"name": k, "value": v}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"metrics": metrics})
+        }
+        _ => Value::Null,
+    }
+}
+
+fn empty_or_error(answer: Result<Result<(), ApiError>, crate::service::Stopped>) -> Response {
+    match answer {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn subscribe(app: AppState) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let subscribed = app
+        .service
+        .call(move |svc| {
+            let state = views::get_state(&svc.core);
+            let first = Event::Subscribed(json!({
+                "get_state": state,
+                "heartbeat_interval_seconds": crate::core::HEARTBEAT_INTERVAL_SECS,
+            }));
+            let _ = tx.send(Bytes::from(meseta_api::recordio::encode(&first)));
+            let _ = tx.send(Bytes::from(meseta_api::recordio::encode(&Event::Heartbeat)));
+            svc.add_operator_subscriber(tx);
+        })
+        .await;
+    if subscribed.is_err() {
+        return unavailable();
+    }
+    let body = GuardedStream::new(rx, || {}).into_body();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}

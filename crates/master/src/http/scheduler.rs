@@ -1,0 +1,187 @@
+//! `/api/v1/scheduler`: SUBSCRIBE opens the event stream; every other call is checked
+//! against the framework's subscription and answered 202.
+
+use super::streams::GuardedStream;
+use super::{accepts_json, check_content_type, error, method_not_allowed, unavailable, AppState};
+use crate::core::ApiError;
+use crate::service::{now, Service};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meseta_api::scheduler::{Call, CallKind, Subscribe};
+use meseta_api::FrameworkId;
+
+const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
+
+pub async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::POST {
+        return method_not_allowed("POST", &method);
+    }
+    if let Err(response) = check_content_type(&headers) {
+        return response;
+    }
+    let call: Call = match serde_json::from_slice(&body) {
+        Ok(call) => call,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to convert JSON into Call protobuf: {e}"),
+            )
+        }
+    };
+    if let Err(message) = call.validate() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to validate scheduler::Call: {message}"),
+        );
+    }
+    let stream_header = headers
+        .get(STREAM_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match call.kind {
+        CallKind::Subscribe(subscribe) => {
+            if !accepts_json(&headers) {
+                return error(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "Expecting 'Accept' to allow application/json",
+                );
+            }
+            if stream_header.is_some() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+                );
+            }
+            subscribe_stream(app, subscribe).await
+        }
+        kind => {
+            let framework_id = call
+                .framework_id
+                .expect("validated: non-subscribe calls carry framework_id");
+            match app
+                .service
+                .call(move |svc| dispatch(svc, framework_id, stream_header, kind))
+                .await
+            {
+                Ok(Ok(status)) => status.into_response(),
+                Ok(Err(e)) => e.into_response(),
+                Err(_) => unavailable(),
+            }
+        }
+    }
+}
+
+async fn subscribe_stream(app: AppState, subscribe: Subscribe) -> Response {
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sid = stream_id.clone();
+    let result = app
+        .service
+        .call(move |svc| {
+            let framework_id = svc.core.subscribe(
+                now(),
+                sid.clone(),
+                subscribe.framework_info,
+                subscribe.suppressed_roles,
+            )?;
+            svc.add_stream(sid, framework_id.clone(), tx);
+            Ok::<FrameworkId, ApiError>(framework_id)
+        })
+        .await;
+    let framework_id = match result {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return unavailable(),
+    };
+    let service = app.service.clone();
+    let sid = stream_id.clone();
+    let body = GuardedStream::new(rx, move || {
+        service.cast(move |svc| svc.core.stream_closed(now(), &framework_id, &sid));
+    })
+    .into_body();
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::HeaderName::from_static("mesos-stream-id"),
+                stream_id,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Runs a non-SUBSCRIBE call on the core after Mesos's checks: known framework (400),
+/// subscribed (403), matching stream id (400).
+/// UPDATE_FRAMEWORK answers 200, the others 202.
+fn dispatch(
+    svc: &mut Service,
+    framework_id: FrameworkId,
+    stream_id: Option<String>,
+    kind: CallKind,
+) -> Result<StatusCode, ApiError> {
+    let t = now();
+    let core = &mut svc.core;
+    let Some(framework) = core.frameworks.get(&framework_id) else {
+        return Err(ApiError::bad_request(format!(
+            "Framework '{framework_id}' not found"
+        )));
+    };
+    let Some(current) = framework.stream_id.as_deref() else {
+        return Err(ApiError::forbidden(format!(
+            "Framework '{framework_id}' is not subscribed"
+        )));
+    };
+    match stream_id.as_deref() {
+        None => return Err(ApiError::bad_request("All non-subscribe calls should include the 'Mesos-Stream-Id' header")),
+        Some(s) if s != current => {
+            return Err(ApiError::bad_request(format!(
+                "The stream ID '{s}' included in this request didn't match the stream ID currently associated with framework ID {framework_id}"
+            )))
+        }
+        Some(_) => {}
+    }
+    match kind {
+        CallKind::Subscribe(_) => unreachable!("handled by the caller"),
+        CallKind::Teardown => core.teardown(t, &framework_id)?,
+        CallKind::Accept(accept) => core.accept(t, &framework_id, accept),
+        CallKind::Decline(decline) => core.decline(
+            t,
+            &framework_id,
+            &decline.offer_ids,
+            decline.filters.as_ref(),
+        ),
+        CallKind::Revive(roles) => core.revive(&framework_id, roles.unwrap_or_default().roles),
+        CallKind::Suppress(roles) => core.suppress(&framework_id, roles.unwrap_or_default().roles),
+        CallKind::Kill(kill) => core.kill(t, &framework_id, kill),
+        CallKind::Shutdown(shutdown) => core.shutdown_executor(&framework_id, shutdown)?,
+        CallKind::Acknowledge(ack) => core.acknowledge(&framework_id, ack)?,
+        CallKind::Reconcile(reconcile) => core.reconcile(t, &framework_id, reconcile.tasks),
+        CallKind::Message(message) => core.framework_message(&framework_id, message)?,
+        CallKind::UpdateFramework(update) => {
+            core.update_framework(
+                &framework_id,
+                update.framework_info,
+                update.suppressed_roles,
+            )?;
+            return Ok(StatusCode::OK);
+        }
+        // Mesos ignores REQUEST, and inverse offers are not made yet, so there is
+        // nothing to accept, decline, acknowledge or reconcile.
+        CallKind::Request(_)
+        | CallKind::AcceptInverseOffers(_)
+        | CallKind::DeclineInverseOffers(_)
+        | CallKind::AcknowledgeOperationStatus(_)
+        | CallKind::ReconcileOperations(_) => {}
+    }
+    Ok(StatusCode::ACCEPTED)
+}

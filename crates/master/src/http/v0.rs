@@ -1,0 +1,190 @@
+//! The endpoints existing tools read: v0 JSON state, `/health`, `/version`, `/redirect`,
+//! `/teardown`, `/flags`, `/metrics/snapshot`.
+
+use super::{error, json, unavailable, AppState};
+use crate::service::{now, Service};
+use crate::views;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meseta_api::FrameworkId;
+use serde_json::{json, Map, Value};
+
+async fn view(
+    app: &AppState,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Service, &Value) -> Value + Send + 'static,
+) -> Response {
+    let flags = flags_object(app);
+    match app.service.call(move |svc| f(svc, &flags)).await {
+        Ok(value) => json(headers, &value),
+        Err(_) => unavailable(),
+    }
+}
+
+fn flags_object(app: &AppState) -> Value {
+    Value::Object(
+        app.flags
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+pub async fn state(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let leader = format!("master@{}", app.leader);
+    view(&app, &headers, move |svc, flags| {
+        views::v0_state(&svc.core, flags, &leader)
+    })
+    .await
+}
+
+pub async fn state_summary(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, _| views::v0_state_summary(&svc.core)).await
+}
+
+pub async fn frameworks(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, flags| {
+        let state = views::v0_state(&svc.core, flags, "");
+        json!({
+            "frameworks": state["frameworks"],
+            "completed_frameworks": state["completed_frameworks"],
+            "unregistered_frameworks": [],
+        })
+    })
+    .await
+}
+
+pub async fn slaves(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, flags| {
+        let state = views::v0_state(&svc.core, flags, "");
+        json!({"slaves": state["slaves"], "recovered_slaves": state["recovered_slaves"]})
+    })
+    .await
+}
+
+pub async fn tasks(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, flags| {
+        let state = views::v0_state(&svc.core, flags, "");
+        let tasks: Vec<Value> = state["frameworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|f| {
+                f["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(f["completed_tasks"].as_array().into_iter().flatten())
+                    .cloned()
+            })
+            .collect();
+        json!({"tasks": tasks})
+    })
+    .await
+}
+
+pub async fn roles(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, _| {
+        let roles = views::get_roles(&svc.core);
+        let list: Vec<Value> = roles["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let resources = meseta_api::Resources::from_list(serde_json::from_value(r["resources"].clone()).unwrap_or_default())
+                    .unwrap_or_default();
+                json!({"name": r["name"], "weight": r["weight"], "frameworks": r["frameworks"].as_array().map(|fs| fs.iter().map(|f| f["value"].clone()).collect::<Vec<_>>()), "resources": resources.to_v0_map()})
+            })
+            .collect();
+        json!({"roles": list})
+    })
+    .await
+}
+
+pub async fn flags(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    json(&headers, &json!({"flags": flags_object(&app)}))
+}
+
+pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, _| views::metrics(&svc.core)).await
+}
+
+pub async fn health() -> Response {
+    StatusCode::OK.into_response()
+}
+
+pub async fn version(headers: HeaderMap) -> Response {
+    json(&headers, &super::operator::version_info())
+}
+
+/// 307 to the leader (this master), protocol-relative as Mesos writes it.
+pub async fn redirect(State(app): State<AppState>) -> Response {
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, format!("//{}", app.leader))],
+    )
+        .into_response()
+}
+
+/// `POST /master/teardown` with the form field `frameworkId`.
+pub async fn teardown(State(app): State<AppState>, body: axum::body::Bytes) -> Response {
+    let text = String::from_utf8_lossy(&body);
+    let id = text
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "frameworkId")
+        .map(|(_, v)| percent_decode(v));
+    let Some(id) = id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter in the request body",
+        );
+    };
+    let framework_id = FrameworkId::new(id);
+    match app
+        .service
+        .call(move |svc| svc.core.teardown(now(), &framework_id))
+        .await
+    {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_form_values() {
+        assert_eq!(percent_decode("a%2Db+c"), "a-b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("x%zz"), "x%zz");
+    }
+}

@@ -1,0 +1,88 @@
+//! The registry: what the master must not forget across restarts (admitted agents, agents
+//! marked gone, frameworks and the frameworks removed for good). [`Registry`] is the
+//! storage seam a later replicated implementation plugs into; [`RedbRegistry`] is the
+//! durable local store (every commit is fsynced).
+
+mod redb_store;
+
+pub use redb_store::RedbRegistry;
+
+use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// An agent the master admitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdmittedAgent {
+    pub info: AgentInfo,
+    /// `ip:port` of the agent's HTTP endpoint.
+    pub endpoint: String,
+}
+
+/// Everything the registry holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryState {
+    pub agents: BTreeMap<AgentId, AdmittedAgent>,
+    pub gone_agents: BTreeSet<AgentId>,
+    pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
+    pub removed_frameworks: BTreeSet<FrameworkId>,
+}
+
+/// One durable change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryChange {
+    /// Admit or update an agent.
+    PutAgent(AgentId, AdmittedAgent),
+    /// An operator marked the agent gone: it may never come back.
+    MarkAgentGone(AgentId),
+    /// Add or update a framework.
+    PutFramework(FrameworkId, FrameworkInfo),
+    /// The framework was removed for good.
+    RemoveFramework(FrameworkId),
+}
+
+impl RegistryState {
+    /// Applies a change in memory (what the store does durably).
+    pub fn apply(&mut self, change: &RegistryChange) {
+        match change {
+            RegistryChange::PutAgent(id, agent) => {
+                self.agents.insert(id.clone(), agent.clone());
+            }
+            RegistryChange::MarkAgentGone(id) => {
+                self.agents.remove(id);
+                self.gone_agents.insert(id.clone());
+            }
+            RegistryChange::PutFramework(id, info) => {
+                self.frameworks.insert(id.clone(), info.clone());
+            }
+            RegistryChange::RemoveFramework(id) => {
+                self.frameworks.remove(id);
+                self.removed_frameworks.insert(id.clone());
+            }
+        }
+    }
+}
+
+/// Why the registry could not be read or written.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("cannot open the registry at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the registry at {path} is unreadable: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("registry write failed: {0}")]
+    Write(String),
+}
+
+/// Durable storage of the registry.
+pub trait Registry: Send {
+    /// Reads everything stored.
+    fn load(&self) -> Result<RegistryState, RegistryError>;
+    /// Applies changes atomically and durably.
+    fn apply(&mut self, changes: &[RegistryChange]) -> Result<(), RegistryError>;
+}

@@ -1,0 +1,185 @@
+//! The registry in a redb file (`<work_dir>/registry.redb`), one table per kind of entry,
+//! values as JSON, committed with immediate durability.
+
+use super::{AdmittedAgent, Registry, RegistryChange, RegistryError, RegistryState};
+use meseta_api::{AgentId, FrameworkId, FrameworkInfo};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+const GONE_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("gone_agents");
+const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
+const REMOVED_FRAMEWORKS: TableDefinition<&str, ()> = TableDefinition::new("removed_frameworks");
+
+/// A redb-backed registry.
+pub struct RedbRegistry {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbRegistry {
+    /// Opens (or creates) the registry file. An existing file that cannot be read is an
+    /// error: the master never silently starts empty.
+    pub fn open(path: &Path) -> Result<RedbRegistry, RegistryError> {
+        let shown = path.display().to_string();
+        let db = Database::create(path).map_err(|e| RegistryError::Open {
+            path: shown.clone(),
+            source: Box::new(e),
+        })?;
+        let registry = RedbRegistry {
+            db,
+            path: path.to_path_buf(),
+        };
+        registry.create_tables()?;
+        Ok(registry)
+    }
+
+    fn corrupt(&self, message: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Corrupt {
+            path: self.path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn create_tables(&self) -> Result<(), RegistryError> {
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        txn.open_table(AGENTS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(GONE_AGENTS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(FRAMEWORKS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(REMOVED_FRAMEWORKS)
+            .map_err(|e| self.corrupt(e))?;
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+}
+
+fn write_err(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Write(e.to_string())
+}
+
+impl Registry for RedbRegistry {
+    fn load(&self) -> Result<RegistryState, RegistryError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let mut state = RegistryState::default();
+        let agents = txn.open_table(AGENTS).map_err(|e| self.corrupt(e))?;
+        for entry in agents.iter().map_err(|e| self.corrupt(e))? {
+            let (key, value) = entry.map_err(|e| self.corrupt(e))?;
+            let agent: AdmittedAgent = serde_json::from_slice(value.value())
+                .map_err(|e| self.corrupt(format!("agent {}: {e}", key.value())))?;
+            state.agents.insert(AgentId::new(key.value()), agent);
+        }
+        let gone = txn.open_table(GONE_AGENTS).map_err(|e| self.corrupt(e))?;
+        for entry in gone.iter().map_err(|e| self.corrupt(e))? {
+            let (key, _) = entry.map_err(|e| self.corrupt(e))?;
+            state.gone_agents.insert(AgentId::new(key.value()));
+        }
+        let frameworks = txn.open_table(FRAMEWORKS).map_err(|e| self.corrupt(e))?;
+        for entry in frameworks.iter().map_err(|e| self.corrupt(e))? {
+            let (key, value) = entry.map_err(|e| self.corrupt(e))?;
+            let info: FrameworkInfo = serde_json::from_slice(value.value())
+                .map_err(|e| self.corrupt(format!("framework {}: {e}", key.value())))?;
+            state.frameworks.insert(FrameworkId::new(key.value()), info);
+        }
+        let removed = txn
+            .open_table(REMOVED_FRAMEWORKS)
+            .map_err(|e| self.corrupt(e))?;
+        for entry in removed.iter().map_err(|e| self.corrupt(e))? {
+            let (key, _) = entry.map_err(|e| self.corrupt(e))?;
+            state
+                .removed_frameworks
+                .insert(FrameworkId::new(key.value()));
+        }
+        Ok(state)
+    }
+
+    fn apply(&mut self, changes: &[RegistryChange]) -> Result<(), RegistryError> {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut agents = txn.open_table(AGENTS).map_err(write_err)?;
+            let mut gone = txn.open_table(GONE_AGENTS).map_err(write_err)?;
+            let mut frameworks = txn.open_table(FRAMEWORKS).map_err(write_err)?;
+            let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(write_err)?;
+            for change in changes {
+                match change {
+                    RegistryChange::PutAgent(id, agent) => {
+                        let bytes = serde_json::to_vec(agent).map_err(write_err)?;
+                        agents
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(write_err)?;
+                    }
+                    RegistryChange::MarkAgentGone(id) => {
+                        agents.remove(id.as_str()).map_err(write_err)?;
+                        gone.insert(id.as_str(), ()).map_err(write_err)?;
+                    }
+                    RegistryChange::PutFramework(id, info) => {
+                        let bytes = serde_json::to_vec(info).map_err(write_err)?;
+                        frameworks
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(write_err)?;
+                    }
+                    RegistryChange::RemoveFramework(id) => {
+                        frameworks.remove(id.as_str()).map_err(write_err)?;
+                        removed.insert(id.as_str(), ()).map_err(write_err)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_info(id: &str) -> AdmittedAgent {
+        AdmittedAgent {
+            info: serde_json::from_value(serde_json::json!({"hostname":"h","id":{"value":id}}))
+                .unwrap(),
+            endpoint: "127.0.0.1:5051".into(),
+        }
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.redb");
+        let changes = vec![
+            RegistryChange::PutAgent(AgentId::new("a1"), agent_info("a1")),
+            RegistryChange::PutAgent(AgentId::new("a2"), agent_info("a2")),
+            RegistryChange::MarkAgentGone(AgentId::new("a2")),
+            RegistryChange::PutFramework(
+                FrameworkId::new("f1"),
+                serde_json::from_value(
+                    serde_json::json!({"user":"u","name":"n","id":{"value":"f1"}}),
+                )
+                .unwrap(),
+            ),
+            RegistryChange::PutFramework(
+                FrameworkId::new("f2"),
+                serde_json::from_value(serde_json::json!({"user":"u","name":"n2"})).unwrap(),
+            ),
+            RegistryChange::RemoveFramework(FrameworkId::new("f2")),
+        ];
+        let mut expected = RegistryState::default();
+        for c in &changes {
+            expected.apply(c);
+        }
+        {
+            let mut reg = RedbRegistry::open(&path).unwrap();
+            reg.apply(&changes).unwrap();
+        }
+        let reg = RedbRegistry::open(&path).unwrap();
+        assert_eq!(reg.load().unwrap(), expected);
+        assert_eq!(expected.agents.len(), 1);
+        assert!(expected.gone_agents.contains(&AgentId::new("a2")));
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.redb");
+        std::fs::write(&path, b"this is not a redb database, just some bytes that are long enough to look like a header............................................").unwrap();
+        let err = RedbRegistry::open(&path).err().expect("must fail");
+        assert!(err.to_string().contains("registry"), "{err}");
+    }
+}

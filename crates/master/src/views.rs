@@ -1,0 +1,485 @@
+//! Read-only JSON views of the master's state: the operator API's messages (`Framework`,
+//! `Agent`, GET_TASKS, …) and the v0 `/state` model that the Mesos UI and tools read.
+
+use crate::core::{Agent, AgentLink, Core, Framework};
+use meseta_api::{AgentId, Resources, Task};
+use serde_json::{json, Map, Value};
+
+/// `TimeInfo`.
+pub fn time_info(seconds: f64) -> Value {
+    json!({"nanoseconds": (seconds * 1e9) as i64})
+}
+
+fn resources_json(resources: &Resources) -> Value {
+    serde_json::to_value(resources.with_explicit_roles()).expect("resources serialize")
+}
+
+fn framework_allocated(core: &Core, framework: &Framework) -> Resources {
+    let mut all = Resources::new();
+    for agent in core.agents.values() {
+        if let Some(used) = agent.used.get(framework.id()) {
+            all.add_all(used);
+        }
+    }
+    all
+}
+
+fn framework_offered(core: &Core, framework: &Framework) -> Resources {
+    let mut all = Resources::new();
+    for id in &framework.offers {
+        if let Some(o) = core.offers.get(id) {
+            all.add_all(&o.resources);
+        }
+    }
+    all
+}
+
+/// The operator API's `Framework` message.
+pub fn framework_message(core: &Core, f: &Framework) -> Value {
+    let mut out = json!({
+        "framework_info": f.info,
+        "active": f.active,
+        "connected": f.connected(),
+        "recovered": f.recovered,
+        "offers": f.offers.iter().filter_map(|id| core.offers.get(id)).map(|o| &o.offer).collect::<Vec<_>>(),
+        "inverse_offers": [],
+        "allocated_resources": resources_json(&framework_allocated(core, f)),
+        "offered_resources": resources_json(&framework_offered(core, f)),
+    });
+    let object = out.as_object_mut().expect("object");
+    for (key, time) in [
+        ("registered_time", f.registered_time),
+        ("reregistered_time", f.reregistered_time),
+        ("unregistered_time", f.unregistered_time),
+    ] {
+        if let Some(t) = time {
+            object.insert(key.into(), time_info(t));
+        }
+    }
+    out
+}
+
+/// The operator API's `Agent` message.
+pub fn agent_message(core: &Core, agent_id: &AgentId) -> Value {
+    let Some(a) = core.agents.get(agent_id) else {
+        return Value::Null;
+    };
+    let mut out = json!({
+        "agent_info": a.info,
+        "active": a.link == AgentLink::Connected,
+        "deactivated": false,
+        "version": meseta_api::MESOS_VERSION,
+        "pid": a.pid(),
+        "registered_time": time_info(a.registered_time),
+        "total_resources": resources_json(&a.total),
+        "allocated_resources": resources_json(&a.used_total()),
+        "offered_resources": resources_json(&a.offered),
+        "capabilities": a.capabilities.iter().map(|c| json!({"type": c})).collect::<Vec<_>>(),
+    });
+    if let Some(t) = a.reregistered_time {
+        out["reregistered_time"] = time_info(t);
+    }
+    out
+}
+
+/// GET_AGENTS.
+pub fn get_agents(core: &Core) -> Value {
+    let (recovering, live): (Vec<&Agent>, Vec<&Agent>) = core
+        .agents
+        .values()
+        .partition(|a| matches!(a.link, AgentLink::Recovering(_)));
+    json!({
+        "agents": live.iter().filter(|a| !matches!(a.link, AgentLink::Unreachable(_))).map(|a| agent_message(core, a.id())).collect::<Vec<_>>(),
+        "recovered_agents": recovering.iter().map(|a| &a.info).collect::<Vec<_>>(),
+    })
+}
+
+/// GET_FRAMEWORKS.
+pub fn get_frameworks(core: &Core) -> Value {
+    json!({
+        "frameworks": core.frameworks.values().map(|f| framework_message(core, f)).collect::<Vec<_>>(),
+        "completed_frameworks": core.completed_frameworks.iter().map(|f| framework_message(core, f)).collect::<Vec<_>>(),
+    })
+}
+
+/// GET_TASKS.
+pub fn get_tasks(core: &Core) -> Value {
+    let mut tasks: Vec<&Task> = Vec::new();
+    let mut unreachable: Vec<&Task> = Vec::new();
+    for agent in core.agents.values() {
+        for task in agent.tasks.values() {
+            if matches!(agent.link, AgentLink::Unreachable(_)) {
+                unreachable.push(task);
+            } else {
+                tasks.push(task);
+            }
+        }
+    }
+    let completed: Vec<&Task> = core
+        .frameworks
+        .values()
+        .chain(core.completed_frameworks.iter())
+        .flat_map(|f| f.completed_tasks.iter())
+        .collect();
+    json!({
+        "pending_tasks": [],
+        "tasks": tasks,
+        "unreachable_tasks": unreachable,
+        "completed_tasks": completed,
+        "orphan_tasks": [],
+    })
+}
+
+/// GET_EXECUTORS.
+pub fn get_executors(core: &Core) -> Value {
+    let executors: Vec<Value> = core
+        .agents
+        .values()
+        .flat_map(|a| {
+            a.executors
+                .values()
+                .map(move |e| json!({"executor_info": e.info, "agent_id": a.id()}))
+        })
+        .collect();
+    json!({"executors": executors, "orphan_executors": []})
+}
+
+/// GET_ROLES.
+pub fn get_roles(core: &Core) -> Value {
+    let mut roles: std::collections::BTreeMap<String, (Vec<Value>, Resources, Resources)> =
+        Default::default();
+    roles.entry("*".to_string()).or_default();
+    for f in core.frameworks.values() {
+        for role in f.roles() {
+            let entry = roles.entry(role).or_default();
+            entry.0.push(json!(f.id()));
+            entry.1.add_all(&framework_allocated(core, f));
+            entry.2.add_all(&framework_offered(core, f));
+        }
+    }
+    let list: Vec<Value> = roles
+        .into_iter()
+        .map(|(name, (frameworks, allocated, offered))| {
+            let mut total = allocated.clone();
+            total.add_all(&offered);
+            json!({
+                "name": name,
+                "weight": 1.0,
+                "frameworks": frameworks,
+                "resources": resources_json(&total),
+                "allocated": resources_json(&allocated),
+                "offered": resources_json(&offered),
+                "reserved": [],
+                "quota": {"role": name, "guarantee": [], "limit": {}, "consumed": {}},
+            })
+        })
+        .collect();
+    json!({"roles": list})
+}
+
+/// GET_MASTER.
+pub fn get_master(core: &Core) -> Value {
+    json!({
+        "master_info": core.master_info,
+        "start_time": core.start_time,
+        "elected_time": core.start_time,
+    })
+}
+
+/// GET_STATE.
+pub fn get_state(core: &Core) -> Value {
+    json!({
+        "get_tasks": get_tasks(core),
+        "get_executors": get_executors(core),
+        "get_frameworks": get_frameworks(core),
+        "get_agents": get_agents(core),
+    })
+}
+
+/// The v0 model of a task.
+fn v0_task(task: &Task) -> Value {
+    let resources = Resources::from_list(task.resources.clone()).unwrap_or_default();
+    let statuses: Vec<Value> = task
+        .statuses
+        .iter()
+        .map(|s| {
+            let mut v = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
+            if let Some(cs) = &s.container_status {
+                v["container_status"] = cs.clone();
+            }
+            if let Some(h) = s.healthy {
+                v["healthy"] = json!(h);
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({
+        "id": task.task_id.value,
+        "name": task.name,
+        "framework_id": task.framework_id.value,
+        "executor_id": task.executor_id.as_ref().map(|e| e.value.clone()).unwrap_or_default(),
+        "slave_id": task.agent_id.value,
+        "state": task.state,
+        "resources": resources.to_v0_map(),
+        "role": "*",
+        "statuses": statuses,
+    });
+    for (key, field) in [
+        ("labels", &task.labels),
+        ("discovery", &task.discovery),
+        ("container", &task.container),
+    ] {
+        if let Some(value) = field {
+            v[key] = if key == "labels" {
+                value.get("labels").cloned().unwrap_or(Value::Null)
+            } else {
+                value.clone()
+            };
+        }
+    }
+    if let Some(user) = &task.user {
+        v["user"] = json!(user);
+    }
+    v
+}
+
+fn v0_framework(core: &Core, f: &Framework) -> Value {
+    let used = framework_allocated(core, f);
+    let offered = framework_offered(core, f);
+    let tasks: Vec<Value> = f
+        .tasks
+        .iter()
+        .filter_map(|(task_id, agent_id)| {
+            core.agents
+                .get(agent_id)?
+                .tasks
+                .get(&(f.id().clone(), task_id.clone()))
+        })
+        .map(v0_task)
+        .collect();
+    let executors: Vec<Value> = core
+        .agents
+        .values()
+        .flat_map(|a| a.executors.values().filter(|e| &e.framework_id == f.id()).map(move |e| (a, e)))
+        .map(|(a, e)| {
+            json!({
+                "executor_id": e.info.executor_id.value,
+                "name": e.info.name.clone().unwrap_or_default(),
+                "framework_id": f.id().value,
+                "command": e.info.command,
+                "resources": Resources::from_list(e.info.resources.clone()).unwrap_or_default().to_v0_map(),
+                "slave_id": a.id().value,
+            })
+        })
+        .collect();
+    let mut held = used.clone();
+    held.add_all(&offered);
+    let capabilities: Vec<Value> = f
+        .info
+        .capabilities
+        .iter()
+        .filter_map(|c| c.kind)
+        .map(|k| json!(k))
+        .collect();
+    json!({
+        "id": f.id().value,
+        "name": f.info.name,
+        "user": f.info.user,
+        "hostname": f.info.hostname.clone().unwrap_or_default(),
+        "webui_url": f.info.webui_url.clone().unwrap_or_default(),
+        "principal": f.info.principal,
+        "role": f.info.role.clone().unwrap_or_else(|| "*".into()),
+        "roles": f.roles(),
+        "capabilities": capabilities,
+        "failover_timeout": f.info.failover_timeout,
+        "checkpoint": f.info.checkpoint,
+        "active": f.active,
+        "connected": f.connected(),
+        "recovered": f.recovered,
+        "registered_time": f.registered_time.unwrap_or(0.0),
+        "reregistered_time": f.reregistered_time.unwrap_or(0.0),
+        "unregistered_time": f.unregistered_time.unwrap_or(0.0),
+        "resources": held.to_v0_map(),
+        "used_resources": used.to_v0_map(),
+        "offered_resources": offered.to_v0_map(),
+        "tasks": tasks,
+        "unreachable_tasks": [],
+        "completed_tasks": f.completed_tasks.iter().map(v0_task).collect::<Vec<_>>(),
+        "offers": f.offers.iter().filter_map(|id| core.offers.get(id)).map(|o| json!({
+            "id": o.offer.id.value,
+            "framework_id": o.offer.framework_id.value,
+            "slave_id": o.offer.agent_id.value,
+            "resources": o.resources.to_v0_map(),
+        })).collect::<Vec<_>>(),
+        "executors": executors,
+    })
+}
+
+fn v0_agent(a: &Agent) -> Value {
+    let used = a.used_total();
+    let mut unreserved = Resources::new();
+    for r in a.total.iter().filter(|r| r.is_unreserved()) {
+        unreserved.add(r);
+    }
+    let attributes: Map<String, Value> = a
+        .info
+        .attributes
+        .iter()
+        .map(|attr| {
+            let v = if let Some(t) = &attr.text {
+                json!(t.value)
+            } else if let Some(s) = &attr.scalar {
+                json!(s.value)
+            } else {
+                json!(serde_json::to_value(attr).ok())
+            };
+            (attr.name.clone(), v)
+        })
+        .collect();
+    json!({
+        "id": a.id().value,
+        "pid": a.pid(),
+        "hostname": a.info.hostname,
+        "port": a.info.port,
+        "registered_time": a.registered_time,
+        "reregistered_time": a.reregistered_time,
+        "resources": a.total.to_v0_map(),
+        "used_resources": used.to_v0_map(),
+        "offered_resources": a.offered.to_v0_map(),
+        "reserved_resources": {},
+        "unreserved_resources": unreserved.to_v0_map(),
+        "attributes": attributes,
+        "active": a.link == AgentLink::Connected,
+        "deactivated": false,
+        "version": meseta_api::MESOS_VERSION,
+        "capabilities": a.capabilities,
+    })
+}
+
+/// The v0 `/master/state` model.
+pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
+    let active = core
+        .agents
+        .values()
+        .filter(|a| a.link == AgentLink::Connected)
+        .count();
+    let unreachable = core
+        .agents
+        .values()
+        .filter(|a| matches!(a.link, AgentLink::Unreachable(_)))
+        .count();
+    json!({
+        "version": meseta_api::MESOS_VERSION,
+        "meseta_version": meseta_api::MESETA_VERSION,
+        "build_date": "",
+        "build_time": 0,
+        "build_user": "",
+        "start_time": core.start_time,
+        "elected_time": core.start_time,
+        "id": core.master_info.id,
+        "pid": core.master_info.pid,
+        "hostname": core.master_info.hostname,
+        "leader": leader,
+        "leader_info": core.master_info,
+        "activated_slaves": active,
+        "deactivated_slaves": 0,
+        "unreachable_slaves": unreachable,
+        "flags": flags,
+        "slaves": core.agents.values().filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_))).map(v0_agent).collect::<Vec<_>>(),
+        "recovered_slaves": core.agents.values().filter(|a| matches!(a.link, AgentLink::Recovering(_))).map(|a| &a.info).collect::<Vec<_>>(),
+        "frameworks": core.frameworks.values().map(|f| v0_framework(core, f)).collect::<Vec<_>>(),
+        "completed_frameworks": core.completed_frameworks.iter().map(|f| v0_framework(core, f)).collect::<Vec<_>>(),
+        "orphan_tasks": [],
+        "unregistered_frameworks": [],
+    })
+}
+
+/// `/master/state-summary`.
+pub fn v0_state_summary(core: &Core) -> Value {
+    let state = v0_state(core, &Value::Null, "");
+    json!({
+        "hostname": state["hostname"],
+        "cluster": Value::Null,
+        "slaves": state["slaves"],
+        "frameworks": state["frameworks"].as_array().map(|fs| fs.iter().map(|f| json!({
+            "id": f["id"], "name": f["name"], "pid": Value::Null, "used_resources": f["used_resources"],
+            "offered_resources": f["offered_resources"], "capabilities": f["capabilities"],
+            "hostname": f["hostname"], "webui_url": f["webui_url"], "active": f["active"],
+            "TASK_RUNNING": f["tasks"].as_array().map_or(0, |t| t.iter().filter(|t| t["state"] == "TASK_RUNNING").count()),
+        })).collect::<Vec<_>>()),
+    })
+}
+
+/// `/metrics/snapshot`: a flat map of numbers.
+pub fn metrics(core: &Core) -> Value {
+    let mut m = Map::new();
+    let count = |pred: &dyn Fn(&Agent) -> bool| core.agents.values().filter(|a| pred(a)).count();
+    m.insert("master/elected".into(), json!(1.0));
+    m.insert("master/uptime_secs".into(), json!(0.0));
+    m.insert(
+        "master/slaves_active".into(),
+        json!(count(&|a| a.link == AgentLink::Connected)),
+    );
+    m.insert(
+        "master/slaves_connected".into(),
+        json!(count(&|a| a.link == AgentLink::Connected)),
+    );
+    m.insert(
+        "master/slaves_disconnected".into(),
+        json!(count(&|a| matches!(a.link, AgentLink::Disconnected(_)))),
+    );
+    m.insert(
+        "master/slaves_unreachable".into(),
+        json!(count(&|a| matches!(a.link, AgentLink::Unreachable(_)))),
+    );
+    m.insert(
+        "master/frameworks_active".into(),
+        json!(core.frameworks.values().filter(|f| f.active).count()),
+    );
+    m.insert(
+        "master/frameworks_connected".into(),
+        json!(core.frameworks.values().filter(|f| f.connected()).count()),
+    );
+    m.insert(
+        "master/frameworks_disconnected".into(),
+        json!(core.frameworks.values().filter(|f| !f.connected()).count()),
+    );
+    m.insert("master/outstanding_offers".into(), json!(core.offers.len()));
+    let mut by_state: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    for agent in core.agents.values() {
+        for task in agent.tasks.values() {
+            *by_state.entry(task.state.name()).or_default() += 1;
+        }
+    }
+    for state in [
+        "TASK_STAGING",
+        "TASK_STARTING",
+        "TASK_RUNNING",
+        "TASK_KILLING",
+        "TASK_UNREACHABLE",
+    ] {
+        let key = format!(
+            "master/tasks_{}",
+            state.trim_start_matches("TASK_").to_ascii_lowercase()
+        );
+        m.insert(key, json!(by_state.get(state).copied().unwrap_or(0)));
+    }
+    for (name, value) in &core.metrics {
+        m.insert((*name).to_string(), json!(value));
+    }
+    let mut total = Resources::new();
+    let mut used = Resources::new();
+    for agent in core
+        .agents
+        .values()
+        .filter(|a| a.link == AgentLink::Connected)
+    {
+        total.add_all(&agent.total);
+        used.add_all(&agent.used_total());
+    }
+    for name in ["cpus", "mem", "disk", "gpus"] {
+        m.insert(format!("master/{name}_total"), json!(total.scalar(name)));
+        m.insert(format!("master/{name}_used"), json!(used.scalar(name)));
+    }
+    Value::Object(m)
+}
