@@ -81,20 +81,18 @@ EOF
 }
 
 # Builds http-parser from its sdist with parser.c regenerated for this Python.
-install_http_parser() {
-    local tmp
+install_http_parser() (
     tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
     "$PY" -m pip download -q --no-binary :all: --no-deps --dest "$tmp" "$HTTP_PARSER"
     tar -xzf "$tmp"/http-parser-*.tar.gz -C "$tmp"
-    local src=("$tmp"/http-parser-*/)
-    local log
+    src=("$tmp"/http-parser-*/)
     log=$(cd "${src[0]}" && "$VENV/bin/cython" -2 http_parser/parser.pyx 2>&1) || {
         echo "$log" >&2
-        return 1
+        exit 1
     }
     "$PY" -m pip install -q --use-pep517 "${src[0]}"
-    rm -rf "$tmp"
-}
+)
 
 ensure_venv() {
     if [ -d "$VENV" ] && ! "$PY" -c '' 2>/dev/null; then
