@@ -115,7 +115,8 @@ pub enum ResourceError {
 
 /// Rounds to Mesos's fixed-point precision (three decimals).
 fn fixed(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    // `+ 0.0` turns a negative zero (an empty float sum is -0.0) into 0.0.
+    (v * 1000.0).round() / 1000.0 + 0.0
 }
 
 impl Resource {
@@ -733,7 +734,7 @@ mod tests {
         let r = Resources::parse("cpus:2;ports:[1-2,4-5]").unwrap();
         let m = r.to_v0_map();
         assert_eq!(m["cpus"], 2.0);
-        assert_eq!(m["mem"], 0.0);
+        assert_eq!(m["mem"].to_string(), "0.0");
         assert_eq!(m["ports"], "[1-2, 4-5]");
     }
 

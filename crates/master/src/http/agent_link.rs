@@ -2,7 +2,7 @@
 //! master→agent messages; agent→master messages arrive as single POSTs.
 
 use super::streams::GuardedStream;
-use super::{check_content_type, error, unavailable, AppState};
+use super::{content_type_error, error, unavailable, AppState};
 use crate::core::ApiError;
 use crate::service::now;
 use axum::body::Bytes;
@@ -13,7 +13,7 @@ use meseta_api::internal::{RegisterAgent, ToMaster, LINK_ID_HEADER};
 use meseta_api::AgentId;
 
 pub async fn link(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(response) = check_content_type(&headers) {
+    if let Some(response) = content_type_error(&headers) {
         return response;
     }
     let register: RegisterAgent = match serde_json::from_slice(&body) {
@@ -56,7 +56,7 @@ pub async fn link(State(app): State<AppState>, headers: HeaderMap, body: Bytes) 
 }
 
 pub async fn message(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(response) = check_content_type(&headers) {
+    if let Some(response) = content_type_error(&headers) {
         return response;
     }
     let Some(link_id) = headers

@@ -127,10 +127,10 @@ pub fn json(headers: &HeaderMap, value: &serde_json::Value) -> Response {
 }
 
 /// Checks `Content-Type` as Mesos does: 400 when absent, 415 unless JSON (parameters such
-/// as `charset=utf-8` are accepted).
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+/// as `charset=utf-8` are accepted). Returns the error response, if any.
+pub fn content_type_error(headers: &HeaderMap) -> Option<Response> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(error(
+        return Some(error(
             StatusCode::BAD_REQUEST,
             "Expecting 'Content-Type' to be present",
         ));
@@ -144,12 +144,12 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
         .trim()
         .to_ascii_lowercase();
     match media.as_str() {
-        "application/json" => Ok(()),
-        "application/x-protobuf" => Err(error(
+        "application/json" => None,
+        "application/x-protobuf" => Some(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Expecting 'Content-Type' of application/json: this master does not speak protobuf",
         )),
-        other => Err(error(
+        other => Some(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Expecting 'Content-Type' of application/json or application/x-protobuf, got '{other}'"),
         )),

@@ -2,7 +2,7 @@
 
 use super::streams::GuardedStream;
 use super::{
-    accepts_json, check_content_type, error, json, method_not_allowed, unavailable, AppState,
+    accepts_json, content_type_error, error, json, method_not_allowed, unavailable, AppState,
 };
 use crate::core::ApiError;
 use crate::service::{now, Service};
@@ -23,7 +23,7 @@ pub async fn handle(
     if method != Method::POST {
         return method_not_allowed("POST", &method);
     }
-    if let Err(response) = check_content_type(&headers) {
+    if let Some(response) = content_type_error(&headers) {
         return response;
     }
     let call: Call = match serde_json::from_slice(&body) {

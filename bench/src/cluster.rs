@@ -1,0 +1,119 @@
+//! A `meseta local` process on free loopback ports, started and stopped by a benchmark.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `meseta local`.
+pub struct LocalCluster {
+    child: Child,
+    pub master: String,
+    log: PathBuf,
+}
+
+/// The `meseta` binary: `$MESETA_BIN`, else the release build of this workspace (built
+/// first, which is a no-op when it is fresh).
+pub fn meseta_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("MESETA_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "meseta"])
+        .current_dir(workspace)
+        .status()
+        .context("running cargo build --release -p meseta")?;
+    if !status.success() {
+        bail!("cargo build --release -p meseta failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    Ok(target.join("release/meseta"))
+}
+
+fn free_port_pair() -> Result<u16> {
+    for _ in 0..50 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = a.local_addr()?.port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no two consecutive free ports on 127.0.0.1")
+}
+
+impl LocalCluster {
+    /// Starts `meseta local` with its state under `work_dir` and waits for its agent.
+    pub async fn start(binary: &Path, work_dir: &Path) -> Result<LocalCluster> {
+        let port = free_port_pair()?;
+        std::fs::create_dir_all(work_dir)?;
+        let log = work_dir.join("meseta-local.log");
+        let child = Command::new(binary)
+            .args(["local", "--port", &port.to_string(), "--work-dir"])
+            .arg(work_dir.join("state"))
+            .env("MESETA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let cluster = LocalCluster {
+            child,
+            master: format!("127.0.0.1:{port}"),
+            log,
+        };
+        cluster.wait_for_agent().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_for_agent(&self) -> Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://{}/api/v1", self.master);
+        while Instant::now() < deadline {
+            let answer = http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(r#"{"type":"GET_AGENTS"}"#)
+                .send()
+                .await;
+            if let Ok(response) = answer {
+                if let Ok(body) = response.json::<serde_json::Value>().await {
+                    if body["get_agents"]["agents"]
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "meseta local did not register its agent within 30 s; see {}",
+            self.log.display()
+        )
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // SIGTERM lets it shut down its agent's executors; then make sure it is gone.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

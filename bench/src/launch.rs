@@ -1,0 +1,220 @@
+//! The launch benchmark: N trivial tasks (`true`) through the scheduler API of a
+//! `meseta local`, measuring tasks per second to TASK_FINISHED and the latency from
+//! ACCEPT to TASK_RUNNING; then the same N jobs through Slurm (`sbatch --wrap true`).
+
+use crate::cluster::{meseta_binary, LocalCluster};
+use crate::slurm::SlurmPeer;
+use crate::stats::percentile;
+use anyhow::{bail, Context, Result};
+use meseta_api::scheduler::Event;
+use meseta_api::{Filters, FrameworkInfo, Offer, Resources, TaskId, TaskInfo, TaskState};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct LaunchArgs {
+    /// How many tasks to launch.
+    #[arg(long, default_value_t = 1000)]
+    tasks: usize,
+    /// The peer to compare with: `slurm` or `none`.
+    #[arg(long, default_value = "slurm")]
+    peer: String,
+    /// CPUs each task asks for.
+    #[arg(long, default_value_t = 0.01)]
+    task_cpus: f64,
+    /// Memory (MB) each task asks for.
+    #[arg(long, default_value_t = 8.0)]
+    task_mem: f64,
+    /// Where state and logs go (a fresh temporary directory by default).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+#[derive(Serialize)]
+pub struct LaunchReport {
+    tasks: usize,
+    seconds: f64,
+    tasks_per_s: f64,
+    p50_launch_ms: f64,
+    p99_launch_ms: f64,
+    failed: usize,
+    peer: String,
+    peer_tasks_per_s: Option<f64>,
+    ratio: Option<f64>,
+}
+
+pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
+    let work_dir = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("meseta-bench-launch-{}", std::process::id())),
+    };
+    let binary = meseta_binary()?;
+    let ours = {
+        let cluster = LocalCluster::start(&binary, &work_dir.join("meseta")).await?;
+        let result = measure(&cluster.master, &args).await;
+        drop(cluster);
+        result?
+    };
+    eprintln!(
+        "meseta: {} tasks in {:.2} s = {:.1} tasks/s; ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms",
+        args.tasks, ours.seconds, ours.tasks_per_s, ours.p50_launch_ms, ours.p99_launch_ms
+    );
+    let (peer_tasks_per_s, ratio) = match args.peer.as_str() {
+        "none" => (None, None),
+        "slurm" => {
+            let tasks = args.tasks;
+            let slurm_dir = work_dir.join("slurm");
+            std::fs::create_dir_all(&slurm_dir)?;
+            let peer = tokio::task::spawn_blocking(move || -> Result<_> {
+                let peer = SlurmPeer::start(&slurm_dir)?;
+                peer.run_jobs(tasks)
+            })
+            .await??;
+            eprintln!(
+                "slurm: {} jobs in {:.2} s = {:.1} jobs/s",
+                peer.jobs, peer.seconds, peer.jobs_per_s
+            );
+            (
+                Some(peer.jobs_per_s),
+                Some(ours.tasks_per_s / peer.jobs_per_s),
+            )
+        }
+        other => bail!("unknown peer '{other}' (use slurm or none)"),
+    };
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    Ok(LaunchReport {
+        peer: args.peer,
+        peer_tasks_per_s,
+        ratio,
+        ..ours
+    })
+}
+
+/// Launches the tasks on whatever offers come and waits until all are terminal.
+async fn measure(master: &str, args: &LaunchArgs) -> Result<LaunchReport> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let info: FrameworkInfo = serde_json::from_value(serde_json::json!({
+        "user": user, "name": "meseta-bench-launch", "failover_timeout": 0.0,
+    }))?;
+    let (scheduler, mut events) =
+        meseta_scheduler::subscribe(meseta_scheduler::Config::new(master, info))?;
+    let per_task = Resources::parse(&format!("cpus:{};mem:{}", args.task_cpus, args.task_mem))?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut next_task = 0usize;
+    let mut accepted_at: HashMap<TaskId, Instant> = HashMap::new();
+    let mut launch_ms = Vec::with_capacity(args.tasks);
+    let mut finished = 0usize;
+    let mut failed = 0usize;
+    let mut started: Option<Instant> = None;
+    let no_refusal = Some(Filters {
+        refuse_seconds: 0.0,
+    });
+    while finished + failed < args.tasks {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(remaining, events.next())
+            .await
+            .context("timed out waiting for the tasks")?
+            .context("the subscription ended")??;
+        match event {
+            Event::Offers(offers) => {
+                for offer in offers.offers {
+                    let tasks = pack(&offer, &per_task, &mut next_task, args.tasks);
+                    if tasks.is_empty() {
+                        scheduler
+                            .decline(
+                                vec![offer.id],
+                                Some(Filters {
+                                    refuse_seconds: 3600.0,
+                                }),
+                            )
+                            .await?;
+                        continue;
+                    }
+                    let now = Instant::now();
+                    started.get_or_insert(now);
+                    for t in &tasks {
+                        accepted_at.insert(t.task_id.clone(), now);
+                    }
+                    scheduler
+                        .launch(vec![offer.id], tasks, no_refusal.clone())
+                        .await?;
+                }
+            }
+            Event::Update(update) => {
+                let status = update.status;
+                match status.state {
+                    TaskState::TaskRunning => {
+                        if let Some(at) = accepted_at.get(&status.task_id) {
+                            launch_ms.push(at.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                    TaskState::TaskFinished => finished += 1,
+                    s if s.is_terminal() => {
+                        failed += 1;
+                        eprintln!(
+                            "task {} ended {:?}: {}",
+                            status.task_id,
+                            s,
+                            status.message.unwrap_or_default()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Event::Error(e) => bail!("the master sent ERROR: {}", e.message),
+            _ => {}
+        }
+    }
+    let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let _ = scheduler.teardown().await;
+    scheduler.close();
+    Ok(LaunchReport {
+        tasks: args.tasks,
+        seconds,
+        tasks_per_s: finished as f64 / seconds.max(1e-9),
+        p50_launch_ms: percentile(&launch_ms, 50.0).unwrap_or(f64::NAN),
+        p99_launch_ms: percentile(&launch_ms, 99.0).unwrap_or(f64::NAN),
+        failed,
+        peer: String::new(),
+        peer_tasks_per_s: None,
+        ratio: None,
+    })
+}
+
+/// As many of the remaining tasks as fit in the offer.
+fn pack(offer: &Offer, per_task: &Resources, next_task: &mut usize, total: usize) -> Vec<TaskInfo> {
+    let mut free = Resources::from_list(offer.resources.clone())
+        .unwrap_or_default()
+        .allocated_to(None);
+    let mut tasks = Vec::new();
+    while *next_task < total && free.contains(per_task) {
+        free.subtract_all(per_task);
+        let id = format!("bench-{}", *next_task);
+        *next_task += 1;
+        tasks.push(TaskInfo {
+            name: id.clone(),
+            task_id: TaskId::new(id),
+            agent_id: offer.agent_id.clone(),
+            resources: per_task.clone().into_vec(),
+            executor: None,
+            command: Some(meseta_api::CommandInfo::shell("true")),
+            container: None,
+            health_check: None,
+            check: None,
+            kill_policy: None,
+            data: None,
+            labels: None,
+            discovery: None,
+            max_completion_time: None,
+            limits: None,
+        });
+    }
+    tasks
+}
