@@ -11,7 +11,8 @@ Fixtures:
   master lists its agent; a new one for each test. A :class:`LocalCluster`.
 * ``module_cluster``: the same, shared by the tests of one module.
 * ``meseta``: a :class:`Launcher` that starts ``meseta local``, ``meseta master`` and
-  ``meseta agent`` processes, for tests that kill -9 and restart them.
+  ``meseta agent`` processes, for tests that kill -9 and restart them (and, with
+  ``spawn``, any meseta command line as given).
 
 Helpers: :func:`wait_for`, :func:`free_port`, :class:`Endpoint` (the operator API,
 the v0 endpoints and ``/files`` of one master or agent; :class:`ApiError`),
@@ -255,6 +256,9 @@ class MesetaProcess:
         self.popen = None
         # Whether the process may be down: not started yet, or stopped by the test.
         self.exit_expected = True
+        # Variables added to its environment (MESETA_* ones included), for tests of
+        # flags read from the environment.
+        self.env = {}
 
     def __repr__(self):
         return f"MesetaProcess({self.name}, port {self.port}, pid {self.pid})"
@@ -287,6 +291,7 @@ class MesetaProcess:
         # MESETA_LOG, passes from this environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESETA_")}
         env.update(RUST_BACKTRACE="1", MESETA_LOG=os.environ.get("MESETA_LOG", "info"))
+        env.update(self.env)
         banner = f"==== {time.strftime('%H:%M:%S')} starting: {' '.join(self.command)}\n".encode()
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             out.write(banner)
@@ -335,6 +340,31 @@ class MesetaProcess:
         self.exit_expected = True
         self.popen.send_signal(sig)
         self.popen.wait(timeout)
+
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        """Waits for a process that is to exit by itself (see :meth:`expect_exit`) and
+        returns its exit status; raises ``TimeoutError``, with the logs, if it still
+        runs after ``timeout`` seconds."""
+        self.expect_exit()
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(
+                f"{self.name} (pid {self.popen.pid}) still runs after {timeout:g}s\n{self.logs()}"
+            ) from None
+
+    def output(self, stream="stderr"):
+        """What the process wrote to ``stream`` (``"stdout"`` or ``"stderr"``) over
+        all its runs, without the launcher's ``==== starting`` lines (which hold the
+        command line)."""
+        path = self.stdout_path if stream == "stdout" else self.stderr_path
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "".join(
+            line for line in text.splitlines(keepends=True) if not line.startswith("==== ")
+        )
 
     def restart(self, wait=True, timeout=DEFAULT_TIMEOUT):
         """kill -9 the process if it runs, then start it again."""
@@ -458,6 +488,20 @@ class Launcher:
         self.processes.append(process)
         _ACTIVE.append(process)
         return process
+
+    def spawn(
+        self, name, args, *, port=None, work_dir=None, env=None, wait=True, timeout=DEFAULT_TIMEOUT
+    ):
+        """Starts ``meseta <args>`` exactly as given (no flags added), managed like the
+        others: logs, death checks and cleanup. ``port`` is the one whose ``/health``
+        ``wait`` waits for (needed with ``wait``); ``work_dir`` (default
+        ``base_dir/<name>``) is only created, not passed; ``env`` is added to the
+        process's environment (see :attr:`MesetaProcess.env`)."""
+        if wait and port is None:
+            raise ValueError("waiting for /health needs the port")
+        process = self._process(name, args, port, work_dir or self.base_dir / name)
+        process.env.update(env or {})
+        return process.start(wait=wait, timeout=timeout)
 
     def local(self, *, name="local", extra_args=(), timeout=DEFAULT_TIMEOUT):
         """Starts ``meseta local --port P --work-dir D`` and waits until its master

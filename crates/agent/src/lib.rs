@@ -1,9 +1,36 @@
-//! The Meseta agent (placeholder until the agent lands).
+//! The Meseta agent: runs executors for the master's tasks and reports on them.
+//!
+//! [`run`] wires the parts: resource detection ([`detect`]), the checkpoint store
+//! ([`store`]) and its writer thread ([`outbox`]), the actor that owns all state
+//! ([`agent`], over the pure cores [`book`] and [`updates`]), the master link ([`link`]),
+//! and the HTTP server ([`http`]: the executor API, the operator API, `/files`, v0
+//! endpoints). Executors run through a `meseta_containerizer::Launcher`.
 
+mod agent;
+mod book;
+mod command;
+pub mod detect;
+mod executor_api;
+mod files;
+mod http;
+mod launch;
+mod link;
+mod operator_api;
+mod outbox;
+mod paths;
+mod store;
+mod updates;
+mod views;
+
+use anyhow::Context;
+use meseta_api::AgentInfo;
+use meseta_containerizer::{Launcher, PosixLauncher};
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// What to do with executors found running when the agent starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +47,9 @@ impl std::str::FromStr for RecoverPolicy {
         match s {
             "reconnect" => Ok(RecoverPolicy::Reconnect),
             "cleanup" => Ok(RecoverPolicy::Cleanup),
-            other => Err(format!("--recover must be 'reconnect' or 'cleanup', not '{other}'")),
+            other => Err(format!(
+                "--recover must be 'reconnect' or 'cleanup', not '{other}'"
+            )),
         }
     }
 }
@@ -47,12 +76,159 @@ pub struct AgentConfig {
     pub meseta_binary: PathBuf,
 }
 
-/// Runs the agent until `shutdown` resolves.
+impl AgentConfig {
+    /// The flags as `/flags` and GET_FLAGS show them (Mesos's snake_case names).
+    fn flag_list(&self) -> Vec<(String, String)> {
+        let duration = meseta_api::duration::format;
+        let recover = match self.recover {
+            RecoverPolicy::Reconnect => "reconnect",
+            RecoverPolicy::Cleanup => "cleanup",
+        };
+        let mut flags = vec![
+            ("ip", self.ip.to_string()),
+            ("port", self.port.to_string()),
+            ("master", self.master.clone()),
+            ("work_dir", self.work_dir.display().to_string()),
+            ("isolation", self.isolation.clone()),
+            ("recover", recover.to_string()),
+            (
+                "executor_registration_timeout",
+                duration(self.executor_registration_timeout),
+            ),
+            (
+                "executor_shutdown_grace_period",
+                duration(self.executor_shutdown_grace_period),
+            ),
+            ("launcher", "posix".to_string()),
+        ];
+        for (name, value) in [
+            ("hostname", &self.hostname),
+            ("resources", &self.resources),
+            ("attributes", &self.attributes),
+        ] {
+            if let Some(v) = value {
+                flags.push((name, v.clone()));
+            }
+        }
+        flags.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+/// Runs the agent until `shutdown` resolves (or the master shuts it down). Checkpointed
+/// executors keep running after it returns; a restarted agent recovers them.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let _ = config;
-    shutdown.await;
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+    let machine = detect::Machine::detect(&config.work_dir);
+    let total =
+        detect::total_resources(&machine, config.resources.as_deref()).context("--resources")?;
+    let attributes = detect::parse_attributes(config.attributes.as_deref().unwrap_or_default())
+        .map_err(anyhow::Error::msg)
+        .context("--attributes")?;
+    for isolator in config
+        .isolation
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        if !isolator.starts_with("posix/") && isolator != "filesystem/posix" {
+            tracing::warn!(
+                "isolator '{isolator}' is not available with the posix launcher; ignoring it"
+            );
+        }
+    }
+    let hostname = match &config.hostname {
+        Some(h) => h.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| config.ip.to_string()),
+    };
+    let agent_info = AgentInfo {
+        hostname,
+        port: config.port,
+        resources: total.clone().into_vec(),
+        attributes,
+        id: None,
+        domain: None,
+    };
+    let store = store::Store::open(&paths::checkpoint_db(&config.work_dir))?;
+    let recovered = store.load()?;
+    let listener = tokio::net::TcpListener::bind((config.ip, config.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.ip, config.port))?;
+    tracing::info!(
+        "agent listening on {}:{} (resources {total})",
+        config.ip,
+        config.port
+    );
+
+    let config = Arc::new(config);
+    let flags = Arc::new(config.flag_list());
+    let launcher: Arc<dyn Launcher> = Arc::new(PosixLauncher::new());
+    let (commands_tx, commands_rx) = mpsc::channel(4096);
+    let (recovered_tx, recovered_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = http::App {
+        commands: commands_tx.clone(),
+        recovered: recovered_rx,
+        launcher: launcher.clone(),
+        flags: flags.clone(),
+    };
+    let server = tokio::spawn(serve(listener, app, stop_rx.clone()));
+
+    let (link_tx, link_rx) = mpsc::unbounded_channel();
+    let (outbox, writer) = outbox::Outbox::spawn(store, link_tx);
+    let mut actor = agent::Agent::new(agent::Parts {
+        config: config.clone(),
+        flags,
+        agent_info,
+        total,
+        launcher,
+        outbox,
+        commands: commands_tx.clone(),
+    });
+    actor.recover(recovered);
+    recovered_tx.send_replace(true);
+    let link = tokio::spawn(link::run(
+        config.master.clone(),
+        commands_tx,
+        link_rx,
+        stop_rx,
+    ));
+
+    let shut_down_by_master = actor.run(commands_rx, shutdown).await;
+    stop_tx.send_replace(true);
+    let _ = link.await;
+    if tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the HTTP server did not stop in time");
+    }
+    tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the checkpoint writer panicked"))?;
+    if shut_down_by_master {
+        tracing::warn!("agent stopped: the master shut it down");
+    }
     Ok(())
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: http::App, mut stop: watch::Receiver<bool>) {
+    use axum::ServiceExt;
+    let service = tower_http::normalize_path::NormalizePath::trim_trailing_slash(http::router(app));
+    let server = axum::serve(
+        listener,
+        ServiceExt::<axum::extract::Request>::into_make_service(service),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    if let Err(e) = server.await {
+        tracing::error!("HTTP server: {e}");
+    }
 }

@@ -48,8 +48,6 @@ macro_rules! tagged_union {
         }
     ) => {
         $(#[$doc])*
-        // Messages are built, sent and dropped; boxing payloads would only add allocations.
-        #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug, PartialEq)]
         pub enum $name {
             $( $(#[$vdoc])* $variant $( ( tagged_union!(@ty $($payload)+) ) )? ),*

@@ -60,7 +60,9 @@ pub struct MasterFlags {
 
 impl MasterFlags {
     pub fn into_config(self) -> Result<meseta_master::MasterConfig> {
-        let work_dir = self.work_dir.unwrap_or_else(|| default_work_dir().join("master"));
+        let work_dir = self
+            .work_dir
+            .unwrap_or_else(|| default_work_dir().join("master"));
         Ok(meseta_master::MasterConfig {
             ip: self.ip,
             port: self.port,
@@ -120,8 +122,17 @@ pub struct AgentCommonFlags {
 
 impl AgentFlags {
     pub fn into_config(self) -> Result<meseta_agent::AgentConfig> {
-        let work_dir = self.work_dir.unwrap_or_else(|| default_work_dir().join("agent"));
-        agent_config(self.ip, self.port, self.hostname, self.master, work_dir, self.common)
+        let work_dir = self
+            .work_dir
+            .unwrap_or_else(|| default_work_dir().join("agent"));
+        agent_config(
+            self.ip,
+            self.port,
+            self.hostname,
+            self.master,
+            work_dir,
+            self.common,
+        )
     }
 }
 
@@ -172,7 +183,10 @@ impl LocalFlags {
         let work_dir = self.work_dir.unwrap_or_else(default_work_dir);
         let agent_port = match self.agent_port {
             Some(p) => p,
-            None => self.port.checked_add(1).context("--port leaves no room for the agent's port")?,
+            None => self
+                .port
+                .checked_add(1)
+                .context("--port leaves no room for the agent's port")?,
         };
         let master = MasterFlags {
             ip,
@@ -194,6 +208,7 @@ impl LocalFlags {
             self.agent,
         )?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_all = stop_tx.clone();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -201,11 +216,17 @@ impl LocalFlags {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let master_task = tokio::spawn(meseta_master::run(master, stopped(stop_rx.clone())));
-        let agent_task = tokio::spawn(meseta_agent::run(agent, stopped(stop_rx)));
-        let (m, a) = tokio::join!(master_task, agent_task);
-        m??;
-        a??;
+        let mut master_task = tokio::spawn(meseta_master::run(master, stopped(stop_rx.clone())));
+        let mut agent_task = tokio::spawn(meseta_agent::run(agent, stopped(stop_rx)));
+        // Whichever ends first (an error, or the shutdown) stops the other.
+        let (first, other) = tokio::select! {
+            m = &mut master_task => (m, agent_task),
+            a = &mut agent_task => (a, master_task),
+        };
+        let _ = stop_all.send(true);
+        let second = other.await;
+        first??;
+        second??;
         Ok(())
     }
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use flags::{AgentFlags, LocalFlags, MasterFlags};
 
 #[derive(Parser)]
-#[command(name = "meseta", version, about = "A Mesos-compatible datacenter operating system")]
+#[command(
+    name = "meseta",
+    version,
+    about = "A Mesos-compatible datacenter operating system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -25,8 +25,6 @@ pub const MAX_COMPLETED_TASKS: usize = 1000;
 pub const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 
 /// Something the I/O layer must do, in order.
-// Effects are drained right after they are made; boxing would only add allocations.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Write to the registry; durable before any later effect is performed.

@@ -177,9 +177,14 @@ pub fn accepts_json(headers: &HeaderMap) -> bool {
 }
 
 /// The 405 Mesos answers for a wrong method.
-pub fn method_not_allowed(expected: &str, got: &axum::http::Method) -> Response {
-    error(
+pub fn method_not_allowed(expected: &'static str, got: &axum::http::Method) -> Response {
+    let mut response = error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("Expecting a '{expected}' request, received '{got}'"),
-    )
+    );
+    response.headers_mut().insert(
+        header::ALLOW,
+        axum::http::HeaderValue::from_static(expected),
+    );
+    response
 }

@@ -97,6 +97,8 @@ async fn subscribe_stream(app: AppState, subscribe: Subscribe) -> Response {
         .await;
     let framework_id = match result {
         Ok(Ok(id)) => id,
+        // A refused SUBSCRIBE is an ERROR event on a 200 stream that then closes.
+        Ok(Err(e)) if e.status == 403 => return refused_stream(e.message),
         Ok(Err(e)) => return e.into_response(),
         Err(_) => return unavailable(),
     };
@@ -115,6 +117,20 @@ async fn subscribe_stream(app: AppState, subscribe: Subscribe) -> Response {
                 stream_id,
             ),
         ],
+        body,
+    )
+        .into_response()
+}
+
+fn refused_stream(message: String) -> Response {
+    let event = meseta_api::scheduler::Event::Error(meseta_api::scheduler::Error { message });
+    let record = Bytes::from(meseta_api::recordio::encode(&event));
+    let body = axum::body::Body::from_stream(futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(record)
+    }));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response()

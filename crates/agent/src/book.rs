@@ -1,0 +1,978 @@
+//! The agent's bookkeeping, a pure core: frameworks → executors → tasks (queued for an
+//! executor that has not subscribed, launched, terminated with the terminal update not yet
+//! acknowledged, completed), executor lifecycle and the resources in use. No I/O: the
+//! agent's actor calls these methods and acts on what they return.
+
+use meseta_api::{
+    ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Reason, Resource, Resources,
+    Task, TaskId, TaskInfo, TaskState, TaskStatus,
+};
+use meseta_containerizer::ProcessRef;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+
+/// How many completed executors (per framework), tasks (per executor) and frameworks are kept.
+const MAX_COMPLETED: usize = 50;
+
+/// An executor's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorState {
+    /// Launched (or recovered), not subscribed yet.
+    Registering,
+    /// Subscribed.
+    Running,
+    /// Being shut down.
+    Terminating,
+    /// Its process is gone.
+    Terminated,
+}
+
+/// The status to give tasks still live when their executor goes away.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Termination {
+    pub state: TaskState,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A task handed to (or recovered with) an executor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEntry {
+    pub info: TaskInfo,
+    pub task: Task,
+}
+
+/// One executor run.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    pub info: ExecutorInfo,
+    pub container_id: ContainerId,
+    pub directory: PathBuf,
+    pub command_executor: bool,
+    pub state: ExecutorState,
+    pub process: Option<ProcessRef>,
+    /// Tasks waiting for the executor to subscribe, in arrival order.
+    pub queued: Vec<TaskInfo>,
+    pub launched: BTreeMap<TaskId, TaskEntry>,
+    pub terminated: BTreeMap<TaskId, TaskEntry>,
+    pub completed: VecDeque<Task>,
+    /// Tasks a KILL was sent for.
+    pub killing: BTreeSet<TaskId>,
+    /// Set when the agent decided why the executor ends (registration timeout, …).
+    pub termination: Option<Termination>,
+}
+
+impl Executor {
+    fn has_tasks(&self) -> bool {
+        !self.queued.is_empty() || !self.launched.is_empty() || !self.terminated.is_empty()
+    }
+
+    /// Every task of this run that is not completed, with the queued ones as STAGING.
+    pub fn live_and_unacked_tasks(&self, framework: &FrameworkInfo) -> Vec<Task> {
+        let fid = framework.id.clone().unwrap_or_default();
+        let mut out: Vec<Task> = self
+            .queued
+            .iter()
+            .map(|info| {
+                new_task(
+                    info,
+                    &fid,
+                    framework,
+                    &self.info.executor_id,
+                    self.command_executor,
+                )
+            })
+            .collect();
+        out.extend(self.launched.values().map(|e| e.task.clone()));
+        out.extend(self.terminated.values().map(|e| e.task.clone()));
+        out
+    }
+
+    /// Resources held: the executor's own plus its non-terminal tasks'.
+    pub fn used_resources(&self) -> Resources {
+        let mut r = Resources::new();
+        if self.state == ExecutorState::Terminated {
+            return r;
+        }
+        let lists = std::iter::once(&self.info.resources)
+            .chain(self.queued.iter().map(|t| &t.resources))
+            .chain(self.launched.values().map(|e| &e.info.resources));
+        for list in lists {
+            for res in list {
+                r.add(res);
+            }
+        }
+        r
+    }
+}
+
+/// A framework with tasks on this agent.
+#[derive(Clone, Debug)]
+pub struct Framework {
+    pub info: FrameworkInfo,
+    pub terminating: bool,
+    pub executors: BTreeMap<ExecutorId, Executor>,
+    pub completed_executors: VecDeque<Executor>,
+}
+
+/// A new executor run's identity, chosen by the caller.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub container_id: ContainerId,
+    pub directory: PathBuf,
+}
+
+/// What to do with a task the master asked us to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunOutcome {
+    /// A new executor was created with the task queued: launch it.
+    LaunchExecutor,
+    /// Queued for an executor that has not subscribed yet.
+    Queued,
+    /// The executor is subscribed: send it LAUNCH (the task is now launched).
+    Deliver(TaskInfo),
+    /// The task cannot run: answer with this status.
+    Rejected(Termination),
+}
+
+/// What to do with KILL_TASK.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KillOutcome {
+    /// The task is not here.
+    Unknown,
+    /// The task never reached its executor: it is killed now, with this reason. `idle`
+    /// says the executor (not subscribed) has nothing left to run.
+    KillNow {
+        executor_id: ExecutorId,
+        reason: Reason,
+        idle: bool,
+    },
+    /// Send KILL to the subscribed executor.
+    Forward { executor_id: ExecutorId },
+    /// The executor is already going away; its exit settles the task.
+    Ignore,
+}
+
+/// Why an executor's SUBSCRIBE is refused (all answered 400).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("Framework {0} is not known to this agent")]
+    UnknownFramework(FrameworkId),
+    #[error("Executor {0} of framework {1} is not known to this agent")]
+    UnknownExecutor(ExecutorId, FrameworkId),
+    #[error("Executor {0} is terminating or terminated")]
+    Terminating(ExecutorId),
+}
+
+/// What an executor left behind when its process exited.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exited {
+    pub command_executor: bool,
+    pub framework_terminating: bool,
+    /// Tasks that had not reached a terminal state, with whether a kill was under way.
+    pub live_tasks: Vec<(TaskId, bool)>,
+    pub termination: Option<Termination>,
+    pub executor_resources: Vec<Resource>,
+}
+
+/// What was cleaned up after an acknowledgement or an exit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub executor_completed: bool,
+    pub framework_completed: bool,
+}
+
+/// All frameworks, executors and tasks of the agent.
+#[derive(Clone, Debug, Default)]
+pub struct Book {
+    pub frameworks: BTreeMap<FrameworkId, Framework>,
+    pub completed_frameworks: VecDeque<Framework>,
+}
+
+fn new_task(
+    info: &TaskInfo,
+    framework_id: &FrameworkId,
+    framework: &FrameworkInfo,
+    executor_id: &ExecutorId,
+    command_executor: bool,
+) -> Task {
+    let mut task = Task::from_info(info, framework_id, Some(framework.user.clone()));
+    if !command_executor {
+        task.executor_id = Some(executor_id.clone());
+    }
+    task
+}
+
+fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
+    list.push_back(item);
+    while list.len() > MAX_COMPLETED {
+        list.pop_front();
+    }
+}
+
+impl Book {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn framework(&self, id: &FrameworkId) -> Option<&Framework> {
+        self.frameworks.get(id)
+    }
+
+    pub fn executor(&self, framework: &FrameworkId, executor: &ExecutorId) -> Option<&Executor> {
+        self.frameworks.get(framework)?.executors.get(executor)
+    }
+
+    pub fn executor_mut(
+        &mut self,
+        framework: &FrameworkId,
+        executor: &ExecutorId,
+    ) -> Option<&mut Executor> {
+        self.frameworks
+            .get_mut(framework)?
+            .executors
+            .get_mut(executor)
+    }
+
+    /// Adds a framework or refreshes its info (UPDATE_FRAMEWORK, or a new task).
+    pub fn upsert_framework(&mut self, info: FrameworkInfo) {
+        let id = info.id.clone().unwrap_or_default();
+        match self.frameworks.get_mut(&id) {
+            Some(f) => f.info = info,
+            None => {
+                self.completed_frameworks
+                    .retain(|f| f.info.id.as_ref() != Some(&id));
+                self.frameworks.insert(
+                    id,
+                    Framework {
+                        info,
+                        terminating: false,
+                        executors: BTreeMap::new(),
+                        completed_executors: VecDeque::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether any executor of the framework has this task (queued, launched or
+    /// terminated and unacknowledged).
+    pub fn knows_task(&self, framework: &FrameworkId, task: &TaskId) -> bool {
+        self.task_executor(framework, task).is_some()
+    }
+
+    /// The executor holding a task that is not completed.
+    pub fn task_executor(&self, framework: &FrameworkId, task: &TaskId) -> Option<&Executor> {
+        self.frameworks
+            .get(framework)?
+            .executors
+            .values()
+            .find(|e| {
+                e.launched.contains_key(task)
+                    || e.terminated.contains_key(task)
+                    || e.queued.iter().any(|q| &q.task_id == task)
+            })
+    }
+
+    /// RUN_TASK, after `upsert_framework`.
+    pub fn run_task(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor: ExecutorInfo,
+        command_executor: bool,
+        task: TaskInfo,
+        new_run: NewRun,
+    ) -> RunOutcome {
+        let rejected = |state, reason, message: String| {
+            RunOutcome::Rejected(Termination {
+                state,
+                reason,
+                message,
+            })
+        };
+        if self.knows_task(framework_id, &task.task_id) {
+            return rejected(
+                TaskState::TaskError,
+                Reason::ReasonTaskInvalid,
+                format!("Task {} is already running on this agent", task.task_id),
+            );
+        }
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return rejected(
+                TaskState::TaskDropped,
+                Reason::ReasonFrameworkRemoved,
+                format!("Framework {framework_id} is not known to this agent"),
+            );
+        };
+        if framework.terminating {
+            return rejected(
+                TaskState::TaskDropped,
+                Reason::ReasonFrameworkRemoved,
+                format!("Framework {framework_id} is being shut down"),
+            );
+        }
+        let info = framework.info.clone();
+        match framework.executors.get_mut(&executor.executor_id) {
+            None => {
+                framework.executors.insert(
+                    executor.executor_id.clone(),
+                    Executor {
+                        info: executor,
+                        container_id: new_run.container_id,
+                        directory: new_run.directory,
+                        command_executor,
+                        state: ExecutorState::Registering,
+                        process: None,
+                        queued: vec![task],
+                        launched: BTreeMap::new(),
+                        terminated: BTreeMap::new(),
+                        completed: VecDeque::new(),
+                        killing: BTreeSet::new(),
+                        termination: None,
+                    },
+                );
+                RunOutcome::LaunchExecutor
+            }
+            Some(e) => match e.state {
+                ExecutorState::Registering => {
+                    e.queued.push(task);
+                    RunOutcome::Queued
+                }
+                ExecutorState::Running => {
+                    let entry = TaskEntry {
+                        task: new_task(
+                            &task,
+                            framework_id,
+                            &info,
+                            &e.info.executor_id,
+                            e.command_executor,
+                        ),
+                        info: task.clone(),
+                    };
+                    e.launched.insert(task.task_id.clone(), entry);
+                    RunOutcome::Deliver(task)
+                }
+                ExecutorState::Terminating | ExecutorState::Terminated => rejected(
+                    TaskState::TaskDropped,
+                    Reason::ReasonExecutorTerminated,
+                    format!("Executor {} is terminating", e.info.executor_id),
+                ),
+            },
+        }
+    }
+
+    /// An executor SUBSCRIBE: marks it running, keeps the tasks it reports that we do not
+    /// know (after an agent restart), and returns the queued tasks to send as LAUNCH.
+    pub fn subscribe(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        unacknowledged_tasks: Vec<TaskInfo>,
+    ) -> Result<Vec<TaskInfo>, SubscribeError> {
+        let framework = self
+            .frameworks
+            .get_mut(framework_id)
+            .ok_or_else(|| SubscribeError::UnknownFramework(framework_id.clone()))?;
+        let info = framework.info.clone();
+        let terminating = framework.terminating;
+        let e = framework.executors.get_mut(executor_id).ok_or_else(|| {
+            SubscribeError::UnknownExecutor(executor_id.clone(), framework_id.clone())
+        })?;
+        if terminating
+            || matches!(
+                e.state,
+                ExecutorState::Terminating | ExecutorState::Terminated
+            )
+        {
+            return Err(SubscribeError::Terminating(executor_id.clone()));
+        }
+        e.state = ExecutorState::Running;
+        for task in unacknowledged_tasks {
+            let known = e.launched.contains_key(&task.task_id)
+                || e.terminated.contains_key(&task.task_id)
+                || e.completed.iter().any(|c| c.task_id == task.task_id);
+            if !known {
+                let entry = TaskEntry {
+                    task: new_task(&task, framework_id, &info, executor_id, e.command_executor),
+                    info: task,
+                };
+                e.launched.insert(entry.info.task_id.clone(), entry);
+            }
+        }
+        let queued = std::mem::take(&mut e.queued);
+        for task in &queued {
+            let entry = TaskEntry {
+                task: new_task(task, framework_id, &info, executor_id, e.command_executor),
+                info: task.clone(),
+            };
+            e.launched.insert(task.task_id.clone(), entry);
+        }
+        Ok(queued)
+    }
+
+    /// Records a status of a task (from its executor or the agent): its state and status
+    /// list; a terminal one moves the task to `terminated` (its resources are free).
+    /// Returns the task's executor and entry as it now is, when the task is known.
+    pub fn record_status(
+        &mut self,
+        framework_id: &FrameworkId,
+        status: &TaskStatus,
+    ) -> Option<(ExecutorId, TaskEntry)> {
+        let framework = self.frameworks.get_mut(framework_id)?;
+        let info = framework.info.clone();
+        let e = framework.executors.values_mut().find(|e| {
+            e.launched.contains_key(&status.task_id)
+                || e.terminated.contains_key(&status.task_id)
+                || e.queued.iter().any(|q| q.task_id == status.task_id)
+        })?;
+        if let Some(pos) = e.queued.iter().position(|q| q.task_id == status.task_id) {
+            let task = e.queued.remove(pos);
+            let entry = TaskEntry {
+                task: new_task(
+                    &task,
+                    framework_id,
+                    &info,
+                    &e.info.executor_id,
+                    e.command_executor,
+                ),
+                info: task,
+            };
+            e.launched.insert(status.task_id.clone(), entry);
+        }
+        let mut entry = match e.launched.remove(&status.task_id) {
+            Some(entry) => entry,
+            None => e.terminated.remove(&status.task_id)?,
+        };
+        let mut recorded = status.clone();
+        recorded.data = None;
+        entry.task.statuses.push(recorded);
+        if !entry.task.state.is_terminal() {
+            entry.task.state = status.state;
+        }
+        let snapshot = (e.info.executor_id.clone(), entry.clone());
+        if entry.task.state.is_terminal() {
+            e.killing.remove(&status.task_id);
+            e.terminated.insert(status.task_id.clone(), entry);
+        } else {
+            e.launched.insert(status.task_id.clone(), entry);
+        }
+        Some(snapshot)
+    }
+
+    /// The framework acknowledged a terminal update: the task is completed.
+    pub fn acknowledged_terminal(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+    ) -> Cleanup {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return Cleanup::default();
+        };
+        let Some((executor_id, e)) = framework
+            .executors
+            .iter_mut()
+            .find(|(_, e)| e.terminated.contains_key(task_id))
+        else {
+            return Cleanup::default();
+        };
+        let entry = e.terminated.remove(task_id).expect("found");
+        push_bounded(&mut e.completed, entry.task);
+        let executor_id = executor_id.clone();
+        self.reap(framework_id, Some(&executor_id))
+    }
+
+    /// Moves a terminated executor with no task left to the completed list, and its
+    /// framework too when that was its last executor.
+    /// Without an executor, only the framework is considered.
+    pub fn reap(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: Option<&ExecutorId>,
+    ) -> Cleanup {
+        let mut cleanup = Cleanup::default();
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return cleanup;
+        };
+        let executor_id = executor_id.filter(|id| {
+            framework
+                .executors
+                .get(*id)
+                .is_some_and(|e| e.state == ExecutorState::Terminated && !e.has_tasks())
+        });
+        if let Some(executor_id) = executor_id {
+            let e = framework.executors.remove(executor_id).expect("checked");
+            push_bounded(&mut framework.completed_executors, e);
+            cleanup.executor_completed = true;
+        }
+        if framework.executors.is_empty() {
+            let f = self.frameworks.remove(framework_id).expect("present");
+            push_bounded(&mut self.completed_frameworks, f);
+            cleanup.framework_completed = true;
+        }
+        cleanup
+    }
+
+    /// KILL_TASK.
+    pub fn kill_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) -> KillOutcome {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return KillOutcome::Unknown;
+        };
+        let Some(e) = framework.executors.values_mut().find(|e| {
+            e.launched.contains_key(task_id) || e.queued.iter().any(|q| &q.task_id == task_id)
+        }) else {
+            return if framework
+                .executors
+                .values()
+                .any(|e| e.terminated.contains_key(task_id))
+            {
+                KillOutcome::Ignore
+            } else {
+                KillOutcome::Unknown
+            };
+        };
+        let executor_id = e.info.executor_id.clone();
+        let queued = e.queued.iter().any(|q| &q.task_id == task_id);
+        match e.state {
+            ExecutorState::Terminating | ExecutorState::Terminated => KillOutcome::Ignore,
+            ExecutorState::Registering => {
+                let reason = if queued {
+                    Reason::ReasonTaskKilledDuringLaunch
+                } else {
+                    Reason::ReasonExecutorUnregistered
+                };
+                let others = e.queued.iter().filter(|q| &q.task_id != task_id).count()
+                    + e.launched.len()
+                    - usize::from(!queued);
+                KillOutcome::KillNow {
+                    executor_id,
+                    reason,
+                    idle: others == 0,
+                }
+            }
+            ExecutorState::Running if queued => KillOutcome::KillNow {
+                executor_id,
+                reason: Reason::ReasonTaskKilledDuringLaunch,
+                idle: false,
+            },
+            ExecutorState::Running => {
+                e.killing.insert(task_id.clone());
+                KillOutcome::Forward { executor_id }
+            }
+        }
+    }
+
+    /// Starts shutting an executor down; returns whether it was subscribed (and so gets
+    /// a SHUTDOWN event first) or `None` when there is nothing to shut down.
+    pub fn begin_shutdown(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Option<bool> {
+        let e = self.executor_mut(framework_id, executor_id)?;
+        match e.state {
+            ExecutorState::Terminating | ExecutorState::Terminated => None,
+            state => {
+                e.state = ExecutorState::Terminating;
+                Some(state == ExecutorState::Running)
+            }
+        }
+    }
+
+    /// SHUTDOWN_FRAMEWORK: marks the framework terminating; returns its executors.
+    pub fn begin_framework_shutdown(&mut self, framework_id: &FrameworkId) -> Vec<ExecutorId> {
+        match self.frameworks.get_mut(framework_id) {
+            Some(f) => {
+                f.terminating = true;
+                f.executors.keys().cloned().collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The executor's process exited. `None` when it is not the current run.
+    pub fn executor_exited(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        container_id: &ContainerId,
+    ) -> Option<Exited> {
+        let framework = self.frameworks.get_mut(framework_id)?;
+        let framework_terminating = framework.terminating;
+        let e = framework.executors.get_mut(executor_id)?;
+        if &e.container_id != container_id || e.state == ExecutorState::Terminated {
+            return None;
+        }
+        e.state = ExecutorState::Terminated;
+        let live_tasks = e
+            .queued
+            .iter()
+            .map(|t| &t.task_id)
+            .chain(e.launched.keys())
+            .map(|id| (id.clone(), e.killing.contains(id)))
+            .collect();
+        if framework_terminating {
+            // The master already forgot these tasks: no updates, just forget them too.
+            e.queued.clear();
+            e.launched.clear();
+            e.terminated.clear();
+        }
+        Some(Exited {
+            command_executor: e.command_executor,
+            framework_terminating,
+            live_tasks,
+            termination: e.termination.clone(),
+            executor_resources: e.info.resources.clone(),
+        })
+    }
+
+    /// Tasks to report when (re)registering: every task not completed.
+    pub fn registration_tasks(&self) -> Vec<Task> {
+        self.frameworks
+            .values()
+            .flat_map(|f| {
+                f.executors
+                    .values()
+                    .flat_map(move |e| e.live_and_unacked_tasks(&f.info))
+            })
+            .collect()
+    }
+
+    /// Executors to report when (re)registering: live custom executors, with their
+    /// framework id set (the master does not track command executors).
+    pub fn registration_executors(&self) -> Vec<ExecutorInfo> {
+        self.frameworks
+            .iter()
+            .flat_map(|(fid, f)| {
+                f.executors
+                    .values()
+                    .filter(|e| !e.command_executor && e.state != ExecutorState::Terminated)
+                    .map(move |e| ExecutorInfo {
+                        framework_id: Some(fid.clone()),
+                        ..e.info.clone()
+                    })
+            })
+            .collect()
+    }
+
+    /// Resources held by every executor and its tasks.
+    pub fn used_resources(&self) -> Resources {
+        let mut total = Resources::new();
+        for e in self.frameworks.values().flat_map(|f| f.executors.values()) {
+            total.add_all(&e.used_resources());
+        }
+        total
+    }
+}
+
+/// The status for a task left live by its executor's exit (Mesos's
+/// `sendExecutorTerminatedStatusUpdate`): the recorded termination when the agent caused
+/// it, TASK_KILLED for a command task being killed, TASK_FAILED otherwise.
+pub fn exit_termination(exited: &Exited, killing: bool, wait_status: Option<i32>) -> Termination {
+    if let Some(t) = &exited.termination {
+        return t.clone();
+    }
+    if exited.command_executor && killing {
+        return Termination {
+            state: TaskState::TaskKilled,
+            reason: Reason::ReasonExecutorTerminated,
+            message: "Command terminated while the task was being killed".to_string(),
+        };
+    }
+    Termination {
+        state: TaskState::TaskFailed,
+        reason: Reason::ReasonExecutorTerminated,
+        message: match wait_status {
+            Some(s) if s & 0x7f != 0 => format!("Executor terminated by signal {}", s & 0x7f),
+            Some(s) => format!("Executor exited with status {}", s >> 8),
+            None => "Executor terminated".to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fid() -> FrameworkId {
+        FrameworkId::new("F")
+    }
+
+    fn framework() -> FrameworkInfo {
+        serde_json::from_value(json!({"user":"alice","name":"fw","id":{"value":"F"}})).unwrap()
+    }
+
+    fn executor(id: &str) -> ExecutorInfo {
+        serde_json::from_value(json!({"executor_id":{"value":id},
+            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}}]}))
+        .unwrap()
+    }
+
+    fn task(id: &str) -> TaskInfo {
+        serde_json::from_value(
+            json!({"name":id,"task_id":{"value":id},"agent_id":{"value":"A"},
+            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":1}}]}),
+        )
+        .unwrap()
+    }
+
+    fn run(id: &str) -> NewRun {
+        NewRun {
+            container_id: ContainerId::new(id),
+            directory: PathBuf::from(format!("/sb/{id}")),
+        }
+    }
+
+    fn status(task: &str, state: TaskState) -> TaskStatus {
+        TaskStatus::new(TaskId::new(task), state)
+    }
+
+    fn book_with_running_executor() -> Book {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        assert_eq!(
+            b.run_task(&fid(), executor("e"), false, task("t1"), run("c1")),
+            RunOutcome::LaunchExecutor
+        );
+        assert_eq!(
+            b.run_task(&fid(), executor("e"), false, task("t2"), run("c2")),
+            RunOutcome::Queued
+        );
+        let delivered = b.subscribe(&fid(), &ExecutorId::new("e"), vec![]).unwrap();
+        assert_eq!(
+            delivered
+                .iter()
+                .map(|t| t.task_id.value.as_str())
+                .collect::<Vec<_>>(),
+            ["t1", "t2"]
+        );
+        b
+    }
+
+    #[test]
+    fn tasks_queue_until_subscribe_then_deliver_directly() {
+        let mut b = book_with_running_executor();
+        let e = b.executor(&fid(), &ExecutorId::new("e")).unwrap();
+        assert_eq!(
+            e.container_id,
+            ContainerId::new("c1"),
+            "the first run's identity is kept"
+        );
+        assert_eq!(e.launched.len(), 2);
+        assert_eq!(
+            e.launched[&TaskId::new("t1")].task.executor_id,
+            Some(ExecutorId::new("e"))
+        );
+        assert!(matches!(
+            b.run_task(&fid(), executor("e"), false, task("t3"), run("x")),
+            RunOutcome::Deliver(_)
+        ));
+        assert!(matches!(
+            b.run_task(&fid(), executor("e"), false, task("t3"), run("x")),
+            RunOutcome::Rejected(Termination {
+                state: TaskState::TaskError,
+                ..
+            })
+        ));
+        assert_eq!(b.used_resources().scalar("cpus"), 3.1);
+        assert_eq!(b.registration_tasks().len(), 3);
+        assert_eq!(b.registration_executors()[0].framework_id, Some(fid()));
+    }
+
+    #[test]
+    fn unknown_framework_or_executor_cannot_subscribe() {
+        let mut b = book_with_running_executor();
+        assert!(matches!(
+            b.subscribe(&FrameworkId::new("nope"), &ExecutorId::new("e"), vec![]),
+            Err(SubscribeError::UnknownFramework(_))
+        ));
+        assert!(matches!(
+            b.subscribe(&fid(), &ExecutorId::new("nope"), vec![]),
+            Err(SubscribeError::UnknownExecutor(..))
+        ));
+        assert_eq!(b.begin_shutdown(&fid(), &ExecutorId::new("e")), Some(true));
+        assert!(matches!(
+            b.subscribe(&fid(), &ExecutorId::new("e"), vec![]),
+            Err(SubscribeError::Terminating(_))
+        ));
+        assert_eq!(
+            b.begin_shutdown(&fid(), &ExecutorId::new("e")),
+            None,
+            "already terminating"
+        );
+    }
+
+    #[test]
+    fn terminal_status_frees_resources_and_ack_completes() {
+        let mut b = book_with_running_executor();
+        let (_, running) = b
+            .record_status(&fid(), &status("t1", TaskState::TaskRunning))
+            .unwrap();
+        assert_eq!(running.task.state, TaskState::TaskRunning);
+        b.record_status(&fid(), &status("t1", TaskState::TaskFinished))
+            .unwrap();
+        let (executor_id, late) = b
+            .record_status(&fid(), &status("t1", TaskState::TaskRunning))
+            .unwrap();
+        assert_eq!(executor_id, ExecutorId::new("e"));
+        assert_eq!(
+            late.task.state,
+            TaskState::TaskFinished,
+            "terminal is final"
+        );
+        assert_eq!(late.task.statuses.len(), 3);
+        assert_eq!(b.used_resources().scalar("cpus"), 1.1);
+        assert_eq!(
+            b.acknowledged_terminal(&fid(), &TaskId::new("t1")),
+            Cleanup::default()
+        );
+        let e = b.executor(&fid(), &ExecutorId::new("e")).unwrap();
+        assert_eq!(e.completed.len(), 1);
+        assert!(!b.knows_task(&fid(), &TaskId::new("t1")));
+        assert!(b.knows_task(&fid(), &TaskId::new("t2")));
+    }
+
+    #[test]
+    fn exit_reports_live_tasks_and_reaps_after_acks() {
+        let mut b = book_with_running_executor();
+        b.record_status(&fid(), &status("t1", TaskState::TaskFinished))
+            .unwrap();
+        assert!(b
+            .executor_exited(&fid(), &ExecutorId::new("e"), &ContainerId::new("stale"))
+            .is_none());
+        let exited = b
+            .executor_exited(&fid(), &ExecutorId::new("e"), &ContainerId::new("c1"))
+            .unwrap();
+        assert_eq!(exited.live_tasks, vec![(TaskId::new("t2"), false)]);
+        assert!(
+            b.executor_exited(&fid(), &ExecutorId::new("e"), &ContainerId::new("c1"))
+                .is_none(),
+            "once"
+        );
+        let t = exit_termination(&exited, false, Some(1 << 8));
+        assert_eq!(
+            (t.state, t.reason),
+            (TaskState::TaskFailed, Reason::ReasonExecutorTerminated)
+        );
+        assert_eq!(t.message, "Executor exited with status 1");
+        assert_eq!(
+            exit_termination(&exited, false, Some(9)).message,
+            "Executor terminated by signal 9"
+        );
+        b.record_status(&fid(), &status("t2", t.state)).unwrap();
+        assert_eq!(b.used_resources().scalar("cpus"), 0.0);
+        assert_eq!(
+            b.acknowledged_terminal(&fid(), &TaskId::new("t1")),
+            Cleanup::default()
+        );
+        let c = b.acknowledged_terminal(&fid(), &TaskId::new("t2"));
+        assert_eq!(
+            c,
+            Cleanup {
+                executor_completed: true,
+                framework_completed: true
+            }
+        );
+        assert!(b.frameworks.is_empty());
+        assert_eq!(b.completed_frameworks[0].completed_executors.len(), 1);
+        b.upsert_framework(framework());
+        assert!(
+            b.completed_frameworks.is_empty(),
+            "a returning framework is active again"
+        );
+    }
+
+    #[test]
+    fn killing_queued_and_launched_tasks() {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        b.run_task(&fid(), executor("e"), true, task("t1"), run("c1"));
+        assert_eq!(
+            b.kill_task(&fid(), &TaskId::new("t1")),
+            KillOutcome::KillNow {
+                executor_id: ExecutorId::new("e"),
+                reason: Reason::ReasonTaskKilledDuringLaunch,
+                idle: true
+            }
+        );
+        b.run_task(&fid(), executor("e"), true, task("t2"), run("c1"));
+        assert!(matches!(
+            b.kill_task(&fid(), &TaskId::new("t1")),
+            KillOutcome::KillNow { idle: false, .. }
+        ));
+        b.subscribe(&fid(), &ExecutorId::new("e"), vec![]).unwrap();
+        assert_eq!(
+            b.kill_task(&fid(), &TaskId::new("t2")),
+            KillOutcome::Forward {
+                executor_id: ExecutorId::new("e")
+            }
+        );
+        assert_eq!(
+            b.kill_task(&fid(), &TaskId::new("zz")),
+            KillOutcome::Unknown
+        );
+        let exited = b
+            .executor_exited(&fid(), &ExecutorId::new("e"), &ContainerId::new("c1"))
+            .unwrap();
+        let live: Vec<_> = exited.live_tasks.clone();
+        assert!(live.contains(&(TaskId::new("t2"), true)));
+        let t = exit_termination(&exited, true, Some(15));
+        assert_eq!(
+            t.state,
+            TaskState::TaskKilled,
+            "a command task killed on request"
+        );
+    }
+
+    #[test]
+    fn recovered_launched_task_is_killed_without_its_executor() {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        b.run_task(&fid(), executor("e"), false, task("t1"), run("c1"));
+        b.subscribe(&fid(), &ExecutorId::new("e"), vec![]).unwrap();
+        b.executor_mut(&fid(), &ExecutorId::new("e")).unwrap().state = ExecutorState::Registering;
+        assert_eq!(
+            b.kill_task(&fid(), &TaskId::new("t1")),
+            KillOutcome::KillNow {
+                executor_id: ExecutorId::new("e"),
+                reason: Reason::ReasonExecutorUnregistered,
+                idle: true
+            }
+        );
+    }
+
+    #[test]
+    fn resubscribe_keeps_unknown_unacknowledged_tasks() {
+        let mut b = book_with_running_executor();
+        let delivered = b
+            .subscribe(&fid(), &ExecutorId::new("e"), vec![task("t1"), task("t9")])
+            .unwrap();
+        assert!(delivered.is_empty());
+        let e = b.executor(&fid(), &ExecutorId::new("e")).unwrap();
+        assert_eq!(e.launched.len(), 3);
+    }
+
+    #[test]
+    fn framework_shutdown_drops_tasks_silently() {
+        let mut b = book_with_running_executor();
+        assert_eq!(
+            b.begin_framework_shutdown(&fid()),
+            vec![ExecutorId::new("e")]
+        );
+        assert!(matches!(
+            b.run_task(&fid(), executor("e2"), false, task("t5"), run("c5")),
+            RunOutcome::Rejected(_)
+        ));
+        let exited = b
+            .executor_exited(&fid(), &ExecutorId::new("e"), &ContainerId::new("c1"))
+            .unwrap();
+        assert!(exited.framework_terminating);
+        assert_eq!(
+            b.reap(&fid(), Some(&ExecutorId::new("e"))),
+            Cleanup {
+                executor_completed: true,
+                framework_completed: true
+            }
+        );
+    }
+}

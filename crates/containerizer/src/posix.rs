@@ -1,0 +1,326 @@
+//! The `posix` launcher: each container is a plain process in its own session and
+//! process group, optionally running as another user, with no isolation beyond that.
+
+use crate::launcher::{
+    LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage,
+};
+use crate::procfs;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// How often a recovered container (not our child) is checked for exit.
+const RECOVERED_POLL: Duration = Duration::from_millis(250);
+
+/// Launches containers as plain processes.
+#[derive(Clone, Debug, Default)]
+pub struct PosixLauncher;
+
+impl PosixLauncher {
+    pub fn new() -> Self {
+        PosixLauncher
+    }
+}
+
+/// The identity a process switches to before it runs.
+struct Credentials {
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    groups: Vec<nix::unistd::Gid>,
+}
+
+/// Looks `user` up when we are root; otherwise there is nothing to switch to.
+fn credentials(user: Option<&str>) -> Result<Option<Credentials>, LaunchError> {
+    let Some(name) = user else { return Ok(None) };
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let found = nix::unistd::User::from_name(name)
+        .map_err(|e| LaunchError::UserLookup(name.to_string(), e.to_string()))?
+        .ok_or_else(|| LaunchError::UnknownUser(name.to_string()))?;
+    let cname =
+        CString::new(name).map_err(|e| LaunchError::UserLookup(name.to_string(), e.to_string()))?;
+    let groups = nix::unistd::getgrouplist(&cname, found.gid)
+        .map_err(|e| LaunchError::UserLookup(name.to_string(), e.to_string()))?;
+    Ok(Some(Credentials {
+        uid: found.uid,
+        gid: found.gid,
+        groups,
+    }))
+}
+
+fn open_output(path: &Path) -> Result<File, LaunchError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e))
+}
+
+fn chown(path: &Path, creds: &Credentials) -> Result<(), LaunchError> {
+    nix::unistd::chown(path, Some(creds.uid), Some(creds.gid))
+        .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e.into()))
+}
+
+fn describe(program: &Program) -> String {
+    match program {
+        Program::Shell(command) => format!("sh -c '{command}'"),
+        Program::Argv { path, .. } => path.clone(),
+    }
+}
+
+impl Launcher for PosixLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let creds = credentials(spec.user.as_deref())?;
+        let stdout = open_output(&spec.stdout)?;
+        let stderr = open_output(&spec.stderr)?;
+        if let Some(creds) = &creds {
+            for path in [&spec.working_dir, &spec.stdout, &spec.stderr] {
+                chown(path, creds)?;
+            }
+        }
+        let mut command = match &spec.program {
+            Program::Shell(text) => {
+                let mut c = std::process::Command::new("/bin/sh");
+                c.arg("-c").arg(text);
+                c
+            }
+            Program::Argv { path, args } => {
+                let mut c = std::process::Command::new(path);
+                if let Some((first, rest)) = args.split_first() {
+                    c.arg0(first).args(rest);
+                }
+                c
+            }
+        };
+        command
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.working_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let switch = creds.map(|c| (c.uid, c.gid, c.groups));
+        // SAFETY: the closure runs between fork and exec and only makes system calls
+        // (setsid, setgroups, setgid, setuid), which are async-signal-safe; it allocates
+        // nothing (the group list was built before the fork).
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setsid()?;
+                if let Some((uid, gid, groups)) = &switch {
+                    nix::unistd::setgroups(groups)?;
+                    nix::unistd::setgid(*gid)?;
+                    nix::unistd::setuid(*uid)?;
+                }
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(command)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| LaunchError::Spawn(describe(&spec.program), e))?;
+        let pid = child.id().expect("a just-spawned child has a pid") as i32;
+        // The child exists until we reap it, so its stat is there (even as a zombie).
+        let start_time = procfs::read_stat(pid).map_or(0, |s| s.start_time);
+        Ok(Launched {
+            process: ProcessRef { pid, start_time },
+            exited: Box::pin(async move { child.wait().await.ok().map(|s| s.into_raw()) }),
+        })
+    }
+
+    fn recover(&self, process: ProcessRef) -> Option<Launched> {
+        if !procfs::is_same_live_process(process.pid, process.start_time) {
+            return None;
+        }
+        Some(Launched {
+            process,
+            exited: Box::pin(async move {
+                while procfs::is_same_live_process(process.pid, process.start_time) {
+                    tokio::time::sleep(RECOVERED_POLL).await;
+                }
+                None
+            }),
+        })
+    }
+
+    fn signal(&self, process: ProcessRef, signal: Signal) -> Result<(), LaunchError> {
+        let root = procfs::read_stat(process.pid);
+        if root.is_some_and(|s| s.start_time != process.start_time) {
+            // The pid was recycled: the container's first process is long gone.
+            return Ok(());
+        }
+        let signal = match signal {
+            Signal::Terminate => nix::sys::signal::Signal::SIGTERM,
+            Signal::Kill => nix::sys::signal::Signal::SIGKILL,
+        };
+        for member in procfs::live_container_processes(process.pid) {
+            match nix::sys::signal::kill(nix::unistd::Pid::from_raw(member.pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(LaunchError::Signal(member.pid, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn usage(&self, process: ProcessRef) -> Option<Usage> {
+        if !procfs::is_same_live_process(process.pid, process.start_time) {
+            return None;
+        }
+        let (ticks, page) = procfs::clock_ticks_and_page_size();
+        let members = procfs::live_container_processes(process.pid);
+        Some(Usage {
+            cpus_user_time_secs: members.iter().map(|s| s.utime).sum::<u64>() as f64 / ticks,
+            cpus_system_time_secs: members.iter().map(|s| s.stime).sum::<u64>() as f64 / ticks,
+            mem_rss_bytes: members.iter().map(|s| s.rss_pages).sum::<u64>() * page,
+            processes: members.len() as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, program: Program) -> LaunchSpec {
+        LaunchSpec {
+            program,
+            env: vec![
+                ("GREETING".into(), "hello".into()),
+                ("PATH".into(), "/usr/bin:/bin".into()),
+            ],
+            working_dir: dir.to_path_buf(),
+            stdout: dir.join("stdout"),
+            stderr: dir.join("stderr"),
+            user: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_a_shell_command_in_its_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let launched = PosixLauncher::new()
+            .launch(&spec(
+                dir.path(),
+                Program::Shell("echo $GREETING; pwd; echo oops >&2; exit 3".into()),
+            ))
+            .unwrap();
+        assert_eq!(launched.exited.await, Some(3 << 8));
+        let out = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+        let cwd = dir.path().canonicalize().unwrap();
+        assert_eq!(out, format!("hello\n{}\n", cwd.display()));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("stderr")).unwrap(),
+            "oops\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_argv_in_its_own_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let launched = PosixLauncher::new()
+            .launch(&spec(
+                dir.path(),
+                Program::Argv {
+                    path: "/bin/sh".into(),
+                    args: vec![
+                        "my-shell".into(),
+                        "-c".into(),
+                        "echo $0; ps -o sid= -p $$".into(),
+                    ],
+                },
+            ))
+            .unwrap();
+        let pid = launched.process.pid;
+        assert_eq!(launched.exited.await, Some(0));
+        let out = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("my-shell"));
+        if let Some(sid) = lines.next() {
+            assert_eq!(
+                sid.trim(),
+                pid.to_string(),
+                "the process leads its own session"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = PosixLauncher::new()
+            .launch(&spec(
+                dir.path(),
+                Program::Argv {
+                    path: "/nonexistent/x".into(),
+                    args: vec![],
+                },
+            ))
+            .unwrap_err();
+        assert!(matches!(err, LaunchError::Spawn(..)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn terminate_kills_the_whole_container_and_usage_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = PosixLauncher::new();
+        let launched = launcher
+            .launch(&spec(
+                dir.path(),
+                Program::Shell("sleep 30 & sleep 30; wait".into()),
+            ))
+            .unwrap();
+        let process = launched.process;
+        // Both sleeps are forked from the shell; wait until they show up.
+        let mut usage = launcher.usage(process).unwrap();
+        for _ in 0..200 {
+            if usage.processes >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            usage = launcher.usage(process).unwrap();
+        }
+        assert!(usage.processes >= 3, "{usage:?}");
+        assert!(usage.mem_rss_bytes > 0);
+        let recovered = launcher.recover(process).expect("alive");
+        launcher.signal(process, Signal::Kill).unwrap();
+        assert_eq!(launched.exited.await, Some(libc::SIGKILL));
+        assert_eq!(recovered.exited.await, None);
+        assert!(launcher.usage(process).is_none());
+        assert!(launcher.recover(process).is_none());
+    }
+
+    #[test]
+    fn recover_rejects_a_recycled_pid() {
+        let me = std::process::id() as i32;
+        let start = procfs::read_stat(me).unwrap().start_time;
+        let launcher = PosixLauncher::new();
+        assert!(launcher
+            .recover(ProcessRef {
+                pid: me,
+                start_time: start + 7
+            })
+            .is_none());
+        // Signalling a recycled pid is a no-op rather than a stray kill.
+        launcher
+            .signal(
+                ProcessRef {
+                    pid: me,
+                    start_time: start + 7,
+                },
+                Signal::Kill,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn unknown_user_is_reported_when_root() {
+        match credentials(Some("no-such-user-meseta")) {
+            Err(LaunchError::UnknownUser(name)) => assert_eq!(name, "no-such-user-meseta"),
+            Ok(None) => assert!(!nix::unistd::geteuid().is_root()),
+            other => panic!("{:?}", other.map(|c| c.map(|c| c.uid))),
+        }
+        assert!(credentials(None).unwrap().is_none());
+    }
+}

@@ -1,0 +1,134 @@
+//! The executor's HTTP link to its agent (`POST /api/v1/executor`, JSON): SUBSCRIBE opens
+//! a chunked RecordIO stream of events; other calls are answered 202.
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use meseta_api::executor::{Call, Event};
+use meseta_api::recordio::Decoder;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a call to the agent did not go through.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// No HTTP exchange happened (connection refused, reset, …).
+    #[error("cannot reach the agent at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The agent answered with an error status.
+    #[error("the agent answered {call} with {status}: {body}")]
+    Rejected {
+        call: &'static str,
+        status: u16,
+        body: String,
+    },
+    /// The event stream broke off or is not RecordIO.
+    #[error("the event stream failed: {0}")]
+    Stream(String),
+}
+
+/// The agent's executor endpoint.
+#[derive(Clone, Debug)]
+pub struct AgentLink {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl AgentLink {
+    /// A link to the agent at `endpoint` (`ip:port`).
+    pub fn new(endpoint: &str) -> Result<AgentLink, LinkError> {
+        let url = format!("http://{endpoint}/api/v1/executor");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(Duration::from_secs(10))
+            .build()
+            .map_err(|source| LinkError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        Ok(AgentLink { client, url })
+    }
+
+    async fn post(&self, call: &Call) -> Result<reqwest::Response, LinkError> {
+        let response = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .body(meseta_api::json::to_ascii_vec(call))
+            .send()
+            .await
+            .map_err(|source| LinkError::Unreachable {
+                url: self.url.clone(),
+                source,
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        Err(LinkError::Rejected {
+            call: call.kind.type_name(),
+            status,
+            body,
+        })
+    }
+
+    /// Sends SUBSCRIBE and returns the event stream.
+    pub async fn subscribe(&self, call: &Call) -> Result<EventStream, LinkError> {
+        let response = self.post(call).await?;
+        Ok(EventStream {
+            body: response.bytes_stream().boxed(),
+            decoder: Decoder::new(),
+        })
+    }
+
+    /// Sends a call that is answered without a stream (UPDATE, MESSAGE).
+    pub async fn send(&self, call: &Call) -> Result<(), LinkError> {
+        self.post(call).await.map(drop)
+    }
+}
+
+/// Events from a subscription.
+pub struct EventStream {
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    decoder: Decoder,
+}
+
+impl EventStream {
+    /// The next event; `None` when the agent closed the stream. Records of unknown event
+    /// types are skipped, as Mesos skips UNKNOWN events.
+    pub async fn next(&mut self) -> Option<Result<Event, LinkError>> {
+        loop {
+            match self.decoder.next_record() {
+                Err(e) => return Some(Err(LinkError::Stream(e.to_string()))),
+                Ok(Some(record)) => match decode(&record) {
+                    Ok(Some(event)) => return Some(Ok(event)),
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+                Ok(None) => {}
+            }
+            match self.body.next().await? {
+                Ok(chunk) => self.decoder.feed(&chunk),
+                Err(e) => return Some(Err(LinkError::Stream(e.to_string()))),
+            }
+        }
+    }
+}
+
+fn decode(record: &[u8]) -> Result<Option<Event>, LinkError> {
+    let value: serde_json::Value = serde_json::from_slice(record)
+        .map_err(|e| LinkError::Stream(format!("an event is not JSON: {e}")))?;
+    match serde_json::from_value::<Event>(value) {
+        Ok(event) => Ok(Some(event)),
+        Err(e) => {
+            tracing::warn!("ignoring an event we cannot read: {e}");
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Exponential backoff between subscription attempts, capped and jittered (the jitter,
+//! a number in `[0, 1)`, is passed in).
+
+use std::time::Duration;
+
+/// The first pause, unless the cap is smaller.
+const INITIAL: Duration = Duration::from_millis(100);
+
+/// Doubling pauses from 100 ms up to a cap.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Backoff {
+        Backoff {
+            max,
+            next: INITIAL.min(max),
+        }
+    }
+
+    /// The next pause: between half and all of the current step; the step then doubles.
+    pub fn next(&mut self, jitter: f64) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(self.max);
+        step.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// Starts again from the first pause.
+    pub fn reset(&mut self) {
+        self.next = INITIAL.min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(500));
+        let steps: Vec<_> = (0..5).map(|_| b.next(1.0)).collect();
+        assert_eq!(
+            steps,
+            [100, 200, 400, 500, 500]
+                .map(Duration::from_millis)
+                .to_vec()
+        );
+        assert_eq!(b.next(0.0), Duration::from_millis(250));
+        b.reset();
+        assert_eq!(b.next(1.0), Duration::from_millis(100));
+        assert_eq!(
+            Backoff::new(Duration::from_millis(20)).next(1.0),
+            Duration::from_millis(20)
+        );
+    }
+}

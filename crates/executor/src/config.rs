@@ -1,0 +1,168 @@
+//! The executor's configuration, read from the environment the agent gives it
+//! (`MESOS_AGENT_ENDPOINT`, `MESOS_FRAMEWORK_ID`, `MESOS_EXECUTOR_ID`, …).
+
+use meseta_api::{duration, ExecutorId, FrameworkId};
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Mesos's default `MESOS_RECOVERY_TIMEOUT`.
+const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Mesos's default `MESOS_SUBSCRIPTION_BACKOFF_MAX`.
+const DEFAULT_SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Mesos's default `--executor_shutdown_grace_period`.
+const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Why the environment does not describe an executor.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is unset.
+    #[error("{0} is not set; the command executor is started by the agent, not by hand")]
+    Missing(&'static str),
+    /// A variable has a value we cannot use.
+    #[error("{name}={value:?} is invalid: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+/// What the agent told the executor through its environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The agent's `ip:port`.
+    pub agent_endpoint: String,
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    /// The task's working directory: `MESOS_SANDBOX`, else `MESOS_DIRECTORY`, else `.`.
+    pub sandbox: PathBuf,
+    /// Whether the framework checkpoints (then the executor survives agent restarts).
+    pub checkpoint: bool,
+    /// How long to keep trying to reach a restarted agent.
+    pub recovery_timeout: Duration,
+    /// The longest pause between subscription attempts.
+    pub subscription_backoff_max: Duration,
+    /// How long the agent waits after SHUTDOWN before it destroys the container.
+    pub shutdown_grace_period: Duration,
+    /// The executor's whole environment, inherited by the task.
+    pub environment: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Reads the configuration from a list of environment variables.
+    pub fn from_vars(vars: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let duration_or = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(value) => {
+                duration::parse(&value).map_err(|why| ConfigError::Invalid { name, value, why })
+            }
+        };
+        let agent_endpoint = required("MESOS_AGENT_ENDPOINT")?;
+        if !agent_endpoint.contains(':') {
+            return Err(ConfigError::Invalid {
+                name: "MESOS_AGENT_ENDPOINT",
+                value: agent_endpoint,
+                why: "expected ip:port".to_string(),
+            });
+        }
+        let checkpoint = match get("MESOS_CHECKPOINT").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "MESOS_CHECKPOINT",
+                    value: other.to_string(),
+                    why: "expected 1 or 0".to_string(),
+                })
+            }
+        };
+        let sandbox = get("MESOS_SANDBOX")
+            .or_else(|| get("MESOS_DIRECTORY"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Config {
+            agent_endpoint,
+            framework_id: FrameworkId::new(required("MESOS_FRAMEWORK_ID")?),
+            executor_id: ExecutorId::new(required("MESOS_EXECUTOR_ID")?),
+            sandbox,
+            checkpoint,
+            recovery_timeout: duration_or("MESOS_RECOVERY_TIMEOUT", DEFAULT_RECOVERY_TIMEOUT)?,
+            subscription_backoff_max: duration_or(
+                "MESOS_SUBSCRIPTION_BACKOFF_MAX",
+                DEFAULT_SUBSCRIPTION_BACKOFF_MAX,
+            )?,
+            shutdown_grace_period: duration_or(
+                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+                DEFAULT_SHUTDOWN_GRACE_PERIOD,
+            )?,
+            environment: vars,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_the_agent_environment() {
+        let c = Config::from_vars(vars(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+            ("MESOS_DIRECTORY", "/d"),
+            ("MESOS_CHECKPOINT", "1"),
+            ("MESOS_RECOVERY_TIMEOUT", "1mins"),
+            ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "10secs"),
+        ]))
+        .unwrap();
+        assert_eq!(c.agent_endpoint, "127.0.0.1:5051");
+        assert_eq!(c.sandbox, PathBuf::from("/d"));
+        assert!(c.checkpoint);
+        assert_eq!(c.recovery_timeout, Duration::from_secs(60));
+        assert_eq!(c.subscription_backoff_max, Duration::from_secs(2));
+        assert_eq!(c.shutdown_grace_period, Duration::from_secs(10));
+        assert_eq!(c.environment.len(), 7);
+    }
+
+    #[test]
+    fn clear_errors() {
+        assert_eq!(
+            Config::from_vars(vars(&[("MESOS_FRAMEWORK_ID", "f")])),
+            Err(ConfigError::Missing("MESOS_AGENT_ENDPOINT"))
+        );
+        let e = Config::from_vars(vars(&[
+            ("MESOS_AGENT_ENDPOINT", "h:1"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+            ("MESOS_RECOVERY_TIMEOUT", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("MESOS_RECOVERY_TIMEOUT"), "{e}");
+        let c = Config::from_vars(vars(&[
+            ("MESOS_AGENT_ENDPOINT", "h:1"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+            ("MESOS_SANDBOX", "/s"),
+            ("MESOS_DIRECTORY", "/d"),
+        ]))
+        .unwrap();
+        assert_eq!(c.sandbox, PathBuf::from("/s"));
+        assert!(!c.checkpoint);
+    }
+}

@@ -1,0 +1,71 @@
+//! The task's process: started in its own process group in the sandbox with the computed
+//! environment, signalled as a group, and reaped by a background task.
+
+use crate::core::{LaunchSpec, Signal};
+use meseta_api::CommandInfo;
+use nix::sys::signal::{kill, killpg, Signal as NixSignal};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::process::{Child, Command};
+
+/// The `sh` Mesos runs shell commands with.
+const SHELL: &str = "/bin/sh";
+
+/// Builds the command for a `CommandInfo`: `sh -c value` for shell commands, else
+/// `value` executed with `arguments` as its argv (argv[0] included, as in Mesos).
+pub fn command_for(info: &CommandInfo, environment: &[(String, String)], cwd: &Path) -> Command {
+    let value = info.value.clone().unwrap_or_default();
+    let mut command = if info.shell {
+        let mut c = Command::new(SHELL);
+        c.arg0("sh").arg("-c").arg(value);
+        c
+    } else {
+        let mut c = Command::new(&value);
+        if let Some((argv0, rest)) = info.arguments.split_first() {
+            c.arg0(argv0).args(rest);
+        }
+        c
+    };
+    command
+        .env_clear()
+        .envs(environment.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .process_group(0)
+        .stdin(Stdio::null());
+    command
+}
+
+/// A running task.
+#[derive(Debug)]
+pub struct TaskProcess {
+    pid: Pid,
+}
+
+impl TaskProcess {
+    /// Starts the task; the returned child is to be awaited for its exit.
+    pub fn spawn(spec: &LaunchSpec) -> std::io::Result<(TaskProcess, Child)> {
+        let child = command_for(&spec.command, &spec.environment, &spec.cwd).spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the task exited before it could be watched"))?;
+        let pid = Pid::from_raw(pid as i32);
+        tracing::info!("forked command at {pid}");
+        Ok((TaskProcess { pid }, child))
+    }
+
+    /// Signals the task's process group (and the task itself, should it have left it).
+    pub fn signal(&self, signal: Signal) {
+        let signal = match signal {
+            Signal::Terminate => NixSignal::SIGTERM,
+            Signal::Kill => NixSignal::SIGKILL,
+        };
+        tracing::info!("sending {signal} to process group {}", self.pid);
+        if let Err(e) = killpg(self.pid, signal) {
+            tracing::debug!("killpg({}, {signal}): {e}", self.pid);
+        }
+        if let Err(e) = kill(self.pid, signal) {
+            tracing::debug!("kill({}, {signal}): {e}", self.pid);
+        }
+    }
+}
