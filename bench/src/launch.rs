@@ -1,6 +1,8 @@
-//! The launch benchmark: N trivial tasks (`true`) through the scheduler API of a
-//! `meseta local`, measuring tasks per second to TASK_FINISHED and the latency from
-//! ACCEPT to TASK_RUNNING; then the same N jobs through Slurm (`sbatch --wrap true`).
+//! The launch benchmark: trivial tasks (`true`) through the scheduler API of a
+//! `meseta local`. First the latency from ACCEPT to TASK_RUNNING of tasks launched one at
+//! a time on an idle cluster; then N tasks launched as fast as offers allow, measuring
+//! tasks per second to TASK_FINISHED (and the ACCEPT→RUNNING latency under that burst);
+//! then the same N jobs through Slurm (`sbatch --wrap true`).
 
 use crate::cluster::{meseta_binary, LocalCluster};
 use crate::slurm::SlurmPeer;
@@ -21,6 +23,9 @@ pub struct LaunchArgs {
     /// The peer to compare with: `slurm` or `none`.
     #[arg(long, default_value = "slurm")]
     peer: String,
+    /// Tasks launched one at a time first, to measure launch latency on an idle cluster.
+    #[arg(long, default_value_t = 100)]
+    latency_samples: usize,
     /// CPUs each task asks for.
     #[arg(long, default_value_t = 0.01)]
     task_cpus: f64,
@@ -42,6 +47,8 @@ pub struct LaunchReport {
     tasks_per_s: f64,
     p50_launch_ms: f64,
     p99_launch_ms: f64,
+    burst_p50_launch_ms: f64,
+    burst_p99_launch_ms: f64,
     failed: usize,
     peer: String,
     peer_tasks_per_s: Option<f64>,
@@ -61,8 +68,12 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
         result?
     };
     eprintln!(
-        "meseta: {} tasks in {:.2} s = {:.1} tasks/s; ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms",
-        args.tasks, ours.seconds, ours.tasks_per_s, ours.p50_launch_ms, ours.p99_launch_ms
+        "meseta: one at a time, ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms",
+        ours.p50_launch_ms, ours.p99_launch_ms
+    );
+    eprintln!(
+        "meseta: {} tasks in {:.2} s = {:.1} tasks/s; under that burst ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms",
+        args.tasks, ours.seconds, ours.tasks_per_s, ours.burst_p50_launch_ms, ours.burst_p99_launch_ms
     );
     let (peer_tasks_per_s, ratio) = match args.peer.as_str() {
         "none" => (None, None),
@@ -97,104 +108,154 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
     })
 }
 
-/// Launches the tasks on whatever offers come and waits until all are terminal.
+/// The latency phase, then the throughput phase, on one subscription.
 async fn measure(master: &str, args: &LaunchArgs) -> Result<LaunchReport> {
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let info: FrameworkInfo = serde_json::from_value(serde_json::json!({
         "user": user, "name": "meseta-bench-launch", "failover_timeout": 0.0,
     }))?;
-    let (scheduler, mut events) =
+    let (scheduler, events) =
         meseta_scheduler::subscribe(meseta_scheduler::Config::new(master, info))?;
     let per_task = Resources::parse(&format!("cpus:{};mem:{}", args.task_cpus, args.task_mem))?;
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let mut next_task = 0usize;
-    let mut accepted_at: HashMap<TaskId, Instant> = HashMap::new();
-    let mut launch_ms = Vec::with_capacity(args.tasks);
-    let mut finished = 0usize;
-    let mut failed = 0usize;
-    let mut started: Option<Instant> = None;
-    let no_refusal = Some(Filters {
-        refuse_seconds: 0.0,
-    });
-    while finished + failed < args.tasks {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(remaining, events.next())
-            .await
-            .context("timed out waiting for the tasks")?
-            .context("the subscription ended")??;
-        match event {
-            Event::Offers(offers) => {
-                for offer in offers.offers {
-                    let tasks = pack(&offer, &per_task, &mut next_task, args.tasks);
-                    if tasks.is_empty() {
-                        scheduler
-                            .decline(
-                                vec![offer.id],
-                                Some(Filters {
-                                    refuse_seconds: 3600.0,
-                                }),
-                            )
-                            .await?;
-                        continue;
-                    }
-                    let now = Instant::now();
-                    started.get_or_insert(now);
-                    for t in &tasks {
-                        accepted_at.insert(t.task_id.clone(), now);
-                    }
-                    scheduler
-                        .launch(vec![offer.id], tasks, no_refusal.clone())
-                        .await?;
-                }
-            }
-            Event::Update(update) => {
-                let status = update.status;
-                match status.state {
-                    TaskState::TaskRunning => {
-                        if let Some(at) = accepted_at.get(&status.task_id) {
-                            launch_ms.push(at.elapsed().as_secs_f64() * 1000.0);
-                        }
-                    }
-                    TaskState::TaskFinished => finished += 1,
-                    s if s.is_terminal() => {
-                        failed += 1;
-                        eprintln!(
-                            "task {} ended {:?}: {}",
-                            status.task_id,
-                            s,
-                            status.message.unwrap_or_default()
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            Event::Error(e) => bail!("the master sent ERROR: {}", e.message),
-            _ => {}
+    let mut run = Run {
+        scheduler: &scheduler,
+        events,
+        per_task,
+        deadline: Instant::now() + Duration::from_secs(args.timeout_secs),
+        next_task: 0,
+    };
+    let mut idle_ms = Vec::with_capacity(args.latency_samples);
+    for _ in 0..args.latency_samples {
+        let phase = run.launch_batch(1, 1).await?;
+        if phase.failed > 0 {
+            bail!("a latency-phase task failed");
         }
+        idle_ms.extend(phase.launch_ms);
     }
-    let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let burst = run.launch_batch(args.tasks, usize::MAX).await?;
     let _ = scheduler.teardown().await;
     scheduler.close();
     Ok(LaunchReport {
         tasks: args.tasks,
-        seconds,
-        tasks_per_s: finished as f64 / seconds.max(1e-9),
-        p50_launch_ms: percentile(&launch_ms, 50.0).unwrap_or(f64::NAN),
-        p99_launch_ms: percentile(&launch_ms, 99.0).unwrap_or(f64::NAN),
-        failed,
+        seconds: burst.seconds,
+        tasks_per_s: burst.finished as f64 / burst.seconds.max(1e-9),
+        p50_launch_ms: percentile(&idle_ms, 50.0).unwrap_or(f64::NAN),
+        p99_launch_ms: percentile(&idle_ms, 99.0).unwrap_or(f64::NAN),
+        burst_p50_launch_ms: percentile(&burst.launch_ms, 50.0).unwrap_or(f64::NAN),
+        burst_p99_launch_ms: percentile(&burst.launch_ms, 99.0).unwrap_or(f64::NAN),
+        failed: burst.failed,
         peer: String::new(),
         peer_tasks_per_s: None,
         ratio: None,
     })
 }
 
-/// As many of the remaining tasks as fit in the offer.
-fn pack(offer: &Offer, per_task: &Resources, next_task: &mut usize, total: usize) -> Vec<TaskInfo> {
+/// A subscription launching numbered tasks.
+struct Run<'a> {
+    scheduler: &'a meseta_scheduler::Scheduler,
+    events: meseta_scheduler::Events,
+    per_task: Resources,
+    deadline: Instant,
+    next_task: usize,
+}
+
+/// What one batch measured.
+struct Batch {
+    seconds: f64,
+    finished: usize,
+    failed: usize,
+    launch_ms: Vec<f64>,
+}
+
+impl Run<'_> {
+    /// Launches `count` tasks, at most `per_offer` on each offer, and waits until all are
+    /// terminal.
+    async fn launch_batch(&mut self, count: usize, per_offer: usize) -> Result<Batch> {
+        let end = self.next_task + count;
+        let mut accepted_at: HashMap<TaskId, Instant> = HashMap::new();
+        let mut batch = Batch {
+            seconds: 0.0,
+            finished: 0,
+            failed: 0,
+            launch_ms: Vec::with_capacity(count),
+        };
+        let mut started: Option<Instant> = None;
+        while batch.finished + batch.failed < count {
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let event = tokio::time::timeout(remaining, self.events.next())
+                .await
+                .context("timed out waiting for the tasks")?
+                .context("the subscription ended")??;
+            match event {
+                Event::Offers(offers) => {
+                    for offer in offers.offers {
+                        let limit = end.min(self.next_task.saturating_add(per_offer));
+                        let tasks = pack(&offer, &self.per_task, &mut self.next_task, limit);
+                        if tasks.is_empty() {
+                            // Refused briefly: the next batch revives nothing, it waits.
+                            self.scheduler
+                                .decline(
+                                    vec![offer.id],
+                                    Some(Filters {
+                                        refuse_seconds: 0.0,
+                                    }),
+                                )
+                                .await?;
+                            continue;
+                        }
+                        let now = Instant::now();
+                        started.get_or_insert(now);
+                        for t in &tasks {
+                            accepted_at.insert(t.task_id.clone(), now);
+                        }
+                        self.scheduler
+                            .launch(
+                                vec![offer.id],
+                                tasks,
+                                Some(Filters {
+                                    refuse_seconds: 0.0,
+                                }),
+                            )
+                            .await?;
+                    }
+                }
+                Event::Update(update) => {
+                    let status = update.status;
+                    match status.state {
+                        TaskState::TaskRunning => {
+                            if let Some(at) = accepted_at.get(&status.task_id) {
+                                batch.launch_ms.push(at.elapsed().as_secs_f64() * 1000.0);
+                            }
+                        }
+                        TaskState::TaskFinished => batch.finished += 1,
+                        s if s.is_terminal() => {
+                            batch.failed += 1;
+                            eprintln!(
+                                "task {} ended {:?}: {}",
+                                status.task_id,
+                                s,
+                                status.message.unwrap_or_default()
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                Event::Error(e) => bail!("the master sent ERROR: {}", e.message),
+                _ => {}
+            }
+        }
+        batch.seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        Ok(batch)
+    }
+}
+
+/// As many tasks as fit in the offer, numbered from `next_task` up to `end`.
+fn pack(offer: &Offer, per_task: &Resources, next_task: &mut usize, end: usize) -> Vec<TaskInfo> {
     let mut free = Resources::from_list(offer.resources.clone())
         .unwrap_or_default()
         .allocated_to(None);
     let mut tasks = Vec::new();
-    while *next_task < total && free.contains(per_task) {
+    while *next_task < end && free.contains(per_task) {
         free.subtract_all(per_task);
         let id = format!("bench-{}", *next_task);
         *next_task += 1;

@@ -2,7 +2,7 @@
 //! that executors run in.
 //!
 //! The agent talks to a [`Launcher`] only. Today the one implementation is
-//! [`PosixLauncher`] (plain processes in their own session, Mesos's `posix` launcher); the
+//! [`PosixLauncher`] (plain processes in their own process group, Mesos's `posix` launcher); the
 //! Linux launcher (namespaces, cgroups, images, spawned through `meseta launch`
 //! supervisors) will implement the same trait. A launched container is named by a
 //! [`ProcessRef`] (pid plus start time) that the agent checkpoints, so that a restarted

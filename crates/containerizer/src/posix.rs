@@ -1,5 +1,6 @@
-//! The `posix` launcher: each container is a plain process in its own session and
-//! process group, optionally running as another user, with no isolation beyond that.
+//! The `posix` launcher: each container is a plain process in its own process group (its
+//! own session when it switches user), optionally running as another user, with no
+//! isolation beyond that.
 
 use crate::launcher::{
     LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage,
@@ -31,7 +32,8 @@ struct Credentials {
     groups: Vec<nix::unistd::Gid>,
 }
 
-/// Looks `user` up when we are root; otherwise there is nothing to switch to.
+/// Looks `user` up when we are root; otherwise, or when it is who we already are, there
+/// is nothing to switch to.
 fn credentials(user: Option<&str>) -> Result<Option<Credentials>, LaunchError> {
     let Some(name) = user else { return Ok(None) };
     if !nix::unistd::geteuid().is_root() {
@@ -40,6 +42,9 @@ fn credentials(user: Option<&str>) -> Result<Option<Credentials>, LaunchError> {
     let found = nix::unistd::User::from_name(name)
         .map_err(|e| LaunchError::UserLookup(name.to_string(), e.to_string()))?
         .ok_or_else(|| LaunchError::UnknownUser(name.to_string()))?;
+    if found.uid == nix::unistd::geteuid() && found.gid == nix::unistd::getegid() {
+        return Ok(None);
+    }
     let cname =
         CString::new(name).map_err(|e| LaunchError::UserLookup(name.to_string(), e.to_string()))?;
     let groups = nix::unistd::getgrouplist(&cname, found.gid)
@@ -102,20 +107,27 @@ impl Launcher for PosixLauncher {
             .stdin(std::process::Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let switch = creds.map(|c| (c.uid, c.gid, c.groups));
-        // SAFETY: the closure runs between fork and exec and only makes system calls
-        // (setsid, setgroups, setgid, setuid), which are async-signal-safe; it allocates
-        // nothing (the group list was built before the fork).
-        unsafe {
-            command.pre_exec(move || {
-                nix::unistd::setsid()?;
-                if let Some((uid, gid, groups)) = &switch {
-                    nix::unistd::setgroups(groups)?;
-                    nix::unistd::setgid(*gid)?;
-                    nix::unistd::setuid(*uid)?;
+        match creds {
+            // Without a user to switch to, std spawns with posix_spawn (no fork of this
+            // large, multi-threaded process); a new process group keeps the child out of
+            // the agent's terminal signals.
+            None => {
+                command.process_group(0);
+            }
+            Some(Credentials { uid, gid, groups }) => {
+                // SAFETY: the closure runs between fork and exec and only makes system
+                // calls (setsid, setgroups, setgid, setuid), which are async-signal-safe;
+                // it allocates nothing (the group list was built before the fork).
+                unsafe {
+                    command.pre_exec(move || {
+                        nix::unistd::setsid()?;
+                        nix::unistd::setgroups(&groups)?;
+                        nix::unistd::setgid(gid)?;
+                        nix::unistd::setuid(uid)?;
+                        Ok(())
+                    });
                 }
-                Ok(())
-            });
+            }
         }
         let mut child = tokio::process::Command::from(command)
             .kill_on_drop(false)
@@ -217,7 +229,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runs_argv_in_its_own_session() {
+    async fn runs_argv_in_its_own_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let launched = PosixLauncher::new()
             .launch(&spec(
@@ -227,7 +239,7 @@ mod tests {
                     args: vec![
                         "my-shell".into(),
                         "-c".into(),
-                        "echo $0; ps -o sid= -p $$".into(),
+                        "echo $0; ps -o pgid= -p $$".into(),
                     ],
                 },
             ))
@@ -237,13 +249,12 @@ mod tests {
         let out = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
         let mut lines = out.lines();
         assert_eq!(lines.next(), Some("my-shell"));
-        if let Some(sid) = lines.next() {
-            assert_eq!(
-                sid.trim(),
-                pid.to_string(),
-                "the process leads its own session"
-            );
-        }
+        let pgid = lines.next().expect("ps prints the process group");
+        assert_eq!(
+            pgid.trim(),
+            pid.to_string(),
+            "the process leads its own process group"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Reading `/proc`: one process's `stat` line (parsed purely, so it is unit-tested), and
-//! the set of processes that make up a container (its session plus its descendants).
+//! the set of processes that make up a container (its process group or session, plus
+//! their descendants).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,6 +10,7 @@ pub struct Stat {
     pub pid: i32,
     pub state: char,
     pub ppid: i32,
+    pub pgrp: i32,
     pub session: i32,
     /// User and system time, in clock ticks.
     pub utime: u64,
@@ -40,6 +42,7 @@ pub fn parse_stat(line: &str) -> Option<Stat> {
         pid,
         state: field(3)?.chars().next()?,
         ppid: field(4)?.parse().ok()?,
+        pgrp: field(5)?.parse().ok()?,
         session: field(6)?.parse().ok()?,
         utime: num(14)?,
         stime: num(15)?,
@@ -70,8 +73,9 @@ fn all_stats() -> Vec<Stat> {
         .collect()
 }
 
-/// The processes of the container whose first process is `root`: those in its session
-/// and their descendants (which may have started sessions of their own).
+/// The processes of the container whose first process is `root`: those in its process
+/// group or session (the launcher makes `root` the leader of one of them) and their
+/// descendants (which may have started groups or sessions of their own).
 pub fn container_processes(root: i32, stats: &[Stat]) -> Vec<Stat> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for s in stats {
@@ -79,7 +83,7 @@ pub fn container_processes(root: i32, stats: &[Stat]) -> Vec<Stat> {
     }
     let mut members: BTreeSet<i32> = stats
         .iter()
-        .filter(|s| s.session == root || s.pid == root)
+        .filter(|s| s.pgrp == root || s.session == root || s.pid == root)
         .map(|s| s.pid)
         .collect();
     let mut frontier: Vec<i32> = members.iter().copied().collect();
@@ -133,6 +137,7 @@ mod tests {
                 pid: 42,
                 state: 'S',
                 ppid: 1,
+                pgrp: 42,
                 session: 42,
                 utime: 7,
                 stime: 3,
@@ -142,6 +147,27 @@ mod tests {
         );
         assert!(parse_stat("garbage").is_none());
         assert!(parse_stat("1 (x) S 1").is_none());
+    }
+
+    #[test]
+    fn container_includes_its_process_group() {
+        // The agent's session is 1; the executor leads process group 10.
+        let in_group = |pid: i32, ppid: i32| {
+            format!("{pid} (p) S {ppid} 10 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 1 1 0")
+        };
+        let stats: Vec<Stat> = [
+            in_group(10, 1),
+            in_group(11, 1),
+            line(30, "agent", 'S', 1, 1),
+        ]
+        .iter()
+        .map(|l| parse_stat(l).unwrap())
+        .collect();
+        let pids: Vec<i32> = container_processes(10, &stats)
+            .iter()
+            .map(|s| s.pid)
+            .collect();
+        assert_eq!(pids, vec![10, 11]);
     }
 
     #[test]
