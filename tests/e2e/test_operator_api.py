@@ -59,6 +59,19 @@ EXECUTOR_MEM = 32.0
 OPERATOR_PATHS = ("/api/v1", "/api/v1/operator")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 DIGITS = "0123456789"
+# The task states /master/state-summary counts per agent and per framework.
+SUMMARY_STATES = (
+    "TASK_STAGING",
+    "TASK_STARTING",
+    "TASK_RUNNING",
+    "TASK_KILLING",
+    "TASK_FINISHED",
+    "TASK_KILLED",
+    "TASK_FAILED",
+    "TASK_LOST",
+    "TASK_ERROR",
+    "TASK_UNREACHABLE",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,6 +104,10 @@ def get_json(endpoint, path, **kwargs):
     response = endpoint.get(path, **kwargs)
     assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
     return response.json()
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def process_alive(pid):
@@ -214,8 +231,9 @@ def next_operator_event(stream, framework, event_type, timeout=DEFAULT_TIMEOUT, 
 
 class Framework:
     """A raw v1 framework: status updates recorded and acknowledged (when they carry
-    a uuid). Offers are kept while :meth:`launch` waits for one; at other times they
-    are declined for an hour, so that other frameworks on the cluster get them."""
+    a uuid). After :meth:`launch` it SUPPRESSes offers and declines those it holds or
+    still gets, so that the other frameworks on a shared cluster get offers even when
+    this one's events are not read; :meth:`launch` REVIVEs."""
 
     def __init__(self, endpoint, name, *, user=None, capabilities=(), failover_timeout=0.0):
         self.info = {
@@ -229,7 +247,7 @@ class Framework:
         self.updates = []
         self.errors = []
         self.ended = False
-        self.wants_offers = False
+        self.suppressed = False
         self.stream = SchedulerStream(endpoint, self.info)
         self.id = self.stream.framework_id
 
@@ -246,7 +264,7 @@ class Framework:
             if kind == "OFFERS":
                 for offer in event["offers"].get("offers", []):
                     self.offers[offer["id"]["value"]] = offer
-                if not self.wants_offers:
+                if self.suppressed:
                     self.decline_offers()
             elif kind == "RESCIND":
                 self.offers.pop(event["rescind"]["offer_id"]["value"], None)
@@ -313,11 +331,11 @@ class Framework:
                     return offer
             return None
 
-        self.wants_offers = True
-        try:
-            offer = self.wait(fitting_offer, timeout, what=f"an offer from agent {agent_id}")
-        finally:
-            self.wants_offers = False
+        if self.suppressed:
+            response = self.stream.call("REVIVE")
+            assert response.status_code == 202, f"REVIVE: {response.status_code} {response.text}"
+            self.suppressed = False
+        offer = self.wait(fitting_offer, timeout, what=f"an offer from agent {agent_id}")
         task = {
             "name": task_id,
             "task_id": {"value": task_id},
@@ -338,6 +356,9 @@ class Framework:
         )
         assert response.status_code == 202, f"ACCEPT: {response.status_code} {response.text}"
         del self.offers[offer["id"]["value"]]
+        response = self.stream.call("SUPPRESS")
+        assert response.status_code == 202, f"SUPPRESS: {response.status_code} {response.text}"
+        self.suppressed = True
         self.decline_offers()
 
     def close(self):
@@ -448,7 +469,11 @@ def test_master_get_agents(module_cluster):
 def test_master_get_frameworks(module_cluster, sleeper):
     answer = operator_call(module_cluster.master, "GET_FRAMEWORKS")["get_frameworks"]
     entry = next(
-        (f for f in answer["frameworks"] if f["framework_info"]["id"]["value"] == sleeper.framework.id),
+        (
+            f
+            for f in answer["frameworks"]
+            if f["framework_info"]["id"]["value"] == sleeper.framework.id
+        ),
         None,
     )
     assert entry is not None, answer
@@ -539,9 +564,8 @@ def test_operator_teardown_kills_the_frameworks_tasks(module_cluster):
     )
     try:
         assert processes_with(running.marker), "the task's process was not found"
-        response = operator_post(
-            master, {"type": "TEARDOWN", "teardown": {"framework_id": {"value": running.framework.id}}}
-        )
+        teardown = {"framework_id": {"value": running.framework.id}}
+        response = operator_post(master, {"type": "TEARDOWN", "teardown": teardown})
         assert response.status_code == 200, f"{response.status_code} {response.text}"
 
         def framework_gone():
@@ -582,7 +606,8 @@ def test_mark_agent_gone(meseta):
     agent_id = registered_agent(master.api, agent.port)["agent_info"]["id"]["value"]
     framework = Framework(master.api, "e2e-op-gone", capabilities=["PARTITION_AWARE"])
     try:
-        framework.launch(agent_id, "on-gone-agent", "sleep 600")
+        marker = f"e2e-op-gone-{uuid.uuid4().hex}"
+        framework.launch(agent_id, "on-gone-agent", f": {marker}; sleep 600")
         framework.wait_state("on-gone-agent", "TASK_RUNNING")
 
         response = operator_post(
@@ -604,17 +629,26 @@ def test_mark_agent_gone(meseta):
         done = find_task(master.api.tasks().get("completed_tasks", []), "on-gone-agent")
         assert done is not None and done["state"] == "TASK_GONE_BY_OPERATOR", master.api.tasks()
 
-        # The agent shuts down; if it stays up, it must not get back in.
+        # The agent shuts down (and kills its tasks); if it stays up, it must not
+        # get back in.
         try:
             wait_for(lambda: not agent.running, 30, what="the gone agent to shut down")
             exited = True
         except TimeoutError:
             exited = False
-        # A restart with the same work dir recovers the gone id and must be refused.
+        if exited:
+            wait_for(
+                lambda: not processes_with(marker),
+                DEFAULT_TIMEOUT,
+                what="the gone agent's task to be killed",
+            )
+        # Restarted with the same work dir, the agent must not bring the gone id back:
+        # Mesos' agent forgets its id when the master shuts it down and registers as a
+        # new agent; one that recovered the id would be refused.
         agent.kill()
         agent.start(wait=False)
         agent.expect_exit()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             ids = [a["agent_info"]["id"]["value"] for a in master.api.agents()]
             assert agent_id not in ids, f"the gone agent {agent_id} is listed again: {ids}"
@@ -634,6 +668,8 @@ def test_operator_subscribe_stream(meseta, cluster):
     master = cluster.master
     stream = OperatorStream(master)
     try:
+        content_type = stream.response.headers.get("Content-Type", "")
+        assert content_type.startswith("application/json"), dict(stream.response.headers)
         subscribed = stream.next_event("SUBSCRIBED", DEFAULT_TIMEOUT)
         assert stream.seen == [], f"events before SUBSCRIBED: {stream.seen}"
         body = subscribed["subscribed"]
@@ -671,6 +707,7 @@ def test_operator_subscribe_stream(meseta, cluster):
             task = task_added["task_added"]["task"]
             assert task["framework_id"]["value"] == framework.id
             assert task["agent_id"]["value"] == cluster.agent_id
+            assert task["state"] == "TASK_STAGING", task
 
             def task_update(state):
                 return lambda e: (
@@ -763,15 +800,30 @@ def test_master_v0_state(module_cluster, sleeper, path):
 
 
 def test_master_v0_state_summary(module_cluster, sleeper):
+    """Mesos summarizes each agent and framework with a count per task state
+    (``TASK_STAGING`` .. ``TASK_LOST``) and the ids of the other side
+    (``framework_ids`` on an agent, ``slave_ids`` on a framework)."""
     summary = get_json(module_cluster.master, "/master/state-summary")
+    assert "hostname" in summary and "cluster" in summary, sorted(summary)
     slave = next((s for s in summary["slaves"] if s["id"] == module_cluster.agent_id), None)
     assert slave is not None, summary["slaves"]
-    assert slave["TASK_RUNNING"] >= 1, slave
     framework = next((f for f in summary["frameworks"] if f["id"] == sleeper.framework.id), None)
     assert framework is not None, summary["frameworks"]
     assert framework["name"] == "e2e-operator-sleeper"
-    assert framework["TASK_RUNNING"] == 1, framework
-    assert module_cluster.agent_id in framework["slave_ids"], framework
+    problems = []
+    for what, entry in (("slave", slave), ("framework", framework)):
+        for state in SUMMARY_STATES:
+            if not isinstance(entry.get(state), int):
+                problems.append(f"{what} entry has no count {state}")
+        if entry.get("TASK_RUNNING", 0) < 1:
+            problems.append(f"{what} entry counts {entry.get('TASK_RUNNING')} running tasks")
+    if sleeper.framework.id not in slave.get("framework_ids", []):
+        problems.append(f"slave framework_ids is {slave.get('framework_ids')}")
+    if module_cluster.agent_id not in framework.get("slave_ids", []):
+        problems.append(f"framework slave_ids is {framework.get('slave_ids')}")
+    assert not problems, (
+        f"{problems}; slave keys {sorted(slave)}; framework keys {sorted(framework)}"
+    )
 
 
 def test_master_v0_frameworks(module_cluster, sleeper):
@@ -818,7 +870,7 @@ def test_master_v0_flags(module_cluster):
 
 def test_master_metrics_snapshot(module_cluster, sleeper):
     metrics = get_json(module_cluster.master, "/metrics/snapshot")
-    bad = {k: v for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    bad = {k: v for k, v in metrics.items() if not is_number(v)}
     assert not bad, f"not flat numbers: {bad}"
     assert metrics["master/slaves_active"] == 1, metrics
     assert metrics["master/tasks_running"] >= 1, metrics
@@ -933,7 +985,9 @@ def test_agent_get_executors(module_cluster, sleeper):
 
 def test_agent_get_tasks(module_cluster, sleeper):
     answer = operator_call(module_cluster.agent, "GET_TASKS")["get_tasks"]
-    for part in ("pending_tasks", "queued_tasks", "launched_tasks", "terminated_tasks", "completed_tasks"):
+    # agent.proto's Response.GetTasks.
+    parts = ("pending_tasks", "queued_tasks", "launched_tasks", "terminated_tasks")
+    for part in (*parts, "completed_tasks"):
         assert part in answer, f"agent GET_TASKS lacks {part}: {sorted(answer)}"
     task = find_task(answer["launched_tasks"], sleeper.task_id)
     assert task is not None, answer
@@ -988,7 +1042,11 @@ def test_agent_v0_state(module_cluster, sleeper):
     assert framework is not None, state["frameworks"]
     executors = framework["executors"]
     assert len(executors) == 1, executors
-    assert executors[0]["directory"] == sleeper.sandbox
+    directory = executors[0]["directory"]
+    assert directory == sleeper.sandbox
+    work_dir = get_json(module_cluster.agent, "/flags")["flags"]["work_dir"]
+    assert directory.startswith(work_dir.rstrip("/") + "/"), (directory, work_dir)
+    assert os.path.isfile(os.path.join(directory, "stdout")), directory
     task = next((t for t in executors[0]["tasks"] if t["id"] == sleeper.task_id), None)
     assert task is not None, executors[0]
     assert task["state"] == "TASK_RUNNING"
@@ -1006,7 +1064,7 @@ def test_agent_v0_flags_health_version(module_cluster):
 
 def test_agent_metrics_snapshot(module_cluster, sleeper):
     metrics = get_json(module_cluster.agent, "/metrics/snapshot")
-    bad = {k: v for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    bad = {k: v for k, v in metrics.items() if not is_number(v)}
     assert not bad, f"not flat numbers: {bad}"
     assert metrics["slave/registered"] == 1, metrics
     assert metrics["slave/tasks_running"] >= 1, metrics
@@ -1049,8 +1107,13 @@ def test_files_browse_lists_stdout_and_stderr(module_cluster, sleeper):
         assert entry["path"] == f"{sleeper.sandbox}/{name}", entry
         for key in ("size", "mode", "uid", "gid", "mtime", "nlink"):
             assert key in entry, f"{key} missing: {entry}"
-        assert entry["mode"].startswith("-"), entry
-        assert entry["nlink"] >= 1
+        # The v0 model: a `ls -l` mode string, user and group names, seconds.
+        assert re.fullmatch(r"-[rwxsStT-]{9}", entry["mode"]), entry
+        assert isinstance(entry["uid"], str) and isinstance(entry["gid"], str), entry
+        assert entry["uid"] == getpass.getuser(), entry
+        assert isinstance(entry["size"], int) and entry["size"] >= 0, entry
+        assert isinstance(entry["nlink"], int) and entry["nlink"] >= 1, entry
+        assert abs(entry["mtime"] - time.time()) < 3600, entry
     assert by_name["subdir"]["mode"].startswith("d"), by_name["subdir"]
     assert by_name["digits"]["size"] == len(DIGITS)
 
@@ -1078,7 +1141,8 @@ def test_files_read_offset_minus_one_gives_the_size(module_cluster, sleeper):
 @pytest.mark.parametrize("endpoint", ["/files/read", "/files/browse"])
 def test_files_outside_any_sandbox_is_refused(module_cluster, endpoint):
     path = "/etc/passwd" if endpoint == "/files/read" else "/etc"
-    response = module_cluster.agent.get(endpoint, params={"path": path, "offset": 0, "length": 4096})
+    params = {"path": path, "offset": 0, "length": 4096}
+    response = module_cluster.agent.get(endpoint, params=params)
     assert response.status_code in (403, 404), f"{response.status_code} {response.text}"
     assert response.text.strip(), "refused without a message"
     assert "root:" not in response.text and "passwd" not in response.text.replace(path, "")
@@ -1109,6 +1173,13 @@ def test_files_symlink_out_of_the_sandbox_is_refused(module_cluster, sleeper):
     download = module_cluster.agent.get("/files/download", params={"path": path})
     assert 400 <= download.status_code < 500, f"{download.status_code} {download.text[:200]}"
     assert "root:" not in download.text
+
+
+def test_files_read_of_a_directory_is_400(module_cluster, sleeper):
+    response = module_cluster.agent.get(
+        "/files/read", params={"path": f"{sleeper.sandbox}/subdir", "offset": 0}
+    )
+    assert response.status_code == 400, f"{response.status_code} {response.text}"
 
 
 def test_files_unknown_file_is_404(module_cluster, sleeper):

@@ -847,7 +847,9 @@ impl Agent {
                 _ => ExecutorReply::Rejected(400, what),
             };
         };
-        let subscribed = e.state == ExecutorState::Running
+        // A terminating executor still reports how its tasks ended (Mesos drops executor
+        // updates only while the whole framework is shutting down).
+        let subscribed = matches!(e.state, ExecutorState::Running | ExecutorState::Terminating)
             && self.streams.contains_key(&(fid.clone(), eid.clone()));
         match call.kind {
             CallKind::Subscribe(subscribe) => self.subscribe(&fid, &eid, subscribe),

@@ -30,10 +30,23 @@ pub fn command_for(info: &CommandInfo, environment: &[(String, String)], cwd: &P
     command
         .env_clear()
         .envs(environment.iter().map(|(k, v)| (k, v)))
-        .current_dir(cwd)
         .process_group(0)
         .stdin(Stdio::null());
+    // The executor already runs in the sandbox; changing into it again by its absolute
+    // path can fail for a switched user whose work dir's parents are closed to it.
+    let already_there = std::env::current_dir().is_ok_and(|here| same_dir(&here, cwd));
+    if !already_there {
+        command.current_dir(cwd);
+    }
     command
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => a == b,
+    }
 }
 
 /// A running task.

@@ -2,7 +2,7 @@
 //! `Agent`, GET_TASKS, …) and the v0 `/state` model that the Mesos UI and tools read.
 
 use crate::core::{Agent, AgentLink, Core, Framework};
-use meseta_api::{AgentId, Resources, Task};
+use meseta_api::{AgentId, Resources, Task, TaskState};
 use serde_json::{json, Map, Value};
 
 /// `TimeInfo`.
@@ -394,19 +394,96 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
     })
 }
 
-/// `/master/state-summary`.
+/// The task states `/master/state-summary` counts per agent and per framework.
+const SUMMARY_STATES: [TaskState; 10] = [
+    TaskState::TaskStaging,
+    TaskState::TaskStarting,
+    TaskState::TaskRunning,
+    TaskState::TaskKilling,
+    TaskState::TaskFinished,
+    TaskState::TaskKilled,
+    TaskState::TaskFailed,
+    TaskState::TaskLost,
+    TaskState::TaskError,
+    TaskState::TaskUnreachable,
+];
+
+fn state_counts<'a>(tasks: impl Iterator<Item = &'a Task>) -> Map<String, Value> {
+    let mut counts: std::collections::HashMap<TaskState, u64> = Default::default();
+    for task in tasks {
+        *counts.entry(task.state).or_default() += 1;
+    }
+    SUMMARY_STATES
+        .iter()
+        .map(|s| {
+            (
+                s.name().to_string(),
+                json!(counts.get(s).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+/// Completed tasks that ran on `agent_id`.
+fn completed_on<'a>(core: &'a Core, agent_id: &'a AgentId) -> impl Iterator<Item = &'a Task> {
+    core.frameworks
+        .values()
+        .flat_map(|f| f.completed_tasks.iter())
+        .filter(move |t| &t.agent_id == agent_id)
+}
+
+/// `/master/state-summary`: agents and frameworks with task counts per state.
 pub fn v0_state_summary(core: &Core) -> Value {
-    let state = v0_state(core, &Value::Null, "");
+    let slaves: Vec<Value> = core
+        .agents
+        .values()
+        .filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_)))
+        .map(|a| {
+            let mut v = v0_agent(a);
+            let counts = state_counts(a.tasks.values().chain(completed_on(core, a.id())));
+            let object = v.as_object_mut().expect("object");
+            object.extend(counts);
+            let framework_ids: std::collections::BTreeSet<&str> =
+                a.tasks.keys().map(|(f, _)| f.as_str()).collect();
+            object.insert("framework_ids".into(), json!(framework_ids));
+            v
+        })
+        .collect();
+    let frameworks: Vec<Value> = core
+        .frameworks
+        .values()
+        .map(|f| {
+            let active: Vec<&Task> = f
+                .tasks
+                .iter()
+                .filter_map(|(task_id, agent_id)| core.agents.get(agent_id)?.tasks.get(&(f.id().clone(), task_id.clone())))
+                .collect();
+            let slave_ids: std::collections::BTreeSet<&str> = active.iter().map(|t| t.agent_id.as_str()).collect();
+            let mut v = json!({
+                "id": f.id().value,
+                "name": f.info.name,
+                "pid": Value::Null,
+                "used_resources": framework_allocated(core, f).to_v0_map(),
+                "offered_resources": framework_offered(core, f).to_v0_map(),
+                "capabilities": f.info.capabilities.iter().filter_map(|c| c.kind).collect::<Vec<_>>(),
+                "hostname": f.info.hostname.clone().unwrap_or_default(),
+                "webui_url": f.info.webui_url.clone().unwrap_or_default(),
+                "active": f.active,
+                "connected": f.connected(),
+                "recovered": f.recovered,
+                "slave_ids": slave_ids,
+            });
+            v.as_object_mut()
+                .expect("object")
+                .extend(state_counts(active.into_iter().chain(f.completed_tasks.iter())));
+            v
+        })
+        .collect();
     json!({
-        "hostname": state["hostname"],
+        "hostname": core.master_info.hostname,
         "cluster": Value::Null,
-        "slaves": state["slaves"],
-        "frameworks": state["frameworks"].as_array().map(|fs| fs.iter().map(|f| json!({
-            "id": f["id"], "name": f["name"], "pid": Value::Null, "used_resources": f["used_resources"],
-            "offered_resources": f["offered_resources"], "capabilities": f["capabilities"],
-            "hostname": f["hostname"], "webui_url": f["webui_url"], "active": f["active"],
-            "TASK_RUNNING": f["tasks"].as_array().map_or(0, |t| t.iter().filter(|t| t["state"] == "TASK_RUNNING").count()),
-        })).collect::<Vec<_>>()),
+        "slaves": slaves,
+        "frameworks": frameworks,
     })
 }
 

@@ -202,6 +202,8 @@ impl Agent {
 #[derive(Debug, Clone)]
 pub struct OfferEntry {
     pub offer: Offer,
+    /// The role the resources are allocated to.
+    pub role: String,
     pub resources: Resources,
     pub created: f64,
 }

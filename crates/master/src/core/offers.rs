@@ -130,6 +130,7 @@ impl Core {
             offer_id,
             OfferEntry {
                 offer: offer.clone(),
+                role,
                 resources,
                 created: now,
             },
@@ -263,7 +264,7 @@ impl Core {
     /// the offers returns to the pool, filtered for `refuse_seconds`.
     pub fn accept(&mut self, now: f64, framework_id: &FrameworkId, accept: Accept) {
         let refuse = accept.filters.clone().unwrap_or_default().refuse_seconds;
-        let (agent_id, mut remaining) =
+        let (agent_id, role, mut remaining) =
             match self.take_accepted_offers(framework_id, &accept.offer_ids) {
                 Ok(found) => found,
                 Err(message) => {
@@ -272,8 +273,10 @@ impl Core {
                     return;
                 }
             };
+        let mut operations = accept.operations;
+        inject_allocation_info(&mut operations, &role);
         let mut launched_ids = BTreeSet::new();
-        for operation in accept.operations {
+        for operation in operations {
             match operation.kind {
                 OperationType::Launch => {
                     let tasks = operation.launch.map(|l| l.task_infos).unwrap_or_default();
@@ -307,12 +310,13 @@ impl Core {
         self.add_filter(framework_id, &agent_id, remaining, refuse, now);
     }
 
-    /// Takes the accepted offers; all must be outstanding, this framework's, on one agent.
+    /// Takes the accepted offers; all must be outstanding, this framework's, on one agent,
+    /// allocated to one role. Returns the agent, the role and the offered resources.
     fn take_accepted_offers(
         &mut self,
         framework_id: &FrameworkId,
         offer_ids: &[OfferId],
-    ) -> Result<(AgentId, Resources), String> {
+    ) -> Result<(AgentId, String, Resources), String> {
         if offer_ids.is_empty() {
             return Err("No offers specified".into());
         }
@@ -321,6 +325,7 @@ impl Core {
             return Err("Duplicate offers specified".into());
         }
         let mut agent: Option<AgentId> = None;
+        let mut role: Option<&str> = None;
         for offer_id in offer_ids {
             let Some(entry) = self.offers.get(offer_id) else {
                 return Err(format!("Offer {offer_id} is no longer valid"));
@@ -334,8 +339,15 @@ impl Core {
                 }
                 _ => agent = Some(entry.offer.agent_id.clone()),
             }
+            match role {
+                Some(r) if r != entry.role => {
+                    return Err(format!("Aggregated offers must be allocated to the same role. Offer {offer_id} uses role {} and another offer uses role {r}", entry.role));
+                }
+                _ => role = Some(&entry.role),
+            }
         }
         let agent = agent.expect("at least one offer");
+        let role = role.expect("at least one offer").to_string();
         if !self
             .agents
             .get(&agent)
@@ -351,7 +363,7 @@ impl Core {
             let entry = self.take_offer(offer_id).expect("validated");
             resources.add_all(&entry.resources);
         }
-        Ok((agent, resources))
+        Ok((agent, role, resources))
     }
 
     /// Every task of an invalid ACCEPT ends in TASK_DROPPED (TASK_LOST when not partition
@@ -657,6 +669,37 @@ impl Core {
         self.emit(Effect::Operator(meseta_api::operator::Event::TaskAdded(
             serde_json::json!({"task": record}),
         )));
+    }
+}
+
+/// Sets the offer's role as `allocation_info` on the resources of every launched task and
+/// executor that lacks one, as Mesos does for every framework (the command executor reads
+/// it into `MESOS_ALLOCATION_ROLE`).
+fn inject_allocation_info(operations: &mut [Operation], role: &str) {
+    let tag = |resources: &mut Vec<Resource>| {
+        for r in resources.iter_mut().filter(|r| r.allocation_info.is_none()) {
+            r.allocation_info = Some(AllocationInfo {
+                role: Some(role.to_string()),
+            });
+        }
+    };
+    for operation in operations.iter_mut() {
+        for task in operation
+            .launch
+            .iter_mut()
+            .flat_map(|l| l.task_infos.iter_mut())
+        {
+            tag(&mut task.resources);
+            if let Some(executor) = task.executor.as_mut() {
+                tag(&mut executor.resources);
+            }
+        }
+        if let Some(group) = operation.launch_group.as_mut() {
+            tag(&mut group.executor.resources);
+            for task in group.task_group.tasks.iter_mut() {
+                tag(&mut task.resources);
+            }
+        }
     }
 }
 

@@ -27,9 +27,12 @@ impl Core {
         };
         let mut became_terminal = None;
         let mut current = None;
+        let mut state_changed = false;
         if let Some(task) = agent.tasks.get_mut(&key) {
             let was_terminal = task.state.is_terminal();
+            let previous = task.state;
             task.state = latest_state.unwrap_or(status.state);
+            state_changed = previous != task.state;
             task.status_update_state = Some(status.state);
             task.status_update_uuid = status.uuid.clone();
             let mut stored = status.clone();
@@ -52,13 +55,16 @@ impl Core {
             self.count(terminal_metric(state));
         }
         if let Some(state) = current {
-            self.emit(Effect::Operator(meseta_api::operator::Event::TaskUpdated(
-                serde_json::json!({
-                    "framework_id": framework_id,
-                    "status": status,
-                    "state": state,
-                }),
-            )));
+            // Operators hear of state changes, not of retried or health-only updates.
+            if state_changed {
+                self.emit(Effect::Operator(meseta_api::operator::Event::TaskUpdated(
+                    serde_json::json!({
+                        "framework_id": framework_id,
+                        "status": status,
+                        "state": state,
+                    }),
+                )));
+            }
             // A terminal task without a uuid (nothing to acknowledge) is done now.
             if state.is_terminal() && status.uuid.is_none() {
                 self.complete_task(agent_id, &framework_id, &status.task_id);
@@ -155,17 +161,11 @@ impl Core {
         }
     }
 
-    /// SHUTDOWN of an executor.
-    pub fn shutdown_executor(
-        &mut self,
-        framework_id: &FrameworkId,
-        shutdown: scheduler::Shutdown,
-    ) -> Result<(), ApiError> {
+    /// SHUTDOWN of an executor; Mesos accepts one for an unknown agent and drops it.
+    pub fn shutdown_executor(&mut self, framework_id: &FrameworkId, shutdown: scheduler::Shutdown) {
         if !self.agents.contains_key(&shutdown.agent_id) {
-            return Err(ApiError::bad_request(format!(
-                "Unknown agent {}",
-                shutdown.agent_id
-            )));
+            tracing::warn!(agent = %shutdown.agent_id, "SHUTDOWN for an unknown agent dropped");
+            return;
         }
         self.send_to_agent(
             &shutdown.agent_id,
@@ -174,20 +174,14 @@ impl Core {
                 executor_id: shutdown.executor_id,
             }),
         );
-        Ok(())
     }
 
-    /// MESSAGE from a framework to one of its executors.
-    pub fn framework_message(
-        &mut self,
-        framework_id: &FrameworkId,
-        message: scheduler::Message,
-    ) -> Result<(), ApiError> {
+    /// MESSAGE from a framework to one of its executors; Mesos accepts one for an unknown
+    /// agent and drops it (counted as invalid).
+    pub fn framework_message(&mut self, framework_id: &FrameworkId, message: scheduler::Message) {
         if !self.agents.contains_key(&message.agent_id) {
-            return Err(ApiError::bad_request(format!(
-                "Unknown agent {}",
-                message.agent_id
-            )));
+            self.count("master/invalid_framework_to_executor_messages");
+            return;
         }
         self.count("master/messages_framework_to_executor");
         self.send_to_agent(
@@ -198,7 +192,6 @@ impl Core {
                 data: message.data,
             }),
         );
-        Ok(())
     }
 
     /// A message from an executor to its framework.

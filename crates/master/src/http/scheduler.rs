@@ -179,10 +179,10 @@ fn dispatch(
         CallKind::Revive(roles) => core.revive(&framework_id, roles.unwrap_or_default().roles),
         CallKind::Suppress(roles) => core.suppress(&framework_id, roles.unwrap_or_default().roles),
         CallKind::Kill(kill) => core.kill(t, &framework_id, kill),
-        CallKind::Shutdown(shutdown) => core.shutdown_executor(&framework_id, shutdown)?,
+        CallKind::Shutdown(shutdown) => core.shutdown_executor(&framework_id, shutdown),
         CallKind::Acknowledge(ack) => core.acknowledge(&framework_id, ack)?,
         CallKind::Reconcile(reconcile) => core.reconcile(t, &framework_id, reconcile.tasks),
-        CallKind::Message(message) => core.framework_message(&framework_id, message)?,
+        CallKind::Message(message) => core.framework_message(&framework_id, message),
         CallKind::UpdateFramework(update) => {
             core.update_framework(
                 &framework_id,
