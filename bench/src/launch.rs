@@ -259,23 +259,13 @@ fn pack(offer: &Offer, per_task: &Resources, next_task: &mut usize, end: usize) 
         free.subtract_all(per_task);
         let id = format!("bench-{}", *next_task);
         *next_task += 1;
-        tasks.push(TaskInfo {
-            name: id.clone(),
-            task_id: TaskId::new(id),
-            agent_id: offer.agent_id.clone(),
-            resources: per_task.clone().into_vec(),
-            executor: None,
-            command: Some(meseta_api::CommandInfo::shell("true")),
-            container: None,
-            health_check: None,
-            check: None,
-            kill_policy: None,
-            data: None,
-            labels: None,
-            discovery: None,
-            max_completion_time: None,
-            limits: None,
-        });
+        tasks.push(TaskInfo::command_task(
+            id.clone(),
+            TaskId::new(id),
+            offer.agent_id.clone(),
+            per_task.clone().into_vec(),
+            meseta_api::CommandInfo::shell("true"),
+        ));
     }
     tasks
 }

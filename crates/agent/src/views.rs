@@ -4,8 +4,8 @@
 use crate::agent::Agent;
 use crate::book::{Executor, ExecutorState, Framework};
 use crate::command::View;
-use meseta_api::resources::ValueType;
-use meseta_api::{Attribute, Resource, Resources, Task, TaskState, MESETA_VERSION, MESOS_VERSION};
+use meseta_api::v0;
+use meseta_api::{TaskState, MESETA_VERSION, MESOS_VERSION};
 use serde_json::{json, Map, Value};
 
 /// Renders a view.
@@ -36,84 +36,11 @@ pub fn version() -> Value {
     })
 }
 
-fn resources_v0(list: &[Resource]) -> Value {
-    let mut r = Resources::new();
-    for res in list {
-        r.add(res);
-    }
-    Value::Object(r.to_v0_map())
-}
-
-/// The v0 attributes map: `{"rack":"a","zone":1,"ports":"[1-3]"}`.
-pub fn attributes_v0(attributes: &[Attribute]) -> Value {
-    let mut map = Map::new();
-    for a in attributes {
-        let value = match a.kind {
-            ValueType::Scalar => json!(a.scalar.map_or(0.0, |s| s.value)),
-            ValueType::Ranges => {
-                let parts: Vec<String> = a
-                    .ranges
-                    .iter()
-                    .flat_map(|r| r.range.iter().map(|r| format!("{}-{}", r.begin, r.end)))
-                    .collect();
-                json!(format!("[{}]", parts.join(", ")))
-            }
-            ValueType::Set => json!(format!(
-                "{{{}}}",
-                a.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
-            )),
-            ValueType::Text => json!(a.text.as_ref().map(|t| t.value.clone()).unwrap_or_default()),
-        };
-        map.insert(a.name.clone(), value);
-    }
-    Value::Object(map)
-}
-
-fn task_v0(task: &Task) -> Value {
-    let statuses: Vec<Value> = task
-        .statuses
-        .iter()
-        .map(|s| {
-            let mut o = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
-            if let Some(h) = s.healthy {
-                o["healthy"] = json!(h);
-            }
-            if let Some(c) = &s.container_status {
-                o["container_status"] = c.clone();
-            }
-            o
-        })
-        .collect();
-    let mut o = json!({
-        "id": task.task_id.value,
-        "name": task.name,
-        "framework_id": task.framework_id.value,
-        "executor_id": task.executor_id.as_ref().map(|e| e.value.clone()).unwrap_or_default(),
-        "slave_id": task.agent_id.value,
-        "state": task.state,
-        "resources": resources_v0(&task.resources),
-        "statuses": statuses,
-    });
-    for (key, value) in [
-        ("labels", &task.labels),
-        ("discovery", &task.discovery),
-        ("container", &task.container),
-    ] {
-        if let Some(v) = value {
-            o[key] = v.clone();
-        }
-    }
-    if let Some(user) = &task.user {
-        o["user"] = json!(user);
-    }
-    o
-}
-
 fn executor_v0(framework: &Framework, e: &Executor) -> Value {
     let (mut tasks, mut queued) = (Vec::new(), Vec::new());
     for task in e.live_and_unacked_tasks(&framework.info) {
         let queued_task = e.queued.iter().any(|q| q.task_id == task.task_id);
-        if queued_task { &mut queued } else { &mut tasks }.push(task_v0(&task));
+        if queued_task { &mut queued } else { &mut tasks }.push(v0::task(&task));
     }
     json!({
         "id": e.info.executor_id.value,
@@ -121,11 +48,11 @@ fn executor_v0(framework: &Framework, e: &Executor) -> Value {
         "source": e.info.source.clone().unwrap_or_default(),
         "container": e.container_id.value,
         "directory": e.directory.display().to_string(),
-        "resources": resources_v0(&e.used_resources().into_vec()),
+        "resources": v0::resources(&e.used_resources().into_vec()),
         "type": if e.command_executor { "COMMAND" } else { "CUSTOM" },
         "tasks": tasks,
         "queued_tasks": queued,
-        "completed_tasks": e.completed.iter().map(task_v0).collect::<Vec<_>>(),
+        "completed_tasks": e.completed.iter().map(v0::task).collect::<Vec<_>>(),
     })
 }
 
@@ -179,7 +106,7 @@ fn state_v0(agent: &Agent) -> Value {
         "resources": Value::Object(agent.total.to_v0_map()),
         "unreserved_resources": Value::Object(agent.total.to_v0_map()),
         "reserved_resources": {},
-        "attributes": attributes_v0(&agent.agent_info.attributes),
+        "attributes": v0::attributes(&agent.agent_info.attributes),
         "master_hostname": master_hostname,
         "flags": flags_map(agent),
         "frameworks": agent.book.frameworks.values().map(framework_v0).collect::<Vec<_>>(),

@@ -9,6 +9,7 @@
 #[macro_use]
 mod union;
 
+pub mod backoff;
 pub mod duration;
 pub mod executor;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod operator;
 pub mod recordio;
 pub mod resources;
 pub mod scheduler;
+pub mod v0;
 
 pub use ids::*;
 pub use mesos::*;

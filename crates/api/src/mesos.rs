@@ -390,6 +390,35 @@ pub struct TaskInfo {
     pub limits: Option<Value>,
 }
 
+impl TaskInfo {
+    /// A command task with nothing else set.
+    pub fn command_task(
+        name: impl Into<String>,
+        task_id: TaskId,
+        agent_id: AgentId,
+        resources: Vec<Resource>,
+        command: CommandInfo,
+    ) -> TaskInfo {
+        TaskInfo {
+            name: name.into(),
+            task_id,
+            agent_id,
+            resources,
+            executor: None,
+            command: Some(command),
+            container: None,
+            health_check: None,
+            check: None,
+            kill_policy: None,
+            data: None,
+            labels: None,
+            discovery: None,
+            max_completion_time: None,
+            limits: None,
+        }
+    }
+}
+
 /// `TaskGroupInfo`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskGroupInfo {

@@ -85,6 +85,63 @@ impl Decoder {
     }
 }
 
+/// A record read as a `T`: the value, or why a well-framed JSON record is not one (for
+/// example an event type this version does not know, which readers skip as Mesos does).
+#[derive(Debug)]
+pub enum Typed<T> {
+    Value(T),
+    Unknown(String),
+}
+
+/// Why a typed stream cannot be read on: bad framing, or a record that is not JSON.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Framing(#[from] RecordIoError),
+    #[error("a record is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// Incremental decoder of a RecordIO stream of JSON `T`s.
+#[derive(Debug)]
+pub struct TypedDecoder<T> {
+    decoder: Decoder,
+    _records: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Default for TypedDecoder<T> {
+    fn default() -> Self {
+        TypedDecoder {
+            decoder: Decoder::new(),
+            _records: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> TypedDecoder<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.decoder.feed(bytes);
+    }
+
+    /// Takes the next whole record, if one has arrived.
+    pub fn next_record(&mut self) -> Result<Option<Typed<T>>, StreamError> {
+        let Some(record) = self.decoder.next_record()? else {
+            return Ok(None);
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&record).map_err(|e| StreamError::NotJson(e.to_string()))?;
+        Ok(Some(match serde_json::from_value::<T>(value) {
+            Ok(v) => Typed::Value(v),
+            Err(e) => Typed::Unknown(e.to_string()),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +153,21 @@ mod tests {
             encode(&serde_json::json!({"type":"HEARTBEAT"})),
             b"20\n{\"type\":\"HEARTBEAT\"}".to_vec()
         );
+    }
+
+    #[test]
+    fn typed_records_and_unknown_ones() {
+        let mut d = TypedDecoder::<crate::scheduler::Event>::new();
+        d.feed(&encode(&serde_json::json!({"type":"HEARTBEAT"})));
+        d.feed(&encode(&serde_json::json!({"type":"NEW_THING"})));
+        d.feed(b"3\nabc");
+        assert!(matches!(
+            d.next_record(),
+            Ok(Some(Typed::Value(crate::scheduler::Event::Heartbeat)))
+        ));
+        assert!(matches!(d.next_record(), Ok(Some(Typed::Unknown(_)))));
+        assert!(matches!(d.next_record(), Err(StreamError::NotJson(_))));
+        assert!(matches!(d.next_record(), Ok(None)));
     }
 
     #[test]

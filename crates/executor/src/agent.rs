@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use meseta_api::executor::{Call, Event};
-use meseta_api::recordio::Decoder;
+use meseta_api::recordio::{Typed, TypedDecoder};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -83,7 +83,7 @@ impl AgentLink {
         let response = self.post(call).await?;
         Ok(EventStream {
             body: response.bytes_stream().boxed(),
-            decoder: Decoder::new(),
+            decoder: TypedDecoder::new(),
         })
     }
 
@@ -96,7 +96,7 @@ impl AgentLink {
 /// Events from a subscription.
 pub struct EventStream {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
-    decoder: Decoder,
+    decoder: TypedDecoder<Event>,
 }
 
 impl EventStream {
@@ -106,29 +106,17 @@ impl EventStream {
         loop {
             match self.decoder.next_record() {
                 Err(e) => return Some(Err(LinkError::Stream(e.to_string()))),
-                Ok(Some(record)) => match decode(&record) {
-                    Ok(Some(event)) => return Some(Ok(event)),
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
+                Ok(Some(Typed::Value(event))) => return Some(Ok(event)),
+                Ok(Some(Typed::Unknown(why))) => {
+                    tracing::warn!("ignoring an event we cannot read: {why}");
+                    continue;
+                }
                 Ok(None) => {}
             }
             match self.body.next().await? {
                 Ok(chunk) => self.decoder.feed(&chunk),
                 Err(e) => return Some(Err(LinkError::Stream(e.to_string()))),
             }
-        }
-    }
-}
-
-fn decode(record: &[u8]) -> Result<Option<Event>, LinkError> {
-    let value: serde_json::Value = serde_json::from_slice(record)
-        .map_err(|e| LinkError::Stream(format!("an event is not JSON: {e}")))?;
-    match serde_json::from_value::<Event>(value) {
-        Ok(event) => Ok(Some(event)),
-        Err(e) => {
-            tracing::warn!("ignoring an event we cannot read: {e}");
-            Ok(None)
         }
     }
 }

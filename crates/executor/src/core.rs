@@ -19,10 +19,10 @@
 //! Contract with the driver: an [`Action::Launch`] is answered by [`Input::Started`] or
 //! [`Input::LaunchFailed`] before any other input.
 
-use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::exit;
 use crate::health::HealthTracker;
+use meseta_api::backoff::Backoff;
 use meseta_api::executor::{Acknowledged, Call, CallKind, Event, Kill, Subscribe, Update};
 use meseta_api::json::Bytes;
 use meseta_api::{

@@ -8,7 +8,6 @@
 //! and `probe` (health probes).
 
 mod agent;
-mod backoff;
 mod config;
 mod core;
 mod driver;

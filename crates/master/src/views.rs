@@ -196,53 +196,6 @@ pub fn get_state(core: &Core) -> Value {
     })
 }
 
-/// The v0 model of a task.
-fn v0_task(task: &Task) -> Value {
-    let resources = Resources::from_list(task.resources.clone()).unwrap_or_default();
-    let statuses: Vec<Value> = task
-        .statuses
-        .iter()
-        .map(|s| {
-            let mut v = json!({"state": s.state, "timestamp": s.timestamp.unwrap_or(0.0)});
-            if let Some(cs) = &s.container_status {
-                v["container_status"] = cs.clone();
-            }
-            if let Some(h) = s.healthy {
-                v["healthy"] = json!(h);
-            }
-            v
-        })
-        .collect();
-    let mut v = json!({
-        "id": task.task_id.value,
-        "name": task.name,
-        "framework_id": task.framework_id.value,
-        "executor_id": task.executor_id.as_ref().map(|e| e.value.clone()).unwrap_or_default(),
-        "slave_id": task.agent_id.value,
-        "state": task.state,
-        "resources": resources.to_v0_map(),
-        "role": "*",
-        "statuses": statuses,
-    });
-    for (key, field) in [
-        ("labels", &task.labels),
-        ("discovery", &task.discovery),
-        ("container", &task.container),
-    ] {
-        if let Some(value) = field {
-            v[key] = if key == "labels" {
-                value.get("labels").cloned().unwrap_or(Value::Null)
-            } else {
-                value.clone()
-            };
-        }
-    }
-    if let Some(user) = &task.user {
-        v["user"] = json!(user);
-    }
-    v
-}
-
 fn v0_framework(core: &Core, f: &Framework) -> Value {
     let used = framework_allocated(core, f);
     let offered = framework_offered(core, f);
@@ -255,7 +208,7 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
                 .tasks
                 .get(&(f.id().clone(), task_id.clone()))
         })
-        .map(v0_task)
+        .map(meseta_api::v0::task)
         .collect();
     let executors: Vec<Value> = core
         .agents
@@ -304,7 +257,7 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
         "offered_resources": offered.to_v0_map(),
         "tasks": tasks,
         "unreachable_tasks": [],
-        "completed_tasks": f.completed_tasks.iter().map(v0_task).collect::<Vec<_>>(),
+        "completed_tasks": f.completed_tasks.iter().map(meseta_api::v0::task).collect::<Vec<_>>(),
         "offers": f.offers.iter().filter_map(|id| core.offers.get(id)).map(|o| json!({
             "id": o.offer.id.value,
             "framework_id": o.offer.framework_id.value,
@@ -321,21 +274,7 @@ fn v0_agent(a: &Agent) -> Value {
     for r in a.total.iter().filter(|r| r.is_unreserved()) {
         unreserved.add(r);
     }
-    let attributes: Map<String, Value> = a
-        .info
-        .attributes
-        .iter()
-        .map(|attr| {
-            let v = if let Some(t) = &attr.text {
-                json!(t.value)
-            } else if let Some(s) = &attr.scalar {
-                json!(s.value)
-            } else {
-                json!(serde_json::to_value(attr).ok())
-            };
-            (attr.name.clone(), v)
-        })
-        .collect();
+
     json!({
         "id": a.id().value,
         "pid": a.pid(),
@@ -348,7 +287,7 @@ fn v0_agent(a: &Agent) -> Value {
         "offered_resources": a.offered.to_v0_map(),
         "reserved_resources": {},
         "unreserved_resources": unreserved.to_v0_map(),
-        "attributes": attributes,
+        "attributes": meseta_api::v0::attributes(&a.info.attributes),
         "active": a.link == AgentLink::Connected,
         "deactivated": false,
         "version": meseta_api::MESOS_VERSION,

@@ -347,30 +347,15 @@ fn task_info(
             .chain(flags.args.iter().cloned())
             .collect()
     };
-    TaskInfo {
-        name: flags.name.clone(),
-        task_id,
-        agent_id,
-        resources,
-        executor: None,
-        command: Some(CommandInfo {
-            uris: Vec::new(),
-            environment: (!variables.is_empty()).then_some(Environment { variables }),
-            shell,
-            value: Some(flags.command.clone()),
-            arguments,
-            user: None,
-        }),
-        container: None,
-        health_check: None,
-        check: None,
-        kill_policy: None,
-        data: None,
-        labels: None,
-        discovery: None,
-        max_completion_time: None,
-        limits: None,
-    }
+    let command = CommandInfo {
+        uris: Vec::new(),
+        environment: (!variables.is_empty()).then_some(Environment { variables }),
+        shell,
+        value: Some(flags.command.clone()),
+        arguments,
+        user: None,
+    };
+    TaskInfo::command_task(flags.name.clone(), task_id, agent_id, resources, command)
 }
 
 /// Prints an update the way `mesos-execute` does.

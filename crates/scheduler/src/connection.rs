@@ -2,12 +2,12 @@
 //! connection errors with backoff), read the event stream, acknowledge updates when asked
 //! to, and re-subscribe with the framework id when the stream drops.
 
-use crate::backoff::{self, Backoff};
 use crate::client::{Scheduler, Shared};
 use crate::error::Error;
 use crate::master::leader_from_location;
 use crate::stream::EventReader;
 use crate::Config;
+use meseta_api::backoff::{self, Backoff};
 use meseta_api::scheduler::{Call, CallKind, Event, Subscribe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-mod backoff;
 mod client;
 mod connection;
 mod error;

@@ -3,20 +3,20 @@
 use crate::error::Error;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use meseta_api::recordio::Decoder;
+use meseta_api::recordio::{Typed, TypedDecoder};
 use meseta_api::scheduler::Event;
 
 /// Events from one subscription response.
 pub struct EventReader {
     body: BoxStream<'static, reqwest::Result<Bytes>>,
-    decoder: Decoder,
+    decoder: TypedDecoder<Event>,
 }
 
 impl EventReader {
     pub fn new(response: reqwest::Response) -> EventReader {
         EventReader {
             body: response.bytes_stream().boxed(),
-            decoder: Decoder::new(),
+            decoder: TypedDecoder::new(),
         }
     }
 
@@ -26,29 +26,17 @@ impl EventReader {
         loop {
             match self.decoder.next_record() {
                 Err(e) => return Some(Err(Error::Stream(e.to_string()))),
-                Ok(Some(record)) => match decode(&record) {
-                    Ok(Some(event)) => return Some(Ok(event)),
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(e)),
-                },
+                Ok(Some(Typed::Value(event))) => return Some(Ok(event)),
+                Ok(Some(Typed::Unknown(why))) => {
+                    tracing::warn!("ignoring an event we cannot read: {why}");
+                    continue;
+                }
                 Ok(None) => {}
             }
             match self.body.next().await? {
                 Ok(chunk) => self.decoder.feed(&chunk),
                 Err(e) => return Some(Err(Error::Stream(e.to_string()))),
             }
-        }
-    }
-}
-
-fn decode(record: &[u8]) -> Result<Option<Event>, Error> {
-    let value: serde_json::Value = serde_json::from_slice(record)
-        .map_err(|e| Error::Stream(format!("an event is not JSON: {e}")))?;
-    match serde_json::from_value::<Event>(value) {
-        Ok(event) => Ok(Some(event)),
-        Err(e) => {
-            tracing::warn!("ignoring an event we cannot read: {e}");
-            Ok(None)
         }
     }
 }

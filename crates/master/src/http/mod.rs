@@ -176,6 +176,27 @@ pub fn accepts_json(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Decodes a POSTed JSON call after Mesos's checks, in its order: 405 for another method,
+/// 400/415 for the content type, 400 for a body that is not a valid call.
+pub fn decode_call<T: serde::de::DeserializeOwned>(
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
+    if method != axum::http::Method::POST {
+        return Err(Box::new(method_not_allowed("POST", method)));
+    }
+    if let Some(response) = content_type_error(headers) {
+        return Err(Box::new(response));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to convert JSON into Call protobuf: {e}"),
+        ))
+    })
+}
+
 /// The 405 Mesos answers for a wrong method.
 pub fn method_not_allowed(expected: &'static str, got: &axum::http::Method) -> Response {
     let mut response = error(

@@ -1,9 +1,7 @@
 //! The master's operator API, `/api/v1` (also `/api/v1/operator`).
 
 use super::streams::GuardedStream;
-use super::{
-    accepts_json, content_type_error, error, json, method_not_allowed, unavailable, AppState,
-};
+use super::{accepts_json, decode_call, error, json, unavailable, AppState};
 use crate::core::ApiError;
 use crate::service::{now, Service};
 use crate::views;
@@ -20,20 +18,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return method_not_allowed("POST", &method);
-    }
-    if let Some(response) = content_type_error(&headers) {
-        return response;
-    }
-    let call: Call = match serde_json::from_slice(&body) {
+    let call: Call = match decode_call(&method, &headers, &body) {
         Ok(call) => call,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to convert JSON into Call protobuf: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     if !accepts_json(&headers) {
         return error(

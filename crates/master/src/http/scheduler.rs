@@ -2,7 +2,7 @@
 //! against the framework's subscription and answered 202.
 
 use super::streams::GuardedStream;
-use super::{accepts_json, content_type_error, error, method_not_allowed, unavailable, AppState};
+use super::{accepts_json, decode_call, error, unavailable, AppState};
 use crate::core::ApiError;
 use crate::service::{now, Service};
 use axum::body::Bytes;
@@ -20,20 +20,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if method != Method::POST {
-        return method_not_allowed("POST", &method);
-    }
-    if let Some(response) = content_type_error(&headers) {
-        return response;
-    }
-    let call: Call = match serde_json::from_slice(&body) {
+    let call: Call = match decode_call(&method, &headers, &body) {
         Ok(call) => call,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to convert JSON into Call protobuf: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     if let Err(message) = call.validate() {
         return error(

@@ -1,4 +1,5 @@
-//! Exponential backoff between subscription attempts, capped and jittered.
+//! Exponential backoff between connection attempts (executors and schedulers
+//! resubscribing), capped and jittered.
 
 use std::time::Duration;
 
