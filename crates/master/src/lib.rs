@@ -13,6 +13,7 @@ pub mod views;
 
 use anyhow::Context;
 use registry::{RedbRegistry, Registry};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub struct MasterConfig {
     pub allocation_interval: Duration,
     pub agent_ping_timeout: Duration,
     pub agent_reregister_timeout: Duration,
+    /// `--weights`: role weights for a first start (the registry's win afterwards).
+    pub weights: BTreeMap<String, f64>,
 }
 
 impl MasterConfig {
@@ -55,6 +58,9 @@ impl MasterConfig {
         }
         if let Some(t) = self.offer_timeout {
             flags.push(("offer_timeout".to_string(), d(t)));
+        }
+        if !self.weights.is_empty() {
+            flags.push(("weights".to_string(), core::format_weights(&self.weights)));
         }
         flags
     }
@@ -82,7 +88,19 @@ pub async fn run(
     })?;
     let registry_path = config.work_dir.join("registry.redb");
     let registry = RedbRegistry::open(&registry_path)?;
-    let state = registry.load()?;
+    let mut registry = registry;
+    let mut state = registry.load()?;
+    let (weights, store) = core::initial_weights(&config.weights, &state.weights);
+    if let Some(change) = store {
+        registry.apply(std::slice::from_ref(&change))?;
+    } else if !config.weights.is_empty() && weights != config.weights {
+        tracing::warn!(
+            "ignoring --weights '{}': using the weights recovered from the registry ('{}')",
+            core::format_weights(&config.weights),
+            core::format_weights(&weights)
+        );
+    }
+    state.weights = weights;
     tracing::info!(
         agents = state.agents.len(),
         frameworks = state.frameworks.len(),

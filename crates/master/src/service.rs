@@ -116,6 +116,13 @@ impl Service {
         }
     }
 
+    /// Performs the pending effects now (the registry writes durably) and tells whether
+    /// the master is still sound; for answers that must follow a durable write.
+    pub fn flush_durably(&mut self) -> bool {
+        self.flush();
+        self.failure.is_none()
+    }
+
     fn persist(&mut self, changes: Vec<RegistryChange>) -> bool {
         match self.registry.apply(&changes) {
             Ok(()) => true,

@@ -149,6 +149,9 @@ pub fn get_roles(core: &Core) -> Value {
     let mut roles: std::collections::BTreeMap<String, (Vec<Value>, Resources, Resources)> =
         Default::default();
     roles.entry("*".to_string()).or_default();
+    for role in core.weights.keys() {
+        roles.entry(role.clone()).or_default();
+    }
     for f in core.frameworks.values() {
         for role in f.roles() {
             let entry = roles.entry(role).or_default();
@@ -164,7 +167,7 @@ pub fn get_roles(core: &Core) -> Value {
             total.add_all(&offered);
             json!({
                 "name": name,
-                "weight": 1.0,
+                "weight": core.weight(&name),
                 "frameworks": frameworks,
                 "resources": resources_json(&total),
                 "allocated": resources_json(&allocated),

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,6 +25,10 @@ pub fn default_work_dir() -> PathBuf {
 
 fn nix_is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, String> {
+    meseta_master::core::parse_weights(text)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -56,6 +61,10 @@ pub struct MasterFlags {
     /// How long agents have to reregister after a master restart.
     #[arg(long = "agent-reregister-timeout", alias = "agent_reregister_timeout", env = "MESETA_AGENT_REREGISTER_TIMEOUT", default_value = "10mins", value_parser = parse_duration)]
     pub agent_reregister_timeout: Duration,
+    /// Role weights, `role1=2,role2=0.5` (used at a first start; weights stored in the
+    /// registry, from an earlier start or UPDATE_WEIGHTS, win over them).
+    #[arg(long, env = "MESETA_WEIGHTS", value_parser = parse_weights)]
+    pub weights: Option<BTreeMap<String, f64>>,
 }
 
 impl MasterFlags {
@@ -72,6 +81,7 @@ impl MasterFlags {
             allocation_interval: self.allocation_interval,
             agent_ping_timeout: self.agent_ping_timeout,
             agent_reregister_timeout: self.agent_reregister_timeout,
+            weights: self.weights.unwrap_or_default(),
         })
     }
 }
@@ -172,6 +182,9 @@ pub struct LocalFlags {
     /// Where the master and agent keep their state (`master/` and `agent/` below it).
     #[arg(long = "work-dir", alias = "work_dir", env = "MESETA_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The master's role weights, `role1=2,role2=0.5`.
+    #[arg(long, env = "MESETA_WEIGHTS", value_parser = parse_weights)]
+    pub weights: Option<BTreeMap<String, f64>>,
     #[command(flatten)]
     pub agent: AgentCommonFlags,
 }
@@ -197,6 +210,7 @@ impl LocalFlags {
             allocation_interval: Duration::from_secs(1),
             agent_ping_timeout: Duration::from_secs(75),
             agent_reregister_timeout: Duration::from_secs(600),
+            weights: self.weights,
         }
         .into_config()?;
         let agent = agent_config(

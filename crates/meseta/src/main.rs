@@ -1,5 +1,6 @@
 //! `meseta`: the one binary. `master`, `agent` and `local` run the cluster; `executor` is
-//! the command executor the agent spawns; `execute` is a one-shot framework for users.
+//! the command executor the agent spawns; `execute` is a one-shot framework for users;
+//! `sim` runs hollow agents for scale tests.
 
 mod execute;
 mod flags;
@@ -31,6 +32,9 @@ enum Command {
     Execute(execute::ExecuteFlags),
     /// The command executor (started by the agent; not for direct use).
     Executor,
+    /// Simulations for scale tests: `sim agents` runs hollow agents.
+    #[command(subcommand)]
+    Sim(meseta_sim::SimCommand),
 }
 
 fn main() -> Result<()> {
@@ -67,6 +71,7 @@ async fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Execute(flags) => execute::run(flags).await,
+        Command::Sim(command) => meseta_sim::run(command, shutdown_signal()).await,
         Command::Executor => unreachable!("handled before the runtime starts"),
     }
 }

@@ -10,8 +10,10 @@ mod frameworks;
 mod offers;
 mod reconcile;
 mod tasks;
+mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
+pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};
 use meseta_api::internal::ToAgent;
@@ -221,6 +223,8 @@ pub struct Core {
     /// Agents marked gone by an operator.
     pub gone_agents: BTreeSet<AgentId>,
     pub offers: BTreeMap<OfferId, OfferEntry>,
+    /// Role weights set by `--weights` or UPDATE_WEIGHTS (a role not listed weighs 1).
+    pub weights: BTreeMap<String, f64>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -247,6 +251,7 @@ impl Core {
             agents: BTreeMap::new(),
             gone_agents: registry.gone_agents,
             offers: BTreeMap::new(),
+            weights: registry.weights,
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,

@@ -576,3 +576,150 @@ fn invalid_framework_info_is_rejected() {
         .message
         .contains("Invalid role"));
 }
+
+#[test]
+fn weights_flag_parses_like_mesos() {
+    let w = parse_weights("role1=2,role2=0.5, a/b = 3").unwrap();
+    assert_eq!(
+        w,
+        [
+            ("role1".to_string(), 2.0),
+            ("role2".to_string(), 0.5),
+            ("a/b".to_string(), 3.0)
+        ]
+        .into()
+    );
+    assert!(parse_weights("").unwrap().is_empty());
+    assert_eq!(format_weights(&w), "a/b=3,role1=2,role2=0.5");
+    for bad in [
+        "r", "r=x", "r=0", "r=-1", "r=inf", "a/../b=1", "r=1,r=2", "=1",
+    ] {
+        assert!(parse_weights(bad).is_err(), "{bad} should be refused");
+    }
+    assert!(parse_weights("r=0").unwrap_err().contains("positive"));
+}
+
+#[test]
+fn registry_weights_win_over_the_flag() {
+    let flag: BTreeMap<String, f64> = [("a".to_string(), 2.0)].into();
+    let stored: BTreeMap<String, f64> = [("b".to_string(), 3.0)].into();
+    // First start: the flag's weights are used and stored.
+    let (w, change) = initial_weights(&flag, &BTreeMap::new());
+    assert_eq!(w, flag);
+    assert_eq!(change, Some(RegistryChange::PutWeights(flag.clone())));
+    // Later starts: the registry's weights, the flag ignored as a whole (as Mesos does).
+    assert_eq!(initial_weights(&flag, &stored), (stored.clone(), None));
+    assert_eq!(initial_weights(&BTreeMap::new(), &stored), (stored, None));
+    assert_eq!(
+        initial_weights(&BTreeMap::new(), &BTreeMap::new()),
+        (BTreeMap::new(), None)
+    );
+}
+
+#[test]
+fn update_weights_validates_all_then_persists() {
+    let mut c = core();
+    let info = |role: &str, weight: f64| WeightInfo {
+        role: role.into(),
+        weight,
+    };
+    for bad in [
+        vec![info("ok", 2.0), info("r", 0.0)],
+        vec![info("a/../b", 1.0)],
+        vec![info("r", -1.0)],
+        vec![info("r", f64::NAN)],
+    ] {
+        let err = c.update_weights(&bad).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(c.weights.is_empty());
+        assert!(c.drain_effects().is_empty());
+    }
+    c.update_weights(&[info("r", 2.0), info("s", 0.5)]).unwrap();
+    let fx = c.drain_effects();
+    assert_eq!(
+        fx,
+        vec![Effect::Persist(RegistryChange::PutWeights(
+            [("r".to_string(), 2.0), ("s".to_string(), 0.5)].into()
+        ))]
+    );
+    c.update_weights(&[info("r", 3.0)]).unwrap();
+    assert_eq!(c.weight_infos(), vec![info("r", 3.0), info("s", 0.5)]);
+    assert_eq!(c.weight("r"), 3.0);
+    assert_eq!(c.weight("other"), 1.0);
+}
+
+#[test]
+fn roles_report_weights_even_without_frameworks() {
+    let mut registry = RegistryState::default();
+    registry.weights.insert("idle".into(), 2.5);
+    let info: MasterInfo =
+        serde_json::from_value(json!({"id":"m","ip":16777343,"port":5050})).unwrap();
+    let config = core().config;
+    let mut c = Core::new(info, config, registry, T0);
+    c.subscribe(
+        T0,
+        "S1".into(),
+        framework_info(json!({"role":"busy"})),
+        vec![],
+    )
+    .unwrap();
+    let roles = crate::views::get_roles(&c);
+    let weight = |name: &str| {
+        roles["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["weight"].as_f64().unwrap())
+    };
+    assert_eq!(weight("idle"), Some(2.5));
+    assert_eq!(weight("busy"), Some(1.0));
+    assert_eq!(weight("*"), Some(1.0));
+}
+
+#[test]
+fn allocation_counts_per_role_for_multi_role_frameworks() {
+    let (c, _agent, fid, offer) =
+        with_offer(json!({"roles":["web","db"],"capabilities":[{"type":"MULTI_ROLE"}]}));
+    let role = offer.allocation_info.unwrap().role.unwrap();
+    let by_role = c.allocation_by_role(&c.frameworks[&fid]);
+    assert_eq!(by_role.keys().collect::<Vec<_>>(), vec![&role]);
+    assert_eq!(by_role[&role].scalar("cpus"), 4.0);
+}
+
+#[test]
+fn weights_reach_the_allocator() {
+    // Two roles with one agent's offer each; a third agent goes to "a" on a tie (by
+    // name) unless "b" weighs more.
+    for (weights, expected) in [(vec![], "S1"), (vec![("b", 2.0)], "S2")] {
+        let mut c = core();
+        register(&mut c, "L1", None, vec![]);
+        register(&mut c, "L2", None, vec![]);
+        for (stream, role) in [("S1", "a"), ("S2", "b")] {
+            c.subscribe(
+                T0,
+                stream.into(),
+                framework_info(json!({ "role": role })),
+                vec![],
+            )
+            .unwrap();
+        }
+        c.allocate(T0);
+        let fx = c.drain_effects();
+        assert_eq!((offers(&fx, "S1").len(), offers(&fx, "S2").len()), (1, 1));
+        let infos: Vec<WeightInfo> = weights
+            .iter()
+            .map(|(role, weight)| WeightInfo {
+                role: role.to_string(),
+                weight: *weight,
+            })
+            .collect();
+        c.update_weights(&infos).unwrap();
+        register(&mut c, "L3", None, vec![]);
+        c.drain_effects();
+        c.allocate(T0);
+        let fx = c.drain_effects();
+        assert_eq!(offers(&fx, expected).len(), 1, "{weights:?}");
+        assert_eq!(offers(&fx, "S1").len() + offers(&fx, "S2").len(), 1);
+    }
+}

@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/slaves"), get(v0::slaves))
             .route(&format!("{prefix}/tasks"), get(v0::tasks))
             .route(&format!("{prefix}/roles"), get(v0::roles))
+            .route(&format!("{prefix}/weights"), any(v0::weights))
             .route(&format!("{prefix}/flags"), get(v0::flags))
             .route(&format!("{prefix}/health"), get(v0::health))
             .route(&format!("{prefix}/redirect"), get(v0::redirect))

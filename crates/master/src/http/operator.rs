@@ -2,7 +2,7 @@
 
 use super::streams::GuardedStream;
 use super::{accepts_json, decode_call, error, json, unavailable, AppState};
-use crate::core::ApiError;
+use crate::core::{ApiError, WeightInfo};
 use crate::service::{now, Service};
 use crate::views;
 use axum::body::Bytes;
@@ -44,7 +44,6 @@ pub async fn handle(
             json(&headers, &response(type_name, json!({"flags": flags})))
         }
         Call::GetLoggingLevel => json(&headers, &response(type_name, json!({"level": 0}))),
-        Call::GetWeights => json(&headers, &response(type_name, json!({"weight_infos": []}))),
         Call::GetQuota => json(&headers, &response(type_name, json!({"status": {}}))),
         Call::GetMaintenanceStatus => json(&headers, &response(type_name, json!({"status": {}}))),
         Call::GetMaintenanceSchedule => {
@@ -59,6 +58,7 @@ pub async fn handle(
         | Call::GetExecutors
         | Call::GetTasks
         | Call::GetRoles
+        | Call::GetWeights
         | Call::GetMaster => {
             let answer = app.service.call(move |svc| query(svc, &call)).await;
             match answer {
@@ -71,6 +71,13 @@ pub async fn handle(
                 .call(move |svc| svc.core.teardown(now(), &teardown.framework_id))
                 .await,
         ),
+        Call::UpdateWeights(body) => {
+            let infos = match parse_weight_infos(&body["weight_infos"]) {
+                Ok(infos) => infos,
+                Err(e) => return e.into_response(),
+            };
+            empty_or_error(update_weights(&app, infos).await)
+        }
         Call::MarkAgentGone(gone) => empty_or_error(
             app.service
                 .call(move |svc| svc.core.mark_agent_gone(now(), &gone.agent_id))
@@ -122,6 +129,7 @@ fn query(svc: &mut Service, call: &Call) -> Value {
         Call::GetTasks => views::get_tasks(core),
         Call::GetRoles => views::get_roles(core),
         Call::GetMaster => views::get_master(core),
+        Call::GetWeights => json!({"weight_infos": core.weight_infos()}),
         Call::GetMetrics(_) => {
             let metrics: Vec<Value> = views::metrics(core)
                 .as_object()
@@ -135,6 +143,35 @@ fn query(svc: &mut Service, call: &Call) -> Value {
         }
         _ => Value::Null,
     }
+}
+
+/// Reads a list of `WeightInfo`s (UPDATE_WEIGHTS's `weight_infos`, the v0 `/weights` body).
+pub fn parse_weight_infos(value: &Value) -> Result<Vec<WeightInfo>, ApiError> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("Failed to parse weight infos: {e}")))
+}
+
+/// Applies weights; answers once they are stored in the registry.
+pub async fn update_weights(
+    app: &AppState,
+    infos: Vec<WeightInfo>,
+) -> Result<Result<(), ApiError>, crate::service::Stopped> {
+    app.service
+        .call(move |svc| {
+            svc.core.update_weights(&infos)?;
+            if svc.flush_durably() {
+                Ok(())
+            } else {
+                Err(ApiError {
+                    status: 503,
+                    message: "the registry write failed; the master is stopping".into(),
+                })
+            }
+        })
+        .await
 }
 
 fn empty_or_error(answer: Result<Result<(), ApiError>, crate::service::Stopped>) -> Response {

@@ -102,6 +102,43 @@ pub async fn roles(State(app): State<AppState>, headers: HeaderMap) -> Response 
     .await
 }
 
+/// `/weights`: GET lists the weights (a JSON array of `WeightInfo`s); PUT (or POST)
+/// updates them from such an array.
+pub async fn weights(
+    State(app): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    if method == Method::GET {
+        return match app.service.call(|svc| svc.core.weight_infos()).await {
+            Ok(infos) => json(&headers, &json!(infos)),
+            Err(_) => unavailable(),
+        };
+    }
+    if method != Method::PUT && method != Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Expecting 'GET' or 'PUT', received '{method}'"),
+        );
+    }
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let infos = match parsed
+        .map_err(|e| crate::core::ApiError::bad_request(format!("Failed to parse the body: {e}")))
+        .and_then(|v| super::operator::parse_weight_infos(&v))
+    {
+        Ok(infos) => infos,
+        Err(e) => return e.into_response(),
+    };
+    match super::operator::update_weights(&app, infos).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
 pub async fn flags(State(app): State<AppState>, headers: HeaderMap) -> Response {
     json(&headers, &json!({"flags": flags_object(&app)}))
 }

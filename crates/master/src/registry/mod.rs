@@ -1,5 +1,5 @@
 //! The registry: what the master must not forget across restarts (admitted agents, agents
-//! marked gone, frameworks and the frameworks removed for good). [`Registry`] is the
+//! marked gone, frameworks and the frameworks removed for good, role weights). [`Registry`] is the
 //! storage seam a later replicated implementation plugs into; [`RedbRegistry`] is the
 //! durable local store (every commit is fsynced).
 
@@ -27,6 +27,8 @@ pub struct RegistryState {
     pub gone_agents: BTreeSet<AgentId>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub removed_frameworks: BTreeSet<FrameworkId>,
+    /// Role weights set through the API (or `--weights` at a first start).
+    pub weights: BTreeMap<String, f64>,
 }
 
 /// One durable change.
@@ -40,6 +42,8 @@ pub enum RegistryChange {
     PutFramework(FrameworkId, FrameworkInfo),
     /// The framework was removed for good.
     RemoveFramework(FrameworkId),
+    /// Set these roles' weights (other roles keep theirs).
+    PutWeights(BTreeMap<String, f64>),
 }
 
 impl RegistryState {
@@ -59,6 +63,10 @@ impl RegistryState {
             RegistryChange::RemoveFramework(id) => {
                 self.frameworks.remove(id);
                 self.removed_frameworks.insert(id.clone());
+            }
+            RegistryChange::PutWeights(weights) => {
+                self.weights
+                    .extend(weights.iter().map(|(r, w)| (r.clone(), *w)));
             }
         }
     }

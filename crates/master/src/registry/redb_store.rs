@@ -10,6 +10,7 @@ const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const GONE_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("gone_agents");
 const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
 const REMOVED_FRAMEWORKS: TableDefinition<&str, ()> = TableDefinition::new("removed_frameworks");
+const WEIGHTS: TableDefinition<&str, f64> = TableDefinition::new("weights");
 
 /// A redb-backed registry.
 pub struct RedbRegistry {
@@ -48,6 +49,7 @@ impl RedbRegistry {
         txn.open_table(FRAMEWORKS).map_err(|e| self.corrupt(e))?;
         txn.open_table(REMOVED_FRAMEWORKS)
             .map_err(|e| self.corrupt(e))?;
+        txn.open_table(WEIGHTS).map_err(|e| self.corrupt(e))?;
         txn.commit().map_err(|e| self.corrupt(e))
     }
 }
@@ -88,6 +90,11 @@ impl Registry for RedbRegistry {
                 .removed_frameworks
                 .insert(FrameworkId::new(key.value()));
         }
+        let weights = txn.open_table(WEIGHTS).map_err(|e| self.corrupt(e))?;
+        for entry in weights.iter().map_err(|e| self.corrupt(e))? {
+            let (key, value) = entry.map_err(|e| self.corrupt(e))?;
+            state.weights.insert(key.value().to_string(), value.value());
+        }
         Ok(state)
     }
 
@@ -98,6 +105,7 @@ impl Registry for RedbRegistry {
             let mut gone = txn.open_table(GONE_AGENTS).map_err(write_err)?;
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(write_err)?;
             let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(write_err)?;
+            let mut weights = txn.open_table(WEIGHTS).map_err(write_err)?;
             for change in changes {
                 match change {
                     RegistryChange::PutAgent(id, agent) => {
@@ -119,6 +127,11 @@ impl Registry for RedbRegistry {
                     RegistryChange::RemoveFramework(id) => {
                         frameworks.remove(id.as_str()).map_err(write_err)?;
                         removed.insert(id.as_str(), ()).map_err(write_err)?;
+                    }
+                    RegistryChange::PutWeights(update) => {
+                        for (role, weight) in update {
+                            weights.insert(role.as_str(), *weight).map_err(write_err)?;
+                        }
                     }
                 }
             }
@@ -159,6 +172,8 @@ mod tests {
                 serde_json::from_value(serde_json::json!({"user":"u","name":"n2"})).unwrap(),
             ),
             RegistryChange::RemoveFramework(FrameworkId::new("f2")),
+            RegistryChange::PutWeights([("a".to_string(), 2.0), ("b".to_string(), 0.5)].into()),
+            RegistryChange::PutWeights([("b".to_string(), 3.0)].into()),
         ];
         let mut expected = RegistryState::default();
         for c in &changes {
@@ -172,6 +187,34 @@ mod tests {
         assert_eq!(reg.load().unwrap(), expected);
         assert_eq!(expected.agents.len(), 1);
         assert!(expected.gone_agents.contains(&AgentId::new("a2")));
+        assert_eq!(
+            expected.weights,
+            [("a".to_string(), 2.0), ("b".to_string(), 3.0)].into()
+        );
+    }
+
+    #[test]
+    fn weights_survive_reopen_and_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.redb");
+        {
+            let mut reg = RedbRegistry::open(&path).unwrap();
+            reg.apply(&[RegistryChange::PutWeights([("r".to_string(), 2.5)].into())])
+                .unwrap();
+        }
+        {
+            let mut reg = RedbRegistry::open(&path).unwrap();
+            assert_eq!(reg.load().unwrap().weights, [("r".to_string(), 2.5)].into());
+            reg.apply(&[RegistryChange::PutWeights(
+                [("r".to_string(), 0.25), ("s/t".to_string(), 4.0)].into(),
+            )])
+            .unwrap();
+        }
+        let reg = RedbRegistry::open(&path).unwrap();
+        assert_eq!(
+            reg.load().unwrap().weights,
+            [("r".to_string(), 0.25), ("s/t".to_string(), 4.0)].into()
+        );
     }
 
     #[test]
