@@ -14,10 +14,12 @@ Fixtures:
   ``meseta agent`` processes, for tests that kill -9 and restart them (and, with
   ``spawn``, any meseta command line as given).
 
-Helpers: :func:`wait_for`, :func:`free_port`, :class:`Endpoint` (the operator API,
-the v0 endpoints and ``/files`` of one master or agent; :class:`ApiError`),
+Helpers: :func:`wait_for`, :func:`free_port`, :func:`bindable`, :class:`Endpoint` (the
+operator API, the v0 endpoints and ``/files`` of one master or agent; :class:`ApiError`),
 :func:`registered_agent`, :func:`sandbox_directory`, :class:`SchedulerStream` (a raw
-v1 scheduler client), :func:`kill_processes_under` and ``TERMINAL_STATES``.
+v1 scheduler client), :func:`kill_processes_under` and ``TERMINAL_STATES``. The helpers
+that the test modules share beyond these (processes by marker, a raw framework class,
+task lookups) are in ``helpers.py``.
 
 Each process writes its stdout and stderr to files beside its work directory. When
 its fixture ends, a process is killed with its process group, and so is every process
@@ -104,7 +106,8 @@ def wait_for(
         time.sleep(interval)
 
 
-def _bindable(port):
+def bindable(port):
+    """Whether ``port`` can be bound on 127.0.0.1 now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -122,7 +125,7 @@ def free_port(count=1):
         ports = range(base, base + count)
         if base + count > 65535 or _PORTS_GIVEN.intersection(ports):
             continue
-        if all(_bindable(port) for port in ports):
+        if all(bindable(port) for port in ports):
             _PORTS_GIVEN.update(ports)
             return base
     raise RuntimeError(f"found no {count} consecutive free ports")

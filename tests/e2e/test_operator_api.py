@@ -18,6 +18,7 @@ change the cluster (teardown, agents) get their own.
 """
 
 import base64
+import contextlib
 import getpass
 import json
 import os
@@ -38,24 +39,24 @@ import requests
 from conftest import (
     DEFAULT_TIMEOUT,
     HTTP_TIMEOUT,
-    TERMINAL_STATES,
     ApiError,
     Endpoint,
     Launcher,
-    SchedulerStream,
     free_port,
     registered_agent,
     sandbox_directory,
     wait_for,
 )
+from helpers import (
+    TASK_CPUS,
+    TASK_MEM,
+    UPDATE_TIMEOUT,
+    RawFramework,
+    processes_with,
+    scalar,
+    wait_sandbox,
+)
 
-# A status update to reach the framework (a debug build on two busy cores is slow).
-UPDATE_TIMEOUT = 60.0
-TASK_CPUS = 0.1
-TASK_MEM = 32.0
-# The command executor's share, which Mesos adds to a command task's.
-EXECUTOR_CPUS = 0.1
-EXECUTOR_MEM = 32.0
 OPERATOR_PATHS = ("/api/v1", "/api/v1/operator")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 DIGITS = "0123456789"
@@ -75,10 +76,6 @@ SUMMARY_STATES = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def scalar(resources, name):
-    return sum(r["scalar"]["value"] for r in resources if r["name"] == name and "scalar" in r)
 
 
 def operator_post(endpoint, body, path="/api/v1", headers=None, **kwargs):
@@ -108,31 +105,6 @@ def get_json(endpoint, path, **kwargs):
 
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def process_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_with(marker):
-    """The live processes whose command line holds ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if marker.encode() in cmdline and process_alive(int(entry)):
-            found.append(int(entry))
-    return found
 
 
 def find_task(tasks, task_id):
@@ -229,135 +201,58 @@ def next_operator_event(stream, framework, event_type, timeout=DEFAULT_TIMEOUT, 
                 raise TimeoutError(f"(waited {timeout:g}s) {exc}") from None
 
 
-class Framework:
-    """A raw v1 framework: status updates recorded and acknowledged (when they carry
-    a uuid). After :meth:`launch` it SUPPRESSes offers and declines those it holds or
-    still gets, so that the other frameworks on a shared cluster get offers even when
-    this one's events are not read; :meth:`launch` REVIVEs."""
+class Framework(RawFramework):
+    """A raw v1 framework (:class:`RawFramework`): status updates recorded and
+    acknowledged (when they carry a uuid). After :meth:`launch` it SUPPRESSes offers and
+    declines those it holds or still gets, so that the other frameworks on a shared
+    cluster get offers even when this one's events are not read; :meth:`launch` REVIVEs.
+    Its stream may end (a torn-down framework's does)."""
 
     def __init__(self, endpoint, name, *, user=None, capabilities=(), failover_timeout=0.0):
-        self.info = {
+        info = {
             "user": user or getpass.getuser(),
             "name": name,
             "failover_timeout": failover_timeout,
         }
         if capabilities:
-            self.info["capabilities"] = [{"type": c} for c in capabilities]
-        self.offers = {}
-        self.updates = []
-        self.errors = []
-        self.ended = False
+            info["capabilities"] = [{"type": c} for c in capabilities]
         self.suppressed = False
-        self.stream = SchedulerStream(endpoint, self.info)
-        self.id = self.stream.framework_id
+        super().__init__(endpoint, info)
 
-    def poll(self):
-        while not self.ended:
-            try:
-                event = self.stream.events.get_nowait()
-            except queue.Empty:
-                return
-            if event is None:
-                self.ended = True
-                return
-            kind = event.get("type")
-            if kind == "OFFERS":
-                for offer in event["offers"].get("offers", []):
-                    self.offers[offer["id"]["value"]] = offer
-                if self.suppressed:
-                    self.decline_offers()
-            elif kind == "RESCIND":
-                self.offers.pop(event["rescind"]["offer_id"]["value"], None)
-            elif kind == "UPDATE":
-                status = event["update"]["status"]
-                self.updates.append(status)
-                if "uuid" in status:
-                    try:
-                        self.stream.acknowledge(status)
-                    except (requests.RequestException, AssertionError):
-                        pass  # torn down or gone: nothing to acknowledge to
-            elif kind == "ERROR":
-                self.errors.append(event["error"]["message"])
+    def _stream_ended(self):
+        """Nothing more to handle."""
+
+    def _handle(self, event):
+        super()._handle(event)
+        if event.get("type") == "OFFERS" and self.suppressed:
+            self.decline_offers()
+
+    def _acknowledge(self, status):
+        if "uuid" in status:
+            # Torn down or gone: nothing to acknowledge to.
+            with contextlib.suppress(requests.RequestException, AssertionError):
+                self.stream.acknowledge(status)
 
     def decline_offers(self):
         """Declines the offers held, for an hour."""
         if self.offers:
-            response = self.stream.call(
+            self.call(
                 "DECLINE",
                 decline={
                     "offer_ids": [o["id"] for o in self.offers.values()],
                     "filters": {"refuse_seconds": 3600.0},
                 },
             )
-            assert response.status_code == 202, f"DECLINE: {response.status_code} {response.text}"
             self.offers.clear()
 
-    def wait(self, predicate, timeout=UPDATE_TIMEOUT, what=None):
-        def check():
-            self.poll()
-            return predicate()
-
-        return wait_for(check, timeout, what=what or predicate.__name__)
-
-    def states(self, task_id):
-        return [s["state"] for s in self.updates if s["task_id"]["value"] == task_id]
-
-    def wait_state(self, task_id, state, timeout=UPDATE_TIMEOUT):
-        """Waits for an update of ``task_id`` to ``state``; fails at once on another
-        terminal state."""
-
-        def arrived():
-            statuses = [s for s in self.updates if s["task_id"]["value"] == task_id]
-            ended = [s for s in statuses if s["state"] in TERMINAL_STATES - {state}]
-            assert not ended, f"{task_id} ended as {ended[0]['state']}, not {state}: {ended[0]}"
-            return next((s for s in statuses if s["state"] == state), None)
-
-        try:
-            return self.wait(arrived, timeout, what=f"{task_id} to report {state}")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; updates so far: {self.states(task_id)}") from None
-
     def launch(self, agent_id, task_id, command, timeout=UPDATE_TIMEOUT):
-        """Launches a command task (``sh -c command``) on an offer from ``agent_id``."""
-        cpus, mem = TASK_CPUS + EXECUTOR_CPUS, TASK_MEM + EXECUTOR_MEM
-
-        def fitting_offer():
-            for offer in self.offers.values():
-                if (
-                    offer["agent_id"]["value"] == agent_id
-                    and scalar(offer["resources"], "cpus") >= cpus - 1e-9
-                    and scalar(offer["resources"], "mem") >= mem - 1e-9
-                ):
-                    return offer
-            return None
-
+        """Launches a command task (``sh -c command``) on an offer from ``agent_id``
+        (:meth:`RawFramework.launch`), with offers revived for it and suppressed after."""
         if self.suppressed:
-            response = self.stream.call("REVIVE")
-            assert response.status_code == 202, f"REVIVE: {response.status_code} {response.text}"
+            self.call("REVIVE")
             self.suppressed = False
-        offer = self.wait(fitting_offer, timeout, what=f"an offer from agent {agent_id}")
-        task = {
-            "name": task_id,
-            "task_id": {"value": task_id},
-            "agent_id": {"value": agent_id},
-            "resources": [
-                {"name": "cpus", "type": "SCALAR", "scalar": {"value": TASK_CPUS}},
-                {"name": "mem", "type": "SCALAR", "scalar": {"value": TASK_MEM}},
-            ],
-            "command": {"value": command, "shell": True},
-        }
-        response = self.stream.call(
-            "ACCEPT",
-            accept={
-                "offer_ids": [offer["id"]],
-                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
-                "filters": {"refuse_seconds": 1.0},
-            },
-        )
-        assert response.status_code == 202, f"ACCEPT: {response.status_code} {response.text}"
-        del self.offers[offer["id"]["value"]]
-        response = self.stream.call("SUPPRESS")
-        assert response.status_code == 202, f"SUPPRESS: {response.status_code} {response.text}"
+        super().launch(agent_id, task_id, command, timeout)
+        self.call("SUPPRESS")
         self.suppressed = True
         self.decline_offers()
 
@@ -382,11 +277,7 @@ def start_sleeper(master, agent, agent_id, name, task_id, extra=""):
     command = f": {marker}; {extra} sleep 600"
     framework.launch(agent_id, task_id, command)
     framework.wait_state(task_id, "TASK_RUNNING")
-    sandbox = wait_for(
-        lambda: sandbox_directory(agent, framework.id, task_id),
-        DEFAULT_TIMEOUT,
-        what=f"the sandbox of {task_id}",
-    )
+    sandbox = wait_sandbox(agent, framework.id, task_id)
     return RunningTask(framework, task_id, agent_id, sandbox, marker)
 
 
@@ -868,10 +759,16 @@ def test_master_v0_flags(module_cluster):
     assert flags["port"] == str(module_cluster.master.port), flags
 
 
-def test_master_metrics_snapshot(module_cluster, sleeper):
-    metrics = get_json(module_cluster.master, "/metrics/snapshot")
+def flat_metrics(endpoint):
+    """``GET /metrics/snapshot``, which must be a flat map of numbers."""
+    metrics = get_json(endpoint, "/metrics/snapshot")
     bad = {k: v for k, v in metrics.items() if not is_number(v)}
     assert not bad, f"not flat numbers: {bad}"
+    return metrics
+
+
+def test_master_metrics_snapshot(module_cluster, sleeper):
+    metrics = flat_metrics(module_cluster.master)
     assert metrics["master/slaves_active"] == 1, metrics
     assert metrics["master/tasks_running"] >= 1, metrics
     assert metrics["master/frameworks_active"] >= 1, metrics
@@ -1063,21 +960,31 @@ def test_agent_v0_flags_health_version(module_cluster):
 
 
 def test_agent_metrics_snapshot(module_cluster, sleeper):
-    metrics = get_json(module_cluster.agent, "/metrics/snapshot")
-    bad = {k: v for k, v in metrics.items() if not is_number(v)}
-    assert not bad, f"not flat numbers: {bad}"
+    metrics = flat_metrics(module_cluster.agent)
     assert metrics["slave/registered"] == 1, metrics
     assert metrics["slave/tasks_running"] >= 1, metrics
     assert metrics["slave/executors_running"] >= 1, metrics
 
 
-def test_agent_monitor_statistics(module_cluster, sleeper):
+def wait_sleeper_entry(agent, path, sleeper, what):
+    """Waits until the list that ``GET path`` answers has an entry of the sleeper's
+    framework; returns that entry."""
+
     def ours():
-        entries = get_json(module_cluster.agent, "/monitor/statistics")
+        entries = get_json(agent, path)
         assert isinstance(entries, list), entries
         return next((e for e in entries if e.get("framework_id") == sleeper.framework.id), None)
 
-    entry = wait_for(ours, DEFAULT_TIMEOUT, what="the sleeper's executor in /monitor/statistics")
+    return wait_for(ours, DEFAULT_TIMEOUT, what=what)
+
+
+def test_agent_monitor_statistics(module_cluster, sleeper):
+    entry = wait_sleeper_entry(
+        module_cluster.agent,
+        "/monitor/statistics",
+        sleeper,
+        "the sleeper's executor in /monitor/statistics",
+    )
     assert entry["executor_id"], entry
     statistics = entry["statistics"]
     assert statistics["timestamp"] > 0, statistics
@@ -1085,12 +992,9 @@ def test_agent_monitor_statistics(module_cluster, sleeper):
 
 
 def test_agent_v0_containers(module_cluster, sleeper):
-    def ours():
-        entries = get_json(module_cluster.agent, "/containers")
-        assert isinstance(entries, list), entries
-        return next((e for e in entries if e.get("framework_id") == sleeper.framework.id), None)
-
-    entry = wait_for(ours, DEFAULT_TIMEOUT, what="the sleeper's container in /containers")
+    entry = wait_sleeper_entry(
+        module_cluster.agent, "/containers", sleeper, "the sleeper's container in /containers"
+    )
     assert entry["executor_id"], entry
     assert entry["container_id"], entry
 

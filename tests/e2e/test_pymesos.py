@@ -20,7 +20,8 @@ from collections import deque
 
 from pymesos import MesosSchedulerDriver, Scheduler, decode_data, encode_data
 
-from conftest import TERMINAL_STATES, sandbox_directory, wait_for
+from conftest import TERMINAL_STATES, wait_for
+from helpers import scalar, wait_sandbox
 
 # Twenty-odd tasks start, run and report on a two-core machine in a debug build.
 BATCH_TIMEOUT = 60.0
@@ -52,10 +53,6 @@ def command_task(task_id, command, cpus=0.05, mem=32):
         "resources": resources(cpus, mem),
         "command": {"value": command, "shell": True},
     }
-
-
-def scalar(resource_list, name):
-    return sum(r["scalar"]["value"] for r in resource_list if r["name"] == name and "scalar" in r)
 
 
 def cost(task):
@@ -133,6 +130,10 @@ class RecordingScheduler(Scheduler):
     def reconciliations(self, task_id):
         return [s for s in self.statuses(task_id) if s.get("reason") == "REASON_RECONCILIATION"]
 
+    def wait_reconciliation(self, task_id, what):
+        """Waits for a reconciliation update of ``task_id``; returns the first."""
+        return wait_for(lambda: self.reconciliations(task_id), what=what)[0]
+
     def message(self, event, task_id):
         with self.lock:
             for executor_id, agent_id, message in self.messages:
@@ -151,6 +152,11 @@ class RecordingScheduler(Scheduler):
         wait_for(settled, timeout, what=f"{len(task_ids)} task(s) to reach {wanted}")
         wrong = {t: self.states(t) for t in task_ids if self.latest(t) != wanted}
         assert not wrong, f"tasks that did not reach {wanted}: {wrong}"
+
+    def kill(self, driver, task_id):
+        """Kills ``task_id`` through ``driver`` and waits for its TASK_KILLED."""
+        driver.killTask({"value": task_id})
+        self.wait_state(task_id, "TASK_KILLED")
 
 
 @contextlib.contextmanager
@@ -190,8 +196,7 @@ def test_tasks_finish_fail_and_are_killed(cluster):
         message = failure.get("message", "")
         assert "exit" in message.lower() and re.search(r"\b1\b", message), failure
 
-        driver.killTask({"value": "sleeper"})
-        scheduler.wait_state("sleeper", "TASK_KILLED")
+        scheduler.kill(driver, "sleeper")
 
         expected = {t: "TASK_FINISHED" for t in finishing}
         expected.update(fails="TASK_FAILED", sleeper="TASK_KILLED")
@@ -217,9 +222,7 @@ def test_reconciliation(cluster):
         scheduler.wait_state("sleeper", "TASK_RUNNING")
 
         driver.reconcileTasks([])  # implicit: every task the master knows
-        answer = wait_for(
-            lambda: scheduler.reconciliations("sleeper"), what="implicit reconciliation"
-        )[0]
+        answer = scheduler.wait_reconciliation("sleeper", "implicit reconciliation")
         assert answer["state"] == "TASK_RUNNING", answer
         assert "uuid" not in answer, "master-generated updates carry no uuid"
 
@@ -233,13 +236,10 @@ def test_reconciliation(cluster):
         )
         assert scheduler.reconciliations("sleeper")[-1]["state"] == "TASK_RUNNING"
         # Not partition-aware: a task the master never heard of is TASK_LOST.
-        unknown = wait_for(
-            lambda: scheduler.reconciliations("never-launched"), what="unknown task's answer"
-        )[0]
+        unknown = scheduler.wait_reconciliation("never-launched", "unknown task's answer")
         assert unknown["state"] == "TASK_LOST", unknown
 
-        driver.killTask({"value": "sleeper"})
-        scheduler.wait_state("sleeper", "TASK_KILLED")
+        scheduler.kill(driver, "sleeper")
 
 
 def test_framework_failover(cluster):
@@ -274,13 +274,10 @@ def test_framework_failover(cluster):
         )
 
         driver.reconcileTasks([{"task_id": {"value": "survivor"}}])
-        answer = wait_for(
-            lambda: second.reconciliations("survivor"), what="reconciliation after failover"
-        )[0]
+        answer = second.wait_reconciliation("survivor", "reconciliation after failover")
         assert answer["state"] == "TASK_RUNNING", answer
 
-        driver.killTask({"value": "survivor"})
-        second.wait_state("survivor", "TASK_KILLED")
+        second.kill(driver, "survivor")
 
     def torn_down():
         frameworks = cluster.master.frameworks()
@@ -299,10 +296,7 @@ def test_task_output_through_files_api(cluster):
         )
         scheduler.wait_state("talker", "TASK_FINISHED")
 
-        directory = wait_for(
-            lambda: sandbox_directory(cluster.agent, scheduler.framework_id, "talker"),
-            what="the agent's /state to show the task's sandbox",
-        )
+        directory = wait_sandbox(cluster.agent, scheduler.framework_id, "talker")
         listed = [entry["path"] for entry in cluster.agent.files_browse(directory)]
         assert f"{directory}/stdout" in listed and f"{directory}/stderr" in listed, listed
 

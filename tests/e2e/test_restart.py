@@ -22,19 +22,14 @@ What Mesos guarantees, and what the tests hold meseta to:
 * A registry that cannot be read stops the master: it must not start empty.
 """
 
-import contextlib
 import getpass
-import http.client
-import json
 import os
-import queue
 import uuid
 
 import requests
 
 from conftest import (
     DEFAULT_TIMEOUT,
-    TERMINAL_STATES,
     ApiError,
     Launcher,
     SchedulerStream,
@@ -42,23 +37,26 @@ from conftest import (
     sandbox_directory,
     wait_for,
 )
+from helpers import (
+    UPDATE_TIMEOUT,
+    RawFramework,
+    master_task,
+    process_alive,
+    processes_with,
+    subscribe_refusal,
+    wait_master_task,
+    wait_sandbox,
+)
 
 # An agent that restarts recovers, reregisters and hears again from its executors
 # (which retry with backoff); a debug build on two busy cores is slow at it.
 RECOVERY_TIMEOUT = 90.0
-# A status update to reach the framework, retries and reregistration included.
-UPDATE_TIMEOUT = 60.0
 # How long to keep listening after the last expected update, for duplicates.
 QUIET_PERIOD = 2.0
 FAILOVER_TIMEOUT = 300.0
 # Fixed resources: the offers do not depend on the machine, and the agent's info is
 # the same on every restart (Mesos refuses a changed agent by default).
 AGENT_ARGS = ("--resources", "cpus:2;mem:2048;disk:1024;ports:[31000-32000]")
-TASK_CPUS = 0.1
-TASK_MEM = 32.0
-# The command executor's own share, which Mesos adds to a command task's.
-EXECUTOR_CPUS = 0.1
-EXECUTOR_MEM = 32.0
 RELIABLE_SEQUENCES = (
     ["TASK_RUNNING", "TASK_FINISHED"],
     ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"],
@@ -75,76 +73,26 @@ def framework_info(name, **extra):
     }
 
 
-def scalar(resources, name):
-    return sum(r["scalar"]["value"] for r in resources if r["name"] == name and "scalar" in r)
+class Framework(RawFramework):
+    """A raw v1 framework (:class:`RawFramework`) that keeps every event.
 
-
-class Framework:
-    """A raw v1 framework on a :class:`SchedulerStream` that keeps every event.
-
-    Events are read in :meth:`poll`, which :meth:`wait` calls: offers are kept until
-    used or rescinded, status updates are recorded in arrival order and, while
-    ``auto_ack`` is true, acknowledged at once when they carry a uuid; ERROR messages
-    are recorded. :meth:`disconnect` drops the stream (as a scheduler that died
-    would); :meth:`resubscribe` opens a new one with the framework id.
+    Offers are kept until used or rescinded, status updates are recorded in arrival
+    order and, while ``auto_ack`` is true, acknowledged at once when they carry a uuid;
+    ERROR messages are recorded. :meth:`disconnect` drops the stream (as a scheduler
+    that died would); :meth:`resubscribe` opens a new one with the framework id.
     """
 
     def __init__(self, endpoint, name, auto_ack=True):
-        self.info = framework_info(name)
         self.auto_ack = auto_ack
-        self.updates = []  # every TaskStatus received, in arrival order
         self.acked = set()  # uuids acknowledged
-        self.offers = {}  # offer id -> offer
-        self.errors = []
         self.ack_failures = []
-        self.stream = SchedulerStream(endpoint, self.info)
-        self.id = self.stream.framework_id
-
-    def disconnect(self):
-        """Closes the stream; what was not read yet is dropped."""
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
-        self.offers.clear()
-
-    def resubscribe(self, endpoint):
-        """SUBSCRIBE again with ``framework_info.id`` set; returns the framework id
-        that SUBSCRIBED carries."""
-        self.disconnect()
-        self.stream = SchedulerStream(endpoint, dict(self.info, id={"value": self.id}))
-        return self.stream.framework_id
-
-    def poll(self):
-        """Handles the events that have arrived."""
-        while self.stream is not None:
-            try:
-                event = self.stream.events.get_nowait()
-            except queue.Empty:
-                return
-            if event is None:
-                self.stream.events.put(None)
-                raise AssertionError(
-                    f"the master ended {self.info['name']}'s stream (reader: "
-                    f"{self.stream.error!r}); ERROR events: {self.errors}"
-                )
-            self._handle(event)
-
-    def _handle(self, event):
-        kind = event.get("type")
-        if kind == "OFFERS":
-            for offer in event["offers"].get("offers", []):
-                self.offers[offer["id"]["value"]] = offer
-        elif kind == "RESCIND":
-            self.offers.pop(event["rescind"]["offer_id"]["value"], None)
-        elif kind == "UPDATE":
-            status = event["update"]["status"]
-            self.updates.append(status)
-            if "uuid" in status and self.auto_ack:
-                self._acknowledge(status)
-        elif kind == "ERROR":
-            self.errors.append(event["error"]["message"])
+        super().__init__(endpoint, framework_info(name))
 
     def _acknowledge(self, status):
+        if "uuid" in status and self.auto_ack:
+            self._send_acknowledgement(status)
+
+    def _send_acknowledgement(self, status):
         try:
             self.stream.acknowledge(status)
             self.acked.add(status["uuid"])
@@ -156,90 +104,19 @@ class Framework:
         """Acknowledges, once each, the updates received and not acknowledged yet."""
         for status in self.updates:
             if "uuid" in status and status["uuid"] not in self.acked:
-                self._acknowledge(status)
-
-    def wait(self, predicate, timeout=UPDATE_TIMEOUT, what=None):
-        """Polls events until ``predicate()`` is true; returns its value."""
-
-        def check():
-            self.poll()
-            return predicate()
-
-        return wait_for(check, timeout, what=what or predicate.__name__)
-
-    def statuses(self, task_id):
-        return [s for s in self.updates if s["task_id"]["value"] == task_id]
-
-    def states(self, task_id):
-        return [s["state"] for s in self.statuses(task_id)]
-
-    def wait_state(self, task_id, state, timeout=UPDATE_TIMEOUT):
-        """Waits for an update of ``task_id`` to ``state``; returns that status. Fails
-        at once if the task reaches another terminal state."""
-
-        def arrived():
-            statuses = self.statuses(task_id)
-            ended = [s for s in statuses if s["state"] in TERMINAL_STATES - {state}]
-            assert not ended, f"{task_id} ended as {ended[0]['state']}, not {state}: {ended[0]}"
-            return next((s for s in statuses if s["state"] == state), None)
-
-        try:
-            return self.wait(arrived, timeout, what=f"{task_id} to report {state}")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; updates so far: {self.states(task_id)}") from None
-
-    def call(self, call_type, **fields):
-        """A call on the current stream; asserts the 202 Mesos gives."""
-        response = self.stream.call(call_type, **fields)
-        assert response.status_code == 202, f"{call_type}: {response.status_code} {response.text}"
-        return response
-
-    def launch(self, agent_id, task_id, command, timeout=UPDATE_TIMEOUT):
-        """Waits for an offer from ``agent_id`` big enough and launches a command task
-        (``sh -c command``) on it."""
-        cpus, mem = TASK_CPUS + EXECUTOR_CPUS, TASK_MEM + EXECUTOR_MEM
-
-        def fitting_offer():
-            for offer in self.offers.values():
-                if (
-                    offer["agent_id"]["value"] == agent_id
-                    and scalar(offer["resources"], "cpus") >= cpus - 1e-9
-                    and scalar(offer["resources"], "mem") >= mem - 1e-9
-                ):
-                    return offer
-            return None
-
-        offer = self.wait(fitting_offer, timeout, what=f"an offer from agent {agent_id}")
-        task = {
-            "name": task_id,
-            "task_id": {"value": task_id},
-            "agent_id": {"value": agent_id},
-            "resources": [
-                {"name": "cpus", "type": "SCALAR", "scalar": {"value": TASK_CPUS}},
-                {"name": "mem", "type": "SCALAR", "scalar": {"value": TASK_MEM}},
-            ],
-            "command": {"value": command, "shell": True},
-        }
-        self.call(
-            "ACCEPT",
-            accept={
-                "offer_ids": [offer["id"]],
-                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
-                "filters": {"refuse_seconds": 1.0},
-            },
-        )
-        del self.offers[offer["id"]["value"]]
-
-    def reconcile(self, task_id, agent_id):
-        self.call(
-            "RECONCILE",
-            reconcile={"tasks": [{"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}]},
-        )
+                self._send_acknowledgement(status)
 
     def reconciliations(self, task_id):
         return [
             s for s in self.statuses(task_id) if s.get("reason") == "REASON_RECONCILIATION"
         ]
+
+    def explicit_reconciliation(self, task_id, agent_id):
+        """RECONCILEs ``task_id`` and waits for the answer; returns it."""
+        self.reconcile(task_id, agent_id)
+        return self.wait(
+            lambda: self.reconciliations(task_id), what="explicit reconciliation"
+        )[0]
 
 
 def check_reliable_updates(statuses, task_id):
@@ -277,32 +154,6 @@ def check_reliable_updates(statuses, task_id):
     assert finished.get("source") == "SOURCE_EXECUTOR", finished
 
 
-def _alive(pid):
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_with(marker):
-    """The live processes whose command line holds ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if marker.encode() in cmdline and _alive(int(entry)):
-            found.append(int(entry))
-    return found
-
-
 class GatedTask:
     """A command task that stays RUNNING until a file ``go`` appears in its sandbox,
     then prints ``done-<token>`` and exits 0. Its shell's command line carries a unique
@@ -324,17 +175,14 @@ class GatedTask:
             lambda: processes_with(self.marker),
             what=f"a process with {self.marker} in its command line",
         )
-        self.sandbox = wait_for(
-            lambda: sandbox_directory(agent, framework_id, self.task_id),
-            what=f"the agent's /state to show {self.task_id}'s sandbox",
-        )
+        self.sandbox = wait_sandbox(agent, framework_id, self.task_id)
         cwds = {pid: os.path.realpath(f"/proc/{pid}/cwd") for pid in self.pids}
         assert any(os.path.samefile(cwd, self.sandbox) for cwd in cwds.values()), (
             f"the task's processes run in {cwds}, not in the sandbox {self.sandbox}"
         )
 
     def assert_alive(self, when):
-        dead = [pid for pid in self.pids if not _alive(pid)]
+        dead = [pid for pid in self.pids if not process_alive(pid)]
         assert not dead, f"{when}: the task's processes {dead} (of {self.pids}) are gone"
 
     def open_gate(self):
@@ -342,25 +190,12 @@ class GatedTask:
             pass
 
     def exited(self):
-        return not any(_alive(pid) for pid in self.pids)
+        return not any(process_alive(pid) for pid in self.pids)
 
     def check_output(self):
         with open(os.path.join(self.sandbox, "stdout"), errors="replace") as f:
             stdout = f.read()
         assert f"done-{self.marker}" in stdout, f"the task's stdout: {stdout[-2000:]!r}"
-
-
-def master_task(master, framework_id, task_id):
-    """``(list name, Task)`` of the task in the master's GET_TASKS, or None."""
-    tasks = master.tasks()
-    for listing in ("tasks", "unreachable_tasks", "completed_tasks", "orphan_tasks"):
-        for task in tasks.get(listing, []):
-            if (
-                task["task_id"]["value"] == task_id
-                and task["framework_id"]["value"] == framework_id
-            ):
-                return listing, task
-    return None
 
 
 def framework_entry(master, framework_id):
@@ -373,36 +208,14 @@ def framework_entry(master, framework_id):
     return None
 
 
-def subscribe_refusal(endpoint, info, timeout=DEFAULT_TIMEOUT):
-    """SUBSCRIBEs with ``info`` and returns the refusal's text: a status other than
-    200 with its body, or (Mesos's way for a removed framework) an ERROR event as the
-    stream's first event. Fails if the master sends SUBSCRIBED."""
-    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
-    try:
-        connection.request(
-            "POST",
-            "/api/v1/scheduler",
-            body=json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}}),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        response = connection.getresponse()
-        if response.status != 200:
-            return f"{response.status}: {response.read().decode(errors='replace')}"
-        buffer = b""
-        while (newline := buffer.find(b"\n")) < 0 or len(buffer) < newline + 1 + int(
-            buffer[:newline]
-        ):
-            data = response.read1(65536)
-            if not data:
-                raise AssertionError(f"the SUBSCRIBE stream ended without an event: {buffer!r}")
-            buffer += data
-        event = json.loads(buffer[newline + 1 : newline + 1 + int(buffer[:newline])])
-        assert event["type"] == "ERROR", (
-            f"SUBSCRIBE with framework id {info.get('id')} was accepted: {event}"
-        )
-        return event["error"]["message"]
-    finally:
-        connection.close()
+def recovered_framework(master, framework_id, name):
+    """Checks that the restarted ``master`` knows the framework, named ``name``, and
+    lists it as not connected; returns its GET_FRAMEWORKS entry."""
+    entry = framework_entry(master.api, framework_id)
+    assert entry, f"GET_FRAMEWORKS after the restart: {master.api.frameworks()}"
+    assert entry["framework_info"]["name"] == name, entry
+    assert not entry.get("connected"), entry
+    return entry
 
 
 def start_cluster(meseta):
@@ -411,6 +224,16 @@ def start_cluster(meseta):
     agent = meseta.agent(master, extra_args=AGENT_ARGS)
     agent_id = registered_agent(master.api, agent.port)["agent_info"]["id"]["value"]
     return master, agent, agent_id
+
+
+def kill_agent(master, agent, task):
+    """kill -9 of ``agent``, which ``task`` must survive; returns the agent's
+    ``reregistered_time`` (nanoseconds, or None) from before, for
+    :func:`wait_reregistered`."""
+    before = registered_agent(master.api, agent.port).get("reregistered_time", {})
+    agent.kill()
+    task.assert_alive("after kill -9 of the agent")
+    return before.get("nanoseconds")
 
 
 def wait_reregistered(master, agent, agent_id, previous=None):
@@ -445,37 +268,41 @@ def finish_and_check(framework, master, task, statuses_before=None):
     """Waits for TASK_FINISHED, listens a little longer for duplicates, and checks the
     task's updates and the master's view of it."""
     framework.wait_state(task.task_id, "TASK_FINISHED")
-    with contextlib.suppress(TimeoutError):
-        framework.wait(lambda: False, QUIET_PERIOD, what="late duplicates")
+    framework.listen(QUIET_PERIOD)  # late duplicates
     check_reliable_updates(framework.statuses(task.task_id), task.task_id)
     task.check_output()
 
-    def finished_in_master():
-        found = master_task(master.api, framework.id, task.task_id)
-        return found and found[1]["state"] == "TASK_FINISHED" and found
+    wait_completed_in_master(master, framework, task, "TASK_FINISHED")
 
-    listing, _ = wait_for(finished_in_master, what="GET_TASKS to show the task finished")
+
+def wait_completed_in_master(master, framework, task, state):
+    """Waits until the master's GET_TASKS shows ``task`` in ``state``, and checks that
+    it is listed among the completed tasks."""
+    listing, _ = wait_master_task(
+        master.api, framework.id, task.task_id, state, what=f"GET_TASKS to show the task {state}"
+    )
     assert listing == "completed_tasks", listing
 
 
-def launch_gated_task(framework, master, agent, agent_id, task_id):
+def start_gated_task(meseta, framework_name, task_id="gated"):
+    """A master and an agent (:func:`start_cluster`), and a :class:`Framework` whose
+    :class:`GatedTask` runs on the agent; returns (master, agent, agent id, framework,
+    task)."""
+    master, agent, agent_id = start_cluster(meseta)
+    framework = Framework(master.api, framework_name)
     task = GatedTask(task_id)
     framework.launch(agent_id, task_id, task.command)
     framework.wait_state(task_id, "TASK_RUNNING")
     task.find_process(agent.api, framework.id)
-    return task
+    return master, agent, agent_id, framework, task
 
 
 def test_agent_restart_keeps_a_running_task(meseta):
-    master, agent, agent_id = start_cluster(meseta)
-    framework = Framework(master.api, "e2e-agent-restart")
-    task = launch_gated_task(framework, master, agent, agent_id, "gated")
-    before = registered_agent(master.api, agent.port).get("reregistered_time", {})
+    master, agent, agent_id, framework, task = start_gated_task(meseta, "e2e-agent-restart")
 
-    agent.kill()
-    task.assert_alive("after kill -9 of the agent")
+    before = kill_agent(master, agent, task)
     agent.start()
-    wait_reregistered(master, agent, agent_id, before.get("nanoseconds"))
+    wait_reregistered(master, agent, agent_id, before)
     task.assert_alive("after the agent restarted")
     assert sandbox_directory(agent.api, framework.id, task.task_id) == task.sandbox
 
@@ -487,20 +314,16 @@ def test_agent_restart_keeps_a_running_task(meseta):
 
 
 def test_update_sent_while_the_agent_is_down_arrives_after_restart(meseta):
-    master, agent, agent_id = start_cluster(meseta)
-    framework = Framework(master.api, "e2e-agent-down-update")
-    task = launch_gated_task(framework, master, agent, agent_id, "gated")
-    before = registered_agent(master.api, agent.port).get("reregistered_time", {})
+    master, agent, agent_id, framework, task = start_gated_task(meseta, "e2e-agent-down-update")
 
-    agent.kill()
-    task.assert_alive("after kill -9 of the agent")
+    before = kill_agent(master, agent, task)
     task.open_gate()
     # The task ends while no agent runs: its executor must keep TASK_FINISHED.
     wait_for(task.exited, what="the task to exit while the agent is down")
     assert "TASK_FINISHED" not in framework.states(task.task_id)
 
     agent.start()
-    wait_reregistered(master, agent, agent_id, before.get("nanoseconds"))
+    wait_reregistered(master, agent, agent_id, before)
     finish_and_check(framework, master, task)
     assert not framework.errors, framework.errors
 
@@ -515,20 +338,17 @@ def test_unacknowledged_update_is_resent_after_agent_restart(meseta):
     )[0]
     assert "uuid" in first, first
     task.find_process(agent.api, framework.id)
-    with contextlib.suppress(TimeoutError):
-        framework.wait(lambda: False, QUIET_PERIOD, what="more updates")
+    framework.listen(QUIET_PERIOD)  # more updates
     # The agent forwards only the head of a task's stream until it is acknowledged.
     sent = [(s["state"], s.get("uuid")) for s in framework.statuses(task.task_id)]
     assert {uid for _, uid in sent} == {first["uuid"]}, (
         f"an update came before the one ahead of it was acknowledged: {sent}"
     )
-    before = registered_agent(master.api, agent.port).get("reregistered_time", {})
     seen = len(framework.updates)
 
-    agent.kill()
-    task.assert_alive("after kill -9 of the agent")
+    before = kill_agent(master, agent, task)
     agent.start()
-    wait_reregistered(master, agent, agent_id, before.get("nanoseconds"))
+    wait_reregistered(master, agent, agent_id, before)
     framework.wait(
         lambda: any(s.get("uuid") == first["uuid"] for s in framework.updates[seen:]),
         what=f"the restarted agent to resend the unacknowledged {first['state']}",
@@ -543,9 +363,9 @@ def test_unacknowledged_update_is_resent_after_agent_restart(meseta):
 
 
 def test_master_restart_recovers_agent_task_and_framework(meseta):
-    master, agent, agent_id = start_cluster(meseta)
-    framework = Framework(master.api, "e2e-master-restart")
-    task = launch_gated_task(framework, master, agent, agent_id, "long")
+    master, agent, agent_id, framework, task = start_gated_task(
+        meseta, "e2e-master-restart", "long"
+    )
 
     master.kill()
     framework.disconnect()
@@ -570,10 +390,7 @@ def test_master_restart_recovers_agent_task_and_framework(meseta):
         what="GET_FRAMEWORKS to show the framework connected",
     )
 
-    framework.reconcile(task.task_id, agent_id)
-    answer = framework.wait(
-        lambda: framework.reconciliations(task.task_id), what="explicit reconciliation"
-    )[0]
+    answer = framework.explicit_reconciliation(task.task_id, agent_id)
     assert answer["state"] == "TASK_RUNNING", answer
     assert "uuid" not in answer, f"master-generated updates carry no uuid: {answer}"
     task.assert_alive("after the master restarted")
@@ -586,19 +403,12 @@ def test_master_restart_recovers_agent_task_and_framework(meseta):
     # TEARDOWN kills the framework's tasks.
     wait_for(task.exited, UPDATE_TIMEOUT, what="TEARDOWN to kill the task's processes")
 
-    def killed_in_master():
-        found = master_task(master.api, framework.id, task.task_id)
-        return found and found[1]["state"] == "TASK_KILLED" and found
-
-    listing, _ = wait_for(killed_in_master, what="GET_TASKS to show the task killed")
-    assert listing == "completed_tasks", listing
+    wait_completed_in_master(master, framework, task, "TASK_KILLED")
 
 
 def test_framework_is_known_before_its_agent_reregisters(meseta):
     """The registry, not the agents, tells a restarted master about frameworks."""
-    master, agent, agent_id = start_cluster(meseta)
-    framework = Framework(master.api, "e2e-registry-framework")
-    task = launch_gated_task(framework, master, agent, agent_id, "gated")
+    master, agent, agent_id, framework, task = start_gated_task(meseta, "e2e-registry-framework")
 
     # With the agent down too, only the registry can know the framework.
     agent.kill()
@@ -606,10 +416,7 @@ def test_framework_is_known_before_its_agent_reregisters(meseta):
     framework.disconnect()
     master.start()
 
-    entry = framework_entry(master.api, framework.id)
-    assert entry, f"GET_FRAMEWORKS after the restart: {master.api.frameworks()}"
-    assert entry["framework_info"]["name"] == framework.info["name"], entry
-    assert not entry.get("connected"), entry
+    recovered_framework(master, framework.id, framework.info["name"])
     agents = master.api.call("GET_AGENTS")["get_agents"]
     assert not agents.get("agents"), f"no agent has reregistered yet: {agents}"
     recovered = [a["id"]["value"] for a in agents.get("recovered_agents", [])]
@@ -622,10 +429,7 @@ def test_framework_is_known_before_its_agent_reregisters(meseta):
     assert entry["agent_info"]["id"]["value"] == agent_id, entry["agent_info"]
     task.assert_alive("after both restarts")
 
-    framework.reconcile(task.task_id, agent_id)
-    answer = framework.wait(
-        lambda: framework.reconciliations(task.task_id), what="explicit reconciliation"
-    )[0]
+    answer = framework.explicit_reconciliation(task.task_id, agent_id)
     assert answer["state"] == "TASK_RUNNING", answer
 
     task.open_gate()
@@ -647,12 +451,9 @@ def test_registry_keeps_frameworks_and_removals_across_restarts(meseta):
     kept.close()
     master.start()
 
-    entry = framework_entry(master.api, kept.framework_id)
-    assert entry, f"GET_FRAMEWORKS after the restart: {master.api.frameworks()}"
-    assert entry["framework_info"]["name"] == "e2e-kept", entry
+    entry = recovered_framework(master, kept.framework_id, "e2e-kept")
     assert entry["framework_info"].get("checkpoint") is True, entry
     assert entry["framework_info"].get("failover_timeout") == FAILOVER_TIMEOUT, entry
-    assert not entry.get("connected"), entry
     assert framework_entry(master.api, removed.framework_id) is None
 
     again = SchedulerStream(

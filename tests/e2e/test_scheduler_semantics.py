@@ -49,15 +49,10 @@ hierarchical.cpp``, ``slave/slave.cpp``, ``launcher/executor.cpp``,
 """
 
 import base64
-import contextlib
 import getpass
-import http.client
-import json
 import os
 import pwd
-import queue
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -70,11 +65,25 @@ from conftest import (
     DEFAULT_TIMEOUT,
     TERMINAL_STATES,
     Launcher,
-    SchedulerStream,
+    bindable,
     free_port,
     registered_agent,
-    sandbox_directory,
     wait_for,
+)
+from helpers import (
+    TASK_CPUS,
+    TASK_MEM,
+    UPDATE_TIMEOUT,
+    RawFramework,
+    command_task,
+    master_task,
+    process_alive,
+    processes_with,
+    scalar,
+    scalar_resource,
+    subscribe_refusal,
+    wait_master_task,
+    wait_sandbox,
 )
 
 AGENT_CPUS = 2.0
@@ -82,12 +91,8 @@ AGENT_MEM = 2048.0
 AGENT_ARGS = ("--resources", "cpus:2;mem:2048;disk:1024;ports:[31000-32000]")
 # An offer to arrive: the allocator runs every second and on events.
 OFFER_WAIT = 15.0
-# A status update to arrive: launch, executor start and subscription in a debug build.
-UPDATE_TIMEOUT = 60.0
 # A killed task's processes to be gone (grace periods included).
 EXIT_TIMEOUT = 30.0
-TASK_CPUS = 0.1
-TASK_MEM = 32.0
 HEALTH_REASON = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 
 # Every Framework made by a test, closed when the test ends.
@@ -111,21 +116,13 @@ def cluster(meseta):
 # Resources and tasks
 
 
-def scalar_resource(name, value):
-    return {"name": name, "type": "SCALAR", "scalar": {"value": value}}
-
-
 def ports_resource(begin, end):
     return {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": begin, "end": end}]}}
 
 
 def offered(offer, name):
     """The total of scalar resource ``name`` in ``offer`` (0 when absent)."""
-    return sum(
-        r["scalar"]["value"]
-        for r in offer.get("resources", [])
-        if r["name"] == name and "scalar" in r
-    )
+    return scalar(offer.get("resources", []), name)
 
 
 def offered_ports(offer):
@@ -138,59 +135,12 @@ def offered_ports(offer):
     ]
 
 
-def command_task(task_id, agent_id, command, *, cpus=TASK_CPUS, mem=TASK_MEM, **extra):
-    """A TaskInfo for a command task (``sh -c command`` unless ``command`` is a dict)."""
-    return {
-        "name": task_id,
-        "task_id": {"value": task_id},
-        "agent_id": {"value": agent_id},
-        "resources": [scalar_resource("cpus", cpus), scalar_resource("mem", mem)],
-        "command": command if isinstance(command, dict) else {"value": command, "shell": True},
-        **extra,
-    }
-
-
 def nanoseconds(seconds):
     return {"nanoseconds": int(seconds * 1e9)}
 
 
-def _bindable(port):
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 # ---------------------------------------------------------------------------
 # Processes
-
-
-def _alive(pid):
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def processes_with(marker):
-    """The live processes whose command line holds ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if marker.encode() in cmdline and _alive(int(entry)):
-            found.append(int(entry))
-    return found
 
 
 def new_marker():
@@ -207,86 +157,46 @@ def loop_command(marker, setup=""):
 # The framework
 
 
-class Framework:
-    """A raw v1 framework that records every event with its arrival time.
+class Framework(RawFramework):
+    """A raw v1 framework (:class:`RawFramework`) that records every event with its
+    arrival time.
 
-    Events are read in :meth:`poll`, which :meth:`wait` calls: offers are kept until
-    used, declined or rescinded (``offer_log`` keeps every offer received, with its
-    time), status updates are recorded in order and acknowledged when they carry a
-    uuid, FAILURE, MESSAGE and ERROR events are recorded.
+    Offers are kept until used, declined or rescinded (``offer_log`` keeps every offer
+    received, with its time), status updates are recorded in order and acknowledged
+    when they carry a uuid, FAILURE and ERROR events are recorded.
     """
 
     def __init__(
         self, endpoint, name, *, capabilities=(), failover_timeout=None, framework_id=None
     ):
-        self.endpoint = endpoint
-        self.info = {"user": getpass.getuser(), "name": name}
+        info = {"user": getpass.getuser(), "name": name}
         if capabilities:
-            self.info["capabilities"] = [{"type": c} for c in capabilities]
+            info["capabilities"] = [{"type": c} for c in capabilities]
         if failover_timeout is not None:
-            self.info["failover_timeout"] = failover_timeout
+            info["failover_timeout"] = failover_timeout
         if framework_id is not None:
-            self.info["id"] = {"value": framework_id}
-        self.offers = {}  # outstanding: offer id -> offer
+            info["id"] = {"value": framework_id}
         self.offer_log = []  # (arrival time, offer), every offer received
         self.rescinds = []  # (arrival time, offer id)
-        self.updates = []  # every TaskStatus, in arrival order
-        self.update_times = []  # their arrival times
+        self.update_times = []  # the arrival times of the updates
         self.failures = []
-        self.errors = []
-        self.stream = SchedulerStream(endpoint, self.info)
-        self.id = self.stream.framework_id
+        super().__init__(endpoint, info)
         _FRAMEWORKS.append(self)
 
     # Events
 
-    def poll(self):
-        while self.stream is not None:
-            try:
-                event = self.stream.events.get_nowait()
-            except queue.Empty:
-                return
-            if event is None:
-                self.stream.events.put(None)
-                raise AssertionError(
-                    f"the master ended {self.info['name']}'s stream (reader: "
-                    f"{self.stream.error!r}); ERROR events: {self.errors}"
-                )
-            self._handle(event, time.monotonic())
-
-    def _handle(self, event, now):
+    def _handle(self, event):
+        now = time.monotonic()
         kind = event.get("type")
         if kind == "OFFERS":
-            for offer in event["offers"].get("offers", []):
-                self.offers[offer["id"]["value"]] = offer
-                self.offer_log.append((now, offer))
+            self.offer_log.extend((now, offer) for offer in event["offers"].get("offers", []))
         elif kind == "RESCIND":
-            offer_id = event["rescind"]["offer_id"]["value"]
-            self.offers.pop(offer_id, None)
-            self.rescinds.append((now, offer_id))
+            self.rescinds.append((now, event["rescind"]["offer_id"]["value"]))
         elif kind == "UPDATE":
-            status = event["update"]["status"]
-            self.updates.append(status)
             self.update_times.append(now)
-            self.stream.acknowledge(status)
         elif kind == "FAILURE":
             self.failures.append(event["failure"])
-        elif kind == "ERROR":
-            self.errors.append(event["error"]["message"])
-
-    def wait(self, predicate, timeout, what=None):
-        """Polls events until ``predicate()`` is true; returns its value."""
-
-        def check():
-            self.poll()
-            return predicate()
-
-        return wait_for(check, timeout, what=what or predicate.__name__)
-
-    def listen(self, seconds):
-        """Handles events for ``seconds``."""
-        with contextlib.suppress(TimeoutError):
-            self.wait(lambda: False, seconds, what="nothing")
+        super()._handle(event)
 
     # Offers
 
@@ -309,17 +219,7 @@ class Framework:
 
         return self.wait(found, timeout, what=what or f"an offer to {self.info['name']}")
 
-    def take_offer(self, offer):
-        """Forgets an outstanding offer (the test uses or declines it)."""
-        self.offers.pop(offer["id"]["value"], None)
-
     # Calls
-
-    def call(self, call_type, **fields):
-        """A call on the current stream; asserts the 202 Mesos gives."""
-        response = self.stream.call(call_type, **fields)
-        assert response.status_code == 202, f"{call_type}: {response.status_code} {response.text}"
-        return response
 
     def decline(self, offers, refuse_seconds):
         for offer in offers:
@@ -328,24 +228,6 @@ class Framework:
             "DECLINE",
             decline={
                 "offer_ids": [offer["id"] for offer in offers],
-                "filters": {"refuse_seconds": refuse_seconds},
-            },
-        )
-
-    def accept(self, offer_ids, tasks, refuse_seconds=1.0):
-        """ACCEPTs ``offer_ids`` (offers or ids) with one LAUNCH of ``tasks``."""
-        ids = []
-        for offer in offer_ids:
-            if "id" in offer:
-                self.take_offer(offer)
-                ids.append(offer["id"])
-            else:
-                ids.append(offer)
-        self.call(
-            "ACCEPT",
-            accept={
-                "offer_ids": ids,
-                "operations": [{"type": "LAUNCH", "launch": {"task_infos": list(tasks)}}],
                 "filters": {"refuse_seconds": refuse_seconds},
             },
         )
@@ -363,19 +245,7 @@ class Framework:
             kill["kill_policy"] = kill_policy
         self.call("KILL", kill=kill)
 
-    def reconcile(self, task_id, agent_id):
-        self.call(
-            "RECONCILE",
-            reconcile={"tasks": [{"task_id": {"value": task_id}, "agent_id": {"value": agent_id}}]},
-        )
-
     # Updates
-
-    def statuses(self, task_id):
-        return [s for s in self.updates if s["task_id"]["value"] == task_id]
-
-    def states(self, task_id):
-        return [s["state"] for s in self.statuses(task_id)]
 
     def wait_status(self, task_id, predicate, timeout=UPDATE_TIMEOUT, what=None):
         """Waits for an update of ``task_id`` that satisfies ``predicate``."""
@@ -388,78 +258,15 @@ class Framework:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; updates so far: {self.describe(task_id)}") from None
 
-    def wait_state(self, task_id, state, timeout=UPDATE_TIMEOUT):
-        """Waits for ``task_id`` to reach ``state``; fails at once on another terminal
-        state."""
-
-        def arrived():
-            statuses = self.statuses(task_id)
-            ended = [s for s in statuses if s["state"] in TERMINAL_STATES - {state}]
-            assert not ended, f"{task_id} ended as {ended[0]['state']}, not {state}: {ended[0]}"
-            return next((s for s in statuses if s["state"] == state), None)
-
-        try:
-            return self.wait(arrived, timeout, what=f"{task_id} to report {state}")
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; updates so far: {self.describe(task_id)}") from None
-
     def describe(self, task_id):
         return [
             (s["state"], s.get("reason"), s.get("healthy"), s.get("message"))
             for s in self.statuses(task_id)
         ]
 
-    # The stream
-
-    def disconnect(self):
-        """Closes the stream (as a scheduler that died would)."""
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
-        self.offers.clear()
-
-    def resubscribe(self):
-        """SUBSCRIBEs again with ``framework_info.id``; returns the id SUBSCRIBED gives."""
-        self.disconnect()
-        self.stream = SchedulerStream(self.endpoint, dict(self.info, id={"value": self.id}))
-        return self.stream.framework_id
-
-
-def subscribe_refusal(endpoint, info, timeout=DEFAULT_TIMEOUT):
-    """SUBSCRIBEs with ``info`` and returns the refusal's text: a status other than
-    200 with its body, or (Mesos's way) an ERROR event as the stream's first event.
-    Fails if the master sends SUBSCRIBED."""
-    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
-    try:
-        connection.request(
-            "POST",
-            "/api/v1/scheduler",
-            body=json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}}),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        response = connection.getresponse()
-        if response.status != 200:
-            return f"{response.status}: {response.read().decode(errors='replace')}"
-        buffer = b""
-        while (newline := buffer.find(b"\n")) < 0 or len(buffer) < newline + 1 + int(
-            buffer[:newline]
-        ):
-            data = response.read1(65536)
-            if not data:
-                raise AssertionError(f"the SUBSCRIBE stream ended without an event: {buffer!r}")
-            buffer += data
-        event = json.loads(buffer[newline + 1 : newline + 1 + int(buffer[:newline])])
-        assert event["type"] == "ERROR", f"SUBSCRIBE with {info.get('id')} was accepted: {event}"
-        return event["error"]["message"]
-    finally:
-        connection.close()
-
 
 def sandbox_of(cluster, framework, task_id):
-    return wait_for(
-        lambda: sandbox_directory(cluster.agent, framework.id, task_id),
-        what=f"the agent's /state to show {task_id}'s sandbox",
-    )
+    return wait_sandbox(cluster.agent, framework.id, task_id)
 
 
 def read_stdout(sandbox):
@@ -482,19 +289,6 @@ def wait_stdout(sandbox, text, timeout=UPDATE_TIMEOUT):
         raise TimeoutError(f"{exc}; stdout: {read_stdout(sandbox)[-2000:]!r}") from None
 
 
-def master_task(master, framework_id, task_id):
-    """``(list name, Task)`` of the task in the master's GET_TASKS, or None."""
-    tasks = master.tasks()
-    for listing in ("tasks", "unreachable_tasks", "completed_tasks", "orphan_tasks"):
-        for task in tasks.get(listing, []):
-            if (
-                task["task_id"]["value"] == task_id
-                and task["framework_id"]["value"] == framework_id
-            ):
-                return listing, task
-    return None
-
-
 def framework_listing(master, framework_id):
     """The GET_FRAMEWORKS list (``frameworks``, ``completed_frameworks``, ...) that
     holds the framework, and its entry; or None."""
@@ -511,6 +305,18 @@ def start_running(framework, cluster, task_id, command, **task_fields):
     """Launches a command task and waits for TASK_RUNNING; returns that status."""
     framework.launch(cluster.agent_id, task_id, command, **task_fields)
     return framework.wait_state(task_id, "TASK_RUNNING")
+
+
+def start_looping(framework, cluster, task_id, marker, what="the task's processes"):
+    """Starts a task that runs :func:`loop_command` with ``marker`` until killed, waits
+    for TASK_RUNNING and for its processes; returns their pids."""
+    start_running(framework, cluster, task_id, loop_command(marker))
+    return wait_for(lambda: processes_with(marker), what=what)
+
+
+def wait_processes_gone(marker):
+    """Waits until no process with ``marker`` in its command line is left."""
+    wait_for(lambda: not processes_with(marker), EXIT_TIMEOUT, what="the task's processes to end")
 
 
 # ---------------------------------------------------------------------------
@@ -633,13 +439,11 @@ def test_offer_timeout_rescinds_and_reoffers(meseta):
 
 def test_failover_timeout_removes_framework_and_kills_its_task(cluster):
     framework = Framework(cluster.master, "e2e-failover-expires", failover_timeout=1.0)
-    marker = new_marker()
-    start_running(framework, cluster, "long", loop_command(marker))
-    pids = wait_for(lambda: processes_with(marker), what="the task's processes")
+    pids = start_looping(framework, cluster, "long", new_marker())
 
     framework.disconnect()
     wait_for(
-        lambda: not any(_alive(pid) for pid in pids),
+        lambda: not any(process_alive(pid) for pid in pids),
         EXIT_TIMEOUT,
         what="the removed framework's task processes to die",
     )
@@ -650,12 +454,14 @@ def test_failover_timeout_removes_framework_and_kills_its_task(cluster):
 
     wait_for(removed, DEFAULT_TIMEOUT, what="GET_FRAMEWORKS to list the framework as completed")
 
-    def killed_in_master():
-        found = master_task(cluster.master, framework.id, "long")
-        return found and found[1]["state"] == "TASK_KILLED" and found
-
     try:
-        listing, _ = wait_for(killed_in_master, what="GET_TASKS to show the task TASK_KILLED")
+        listing, _ = wait_master_task(
+            cluster.master,
+            framework.id,
+            "long",
+            "TASK_KILLED",
+            what="GET_TASKS to show the task TASK_KILLED",
+        )
     except TimeoutError as exc:
         found = master_task(cluster.master, framework.id, "long")
         raise AssertionError(f"{exc}; GET_TASKS has {found}") from None
@@ -667,9 +473,7 @@ def test_failover_timeout_removes_framework_and_kills_its_task(cluster):
 
 def test_resubscribe_within_failover_timeout_keeps_the_task(cluster):
     framework = Framework(cluster.master, "e2e-failover-within", failover_timeout=300.0)
-    marker = new_marker()
-    start_running(framework, cluster, "long", loop_command(marker))
-    pids = wait_for(lambda: processes_with(marker), what="the task's processes")
+    pids = start_looping(framework, cluster, "long", new_marker())
 
     framework.disconnect()
 
@@ -679,7 +483,7 @@ def test_resubscribe_within_failover_timeout_keeps_the_task(cluster):
 
     wait_for(disconnected, what="GET_FRAMEWORKS to show the framework disconnected")
     time.sleep(2.0)  # past any short timer: the task must not be touched
-    assert all(_alive(pid) for pid in pids), "the task died while its framework was away"
+    assert all(process_alive(pid) for pid in pids), "the task died while its framework was away"
 
     assert framework.resubscribe() == framework.id
 
@@ -695,7 +499,7 @@ def test_resubscribe_within_failover_timeout_keeps_the_task(cluster):
         "long", lambda s: s.get("reason") == "REASON_RECONCILIATION", what="reconciliation"
     )
     assert answer["state"] == "TASK_RUNNING", answer
-    assert all(_alive(pid) for pid in pids), "the task died after the framework came back"
+    assert all(process_alive(pid) for pid in pids), "the task died after the framework came back"
     assert not framework.errors, framework.errors
 
 
@@ -726,7 +530,7 @@ def test_kill_honours_the_grace_period(cluster, killing_capability):
     stdout = read_stdout(sandbox)
     assert "got-term" in stdout, f"the task got no SIGTERM: {stdout[-2000:]!r}"
     assert "term-done" in stdout, f"SIGKILL came within the grace period: {stdout[-2000:]!r}"
-    wait_for(lambda: not processes_with(marker), EXIT_TIMEOUT, what="the task's processes to end")
+    wait_processes_gone(marker)
 
     states = framework.states("trapper")
     if killing_capability:
@@ -757,7 +561,7 @@ def test_kill_policy_of_the_kill_call_overrides_the_tasks(cluster):
     stdout = read_stdout(sandbox)
     assert "got-term" in stdout, stdout[-2000:]
     assert "term-done" not in stdout, stdout[-2000:]
-    wait_for(lambda: not processes_with(marker), EXIT_TIMEOUT, what="the task's processes to end")
+    wait_processes_gone(marker)
 
 
 # ---------------------------------------------------------------------------
@@ -829,7 +633,7 @@ def test_failing_http_health_check_kills_the_task(cluster):
     assert all(s.get("reason") == HEALTH_REASON for s in unhealthy), framework.describe("sick")
     assert not health_updates(framework, "sick", True), framework.describe("sick")
     assert killed.get("healthy") is False, f"TASK_KILLED by a health check: {killed}"
-    wait_for(lambda: not processes_with(marker), EXIT_TIMEOUT, what="the task's processes to end")
+    wait_processes_gone(marker)
 
 
 @pytest.mark.parametrize("check_type", ["TCP", "HTTP"])
@@ -837,7 +641,7 @@ def test_health_check_against_the_tasks_own_port(cluster, check_type):
     framework = Framework(cluster.master, f"e2e-health-{check_type.lower()}")
     offer = framework.wait_offer(min_cpus=TASK_CPUS)
     port = next(
-        (p for begin, end in offered_ports(offer) for p in range(begin, end + 1) if _bindable(p)),
+        (p for begin, end in offered_ports(offer) for p in range(begin, end + 1) if bindable(p)),
         None,
     )
     assert port is not None, f"no free port in the offer: {offered_ports(offer)}"
@@ -888,7 +692,7 @@ def test_shutdown_of_a_command_executor_kills_its_task(cluster):
         shutdown={"executor_id": executor_id, "agent_id": {"value": cluster.agent_id}},
     )
     framework.wait_state("victim", "TASK_KILLED")
-    wait_for(lambda: not processes_with(marker), EXIT_TIMEOUT, what="the task's processes to end")
+    wait_processes_gone(marker)
     # Mesos sends no ExitedExecutorMessage (hence no FAILURE) for command executors.
     framework.listen(3.0)
     assert not framework.failures, f"FAILURE for a command executor: {framework.failures}"
@@ -1130,8 +934,7 @@ def test_invalid_task_gives_task_error(cluster, case):
     marker = new_marker()
     pids = []
     if case == "duplicate-id":
-        start_running(framework, cluster, "twin", loop_command(marker))
-        pids = wait_for(lambda: processes_with(marker), what="the first twin's processes")
+        pids = start_looping(framework, cluster, "twin", marker, "the first twin's processes")
     offer = framework.wait_offer(min_cpus=TASK_CPUS)
     seen = len(framework.statuses("twin"))
 
@@ -1177,7 +980,7 @@ def test_invalid_task_gives_task_error(cluster, case):
         found = master_task(cluster.master, framework.id, "twin")
         assert found and found[0] == "tasks" and found[1]["state"] == "TASK_RUNNING", found
         framework.listen(1.0)
-        assert all(_alive(pid) for pid in pids), "the running twin died"
+        assert all(process_alive(pid) for pid in pids), "the running twin died"
         ended = [
             s
             for s in framework.statuses("twin")

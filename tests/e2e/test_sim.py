@@ -11,83 +11,37 @@ link protocol with a real ``meseta master`` and run tasks without processes.
 """
 
 import getpass
-import queue
 import signal
 import time
 
-from conftest import SchedulerStream, wait_for
+from conftest import wait_for
+from helpers import RawFramework, scalar, scalar_resource
 
 COUNT = 50
 RESOURCES = "cpus:4;mem:2048;ports:[31000-32000]"
 TASK_DURATION_SECS = 3
 
 
-def scalar(resources, name):
-    return sum(r["scalar"]["value"] for r in resources if r["name"] == name and "scalar" in r)
-
-
-class Framework:
-    """A raw framework that keeps offers and acknowledges every update it records."""
+class Framework(RawFramework):
+    """A raw framework (:class:`RawFramework`) that keeps offers and acknowledges every
+    update it records."""
 
     def __init__(self, endpoint):
-        self.stream = SchedulerStream(endpoint, {"user": getpass.getuser(), "name": "sim-test"})
-        self.offers = {}  # offer id -> offer, outstanding
-        self.updates = []  # TaskStatus, in arrival order
+        super().__init__(endpoint, {"user": getpass.getuser(), "name": "sim-test"})
 
-    def poll(self):
-        while True:
-            try:
-                event = self.stream.events.get_nowait()
-            except queue.Empty:
-                return
-            assert event is not None, f"the stream ended ({self.stream.error!r})"
-            if event["type"] == "OFFERS":
-                for offer in event["offers"].get("offers", []):
-                    self.offers[offer["id"]["value"]] = offer
-            elif event["type"] == "RESCIND":
-                self.offers.pop(event["rescind"]["offer_id"]["value"], None)
-            elif event["type"] == "UPDATE":
-                status = event["update"]["status"]
-                self.updates.append(status)
-                self.stream.acknowledge(status)
-
-    def wait(self, predicate, what, timeout=30):
-        def check():
-            self.poll()
-            return predicate()
-
-        return wait_for(check, timeout, what=what)
-
-    def call(self, call_type, **fields):
-        response = self.stream.call(call_type, **fields)
-        assert response.status_code == 202, f"{call_type}: {response.status_code} {response.text}"
+    def wait(self, predicate, timeout=30, what=None):
+        return super().wait(predicate, timeout, what)
 
     def launch(self, offer, task_id):
-        self.offers.pop(offer["id"]["value"], None)
+        """Launches a ``sleep 1000`` task of 1 cpu and 128 MB on ``offer``."""
         task = {
             "name": task_id,
             "task_id": {"value": task_id},
             "agent_id": offer["agent_id"],
-            "resources": [
-                {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}},
-                {"name": "mem", "type": "SCALAR", "scalar": {"value": 128}},
-            ],
+            "resources": [scalar_resource("cpus", 1), scalar_resource("mem", 128)],
             "command": {"value": "sleep 1000"},
         }
-        self.call(
-            "ACCEPT",
-            accept={
-                "offer_ids": [offer["id"]],
-                "operations": [{"type": "LAUNCH", "launch": {"task_infos": [task]}}],
-                "filters": {"refuse_seconds": 1},
-            },
-        )
-
-    def states(self, task_id):
-        return [s["state"] for s in self.updates if s["task_id"]["value"] == task_id]
-
-    def statuses(self, task_id):
-        return [s for s in self.updates if s["task_id"]["value"] == task_id]
+        self.accept([offer], [task], refuse_seconds=1)
 
 
 def start(meseta):
