@@ -16,16 +16,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The master's base URL from `host:port` (an `http://` prefix is accepted too).
-pub fn master_url(master: &str) -> String {
-    let trimmed = master.trim().trim_end_matches('/');
-    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        trimmed.to_string()
-    } else {
-        format!("http://{trimmed}")
-    }
-}
-
 /// Why one connection ended.
 enum Ended {
     /// Reconnect after a backoff.
@@ -58,7 +48,7 @@ pub async fn run(
     let (link_id, link_id_rx) = watch::channel(None);
     let reconnect = Arc::new(Notify::new());
     let link = Link {
-        base: master_url(&master),
+        base: meseta_api::internal::master_url(&master),
         client: client.clone(),
         actor,
         link_id,
@@ -232,10 +222,4 @@ async fn send_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn master_urls() {
-        assert_eq!(master_url("127.0.0.1:5050"), "http://127.0.0.1:5050");
-        assert_eq!(master_url("http://m:5050/"), "http://m:5050");
-    }
 }

@@ -31,6 +31,16 @@ pub const PING_INTERVAL_SECS: u64 = 5;
 /// How long an agent waits without hearing from the master before it reconnects.
 pub const LINK_TIMEOUT_SECS: u64 = 20;
 
+/// The master's base URL for the link from `host:port` (an `http://` prefix is accepted too).
+pub fn master_url(master: &str) -> String {
+    let trimmed = master.trim().trim_end_matches('/');
+    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    }
+}
+
 /// Agent registration (first or after any restart/disconnect).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisterAgent {
@@ -182,4 +192,15 @@ pub struct ExitedExecutor {
     /// Resources the executor (and its tasks) held, now free.
     #[serde(default)]
     pub resources: Vec<Resource>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::master_url;
+
+    #[test]
+    fn master_urls() {
+        assert_eq!(master_url("127.0.0.1:5050"), "http://127.0.0.1:5050");
+        assert_eq!(master_url("http://m:5050/"), "http://m:5050");
+    }
 }

@@ -106,7 +106,7 @@ async fn run_agents(flags: AgentsFlags, shutdown: impl Future<Output = ()>) -> a
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| anyhow::anyhow!("building an HTTP client: {e}"))?;
-    let base = link::master_url(&flags.master);
+    let base = meseta_api::internal::master_url(&flags.master);
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();

@@ -18,16 +18,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
 
-/// The master's base URL from `host:port` (an `http://` prefix is accepted too).
-pub fn master_url(master: &str) -> String {
-    let trimmed = master.trim().trim_end_matches('/');
-    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        trimmed.to_string()
-    } else {
-        format!("http://{trimmed}")
-    }
-}
-
 enum Ended {
     Retry(String),
     Refused(String),
@@ -233,10 +223,4 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn master_urls() {
-        assert_eq!(master_url("127.0.0.1:5050"), "http://127.0.0.1:5050");
-        assert_eq!(master_url("http://m:5050/"), "http://m:5050");
-    }
 }
