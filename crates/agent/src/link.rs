@@ -218,8 +218,3 @@ async fn send_messages(
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

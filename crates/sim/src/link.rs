@@ -219,8 +219,3 @@ pub async fn run(
     agent.disconnected();
     edge.publish(&agent);
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
