@@ -1,6 +1,7 @@
 //! `meseta-bench`: benchmarks that run Meseta beside a peer in the same run and print the
 //! ratio. Each prints one JSON object as its last stdout line. See bench/README.md.
 
+mod allocator;
 mod cluster;
 mod launch;
 mod slurm;
@@ -23,16 +24,23 @@ struct Cli {
 enum Command {
     /// Launch trivial tasks through the scheduler API; compare with Slurm's `sbatch --wrap true`.
     Launch(launch::LaunchArgs),
+    /// Time full allocation passes of the allocator over a synthetic cluster; compare with
+    /// Mesos's published `HierarchicalAllocator_BENCHMARK` figures.
+    Allocator(allocator::AllocatorArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = match cli.command {
-        Command::Launch(args) => runtime.block_on(launch::run(args))?,
+    // Each report is printed as its own struct, keeping its fields in order.
+    let line = match cli.command {
+        Command::Launch(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            serde_json::to_string(&runtime.block_on(launch::run(args))?)?
+        }
+        Command::Allocator(args) => serde_json::to_string(&allocator::run(args)?)?,
     };
-    println!("{}", serde_json::to_string(&report)?);
+    println!("{line}");
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct MasterConfig {
     pub agent_reregister_timeout: Duration,
     /// `--weights`: role weights for a first start (the registry's win afterwards).
     pub weights: BTreeMap<String, f64>,
+    /// `--min_allocatable_resources`, parsed (see [`allocator::parse_min_allocatable`]).
+    pub min_allocatable: Vec<allocator::MinQuantities>,
 }
 
 impl MasterConfig {
@@ -62,6 +64,10 @@ impl MasterConfig {
         if !self.weights.is_empty() {
             flags.push(("weights".to_string(), core::format_weights(&self.weights)));
         }
+        flags.push((
+            "min_allocatable_resources".to_string(),
+            allocator::format_min_allocatable(&self.min_allocatable),
+        ));
         flags
     }
 }
@@ -136,6 +142,7 @@ pub async fn run(
         offer_timeout: config.offer_timeout.map(|d| d.as_secs_f64()),
         agent_ping_timeout: config.agent_ping_timeout.as_secs_f64(),
         agent_reregister_timeout: config.agent_reregister_timeout.as_secs_f64(),
+        min_allocatable: config.min_allocatable.clone(),
     };
     let core = core::Core::new(master_info, core_config, state, service::now());
     let svc = service::Service::new(core, Box::new(registry));

@@ -66,8 +66,8 @@ pub fn agent_message(core: &Core, agent_id: &AgentId) -> Value {
     };
     let mut out = json!({
         "agent_info": a.info,
-        "active": a.link == AgentLink::Connected,
-        "deactivated": false,
+        "active": a.link == AgentLink::Connected && !a.deactivated,
+        "deactivated": a.deactivated,
         "version": meseta_api::MESOS_VERSION,
         "pid": a.pid(),
         "registered_time": time_info(a.registered_time),
@@ -291,8 +291,8 @@ fn v0_agent(a: &Agent) -> Value {
         "reserved_resources": {},
         "unreserved_resources": unreserved.to_v0_map(),
         "attributes": meseta_api::v0::attributes(&a.info.attributes),
-        "active": a.link == AgentLink::Connected,
-        "deactivated": false,
+        "active": a.link == AgentLink::Connected && !a.deactivated,
+        "deactivated": a.deactivated,
         "version": meseta_api::MESOS_VERSION,
         "capabilities": a.capabilities,
     })
@@ -303,8 +303,15 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
     let active = core
         .agents
         .values()
-        .filter(|a| a.link == AgentLink::Connected)
+        .filter(|a| a.link == AgentLink::Connected && !a.deactivated)
         .count();
+    // Like Mesos: registered agents that are not active (disconnected or deactivated).
+    let inactive = core
+        .agents
+        .values()
+        .filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_)))
+        .count()
+        - active;
     let unreachable = core
         .agents
         .values()
@@ -324,7 +331,7 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
         "leader": leader,
         "leader_info": core.master_info,
         "activated_slaves": active,
-        "deactivated_slaves": 0,
+        "deactivated_slaves": inactive,
         "unreachable_slaves": unreachable,
         "flags": flags,
         "slaves": core.agents.values().filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_))).map(v0_agent).collect::<Vec<_>>(),
@@ -437,11 +444,15 @@ pub fn metrics(core: &Core) -> Value {
     m.insert("master/uptime_secs".into(), json!(0.0));
     m.insert(
         "master/slaves_active".into(),
-        json!(count(&|a| a.link == AgentLink::Connected)),
+        json!(count(&|a| a.link == AgentLink::Connected && !a.deactivated)),
     );
     m.insert(
         "master/slaves_connected".into(),
         json!(count(&|a| a.link == AgentLink::Connected)),
+    );
+    m.insert(
+        "master/slaves_inactive".into(),
+        json!(count(&|a| a.link == AgentLink::Connected && a.deactivated)),
     );
     m.insert(
         "master/slaves_disconnected".into(),

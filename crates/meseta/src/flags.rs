@@ -31,6 +31,20 @@ fn parse_weights(text: &str) -> Result<BTreeMap<String, f64>, String> {
     meseta_master::core::parse_weights(text)
 }
 
+/// `--min_allocatable_resources`, parsed.
+#[derive(Clone, Debug)]
+pub struct MinAllocatable(pub Vec<meseta_master::allocator::MinQuantities>);
+
+impl Default for MinAllocatable {
+    fn default() -> Self {
+        MinAllocatable(meseta_master::allocator::default_min_allocatable())
+    }
+}
+
+fn parse_min_allocatable(text: &str) -> Result<MinAllocatable, String> {
+    meseta_master::allocator::parse_min_allocatable(text).map(MinAllocatable)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     meseta_api::duration::parse(text)
 }
@@ -65,6 +79,10 @@ pub struct MasterFlags {
     /// registry, from an earlier start or UPDATE_WEIGHTS, win over them).
     #[arg(long, env = "MESETA_WEIGHTS", value_parser = parse_weights)]
     pub weights: Option<BTreeMap<String, f64>>,
+    /// The smallest offer, Mesos's format: alternatives separated by `|`, each a resource
+    /// text (`cpus:0.01|mem:32`); an offer must hold at least one alternative fully.
+    #[arg(long = "min-allocatable-resources", alias = "min_allocatable_resources", env = "MESETA_MIN_ALLOCATABLE_RESOURCES", default_value = "cpus:0.01|mem:32", value_parser = parse_min_allocatable)]
+    pub min_allocatable_resources: MinAllocatable,
 }
 
 impl MasterFlags {
@@ -82,6 +100,7 @@ impl MasterFlags {
             agent_ping_timeout: self.agent_ping_timeout,
             agent_reregister_timeout: self.agent_reregister_timeout,
             weights: self.weights.unwrap_or_default(),
+            min_allocatable: self.min_allocatable_resources.0,
         })
     }
 }
@@ -211,6 +230,7 @@ impl LocalFlags {
             agent_ping_timeout: Duration::from_secs(75),
             agent_reregister_timeout: Duration::from_secs(600),
             weights: self.weights,
+            min_allocatable_resources: MinAllocatable::default(),
         }
         .into_config()?;
         let agent = agent_config(

@@ -18,6 +18,71 @@ use std::collections::{BTreeMap, BTreeSet};
 const MIN_CPUS: f64 = 0.01;
 const MIN_MEM: f64 = 32.0;
 
+/// One alternative of `--min_allocatable_resources`: scalar quantities by name.
+pub type MinQuantities = BTreeMap<String, f64>;
+
+/// The default `--min_allocatable_resources`: `cpus:0.01|mem:32`.
+pub fn default_min_allocatable() -> Vec<MinQuantities> {
+    vec![
+        [("cpus".to_string(), MIN_CPUS)].into_iter().collect(),
+        [("mem".to_string(), MIN_MEM)].into_iter().collect(),
+    ]
+}
+
+/// Parses `--min_allocatable_resources` as Mesos does: alternatives separated by `|`,
+/// each a resource text of scalar quantities (`cpus:1;mem:32`). An offer is allowed when
+/// it holds every quantity of at least one alternative.
+pub fn parse_min_allocatable(text: &str) -> Result<Vec<MinQuantities>, String> {
+    let mut alternatives = Vec::new();
+    for part in text.split('|') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!(
+                "Invalid --min_allocatable_resources '{text}': empty alternative"
+            ));
+        }
+        let resources = Resources::parse(part)
+            .map_err(|e| format!("Invalid --min_allocatable_resources '{text}': {e}"))?;
+        let mut quantities = MinQuantities::new();
+        for r in resources.iter() {
+            let Some(scalar) = r.scalar.as_ref() else {
+                return Err(format!(
+                    "Invalid --min_allocatable_resources '{text}': '{}' is not a scalar resource",
+                    r.name
+                ));
+            };
+            if !(scalar.value.is_finite() && scalar.value >= 0.0) {
+                return Err(format!(
+                    "Invalid --min_allocatable_resources '{text}': '{}' must be a non-negative number",
+                    r.name
+                ));
+            }
+            *quantities.entry(r.name.clone()).or_insert(0.0) += scalar.value;
+        }
+        if quantities.is_empty() {
+            return Err(format!(
+                "Invalid --min_allocatable_resources '{text}': empty alternative"
+            ));
+        }
+        alternatives.push(quantities);
+    }
+    Ok(alternatives)
+}
+
+/// Renders alternatives back in flag form (`cpus:0.01|mem:32`).
+pub fn format_min_allocatable(alternatives: &[MinQuantities]) -> String {
+    alternatives
+        .iter()
+        .map(|q| {
+            q.iter()
+                .map(|(n, v)| format!("{n}:{v}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 /// Resources that count toward a dominant share.
 const SHARE_RESOURCES: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
 
@@ -47,6 +112,8 @@ pub struct AllocationRequest {
     pub role_allocated: BTreeMap<String, Resources>,
     /// Role weights; a role not listed weighs 1.
     pub weights: BTreeMap<String, f64>,
+    /// `--min_allocatable_resources` alternatives; empty means no minimum.
+    pub min_allocatable: Vec<MinQuantities>,
 }
 
 impl AllocationRequest {
@@ -102,8 +169,13 @@ fn offerable(free: &Resources, role: &str, gpu_capable: bool) -> Resources {
     out
 }
 
-fn allocatable(resources: &Resources) -> bool {
-    resources.scalar("cpus") >= MIN_CPUS || resources.scalar("mem") >= MIN_MEM
+fn allocatable(resources: &Resources, min: &[MinQuantities]) -> bool {
+    min.is_empty()
+        || min.iter().any(|alternative| {
+            alternative
+                .iter()
+                .all(|(name, quantity)| resources.scalar(name) >= *quantity)
+        })
 }
 
 /// A role's weight (1 unless set; non-positive weights are refused upstream).
@@ -223,7 +295,7 @@ impl<'a> Pass<'a> {
                 }
                 let framework = &self.request.frameworks[index];
                 let offer = offerable(free, role, framework.gpu_capable);
-                if offer.is_empty() || !allocatable(&offer) {
+                if offer.is_empty() || !allocatable(&offer, &self.request.min_allocatable) {
                     continue;
                 }
                 let filtered = framework
@@ -316,6 +388,7 @@ mod tests {
             frameworks,
             cluster_total: total,
             weights: weights.iter().map(|(r, w)| (r.to_string(), *w)).collect(),
+            min_allocatable: default_min_allocatable(),
         }
     }
 
@@ -379,6 +452,44 @@ mod tests {
         let mut req = request(1, vec![demand("f", "")]);
         req.agents[0].1 = Resources::parse("cpus:0.001;mem:16").unwrap();
         assert!(allocate(&req).is_empty());
+    }
+
+    #[test]
+    fn min_allocatable_parses_mesos_format() {
+        let alts = parse_min_allocatable("cpus:0.01|mem:32").unwrap();
+        assert_eq!(alts, default_min_allocatable());
+        let alts = parse_min_allocatable("cpus:1;mem:64|disk:10").unwrap();
+        assert_eq!(alts.len(), 2);
+        assert_eq!(alts[0]["cpus"], 1.0);
+        assert_eq!(alts[0]["mem"], 64.0);
+        assert_eq!(alts[1]["disk"], 10.0);
+        assert_eq!(format_min_allocatable(&alts), "cpus:1;mem:64|disk:10");
+        for bad in ["", "cpus:abc", "cpus:1|", "ports:[1-2]", "cpus:-1"] {
+            assert!(
+                parse_min_allocatable(bad).is_err(),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn min_allocatable_alternatives_are_honoured() {
+        // An agent of cpus:2 with a minimum of cpus:3 offers nothing.
+        let mut req = request_with(1, "cpus:2;mem:4096", vec![demand("f", "")], &[]);
+        req.min_allocatable = parse_min_allocatable("cpus:3").unwrap();
+        assert!(allocate(&req).is_empty());
+        // Any alternative fully contained is enough.
+        req.min_allocatable = parse_min_allocatable("cpus:3|mem:1024").unwrap();
+        assert_eq!(allocate(&req).len(), 1);
+        // Every quantity of an alternative must be there.
+        req.min_allocatable = parse_min_allocatable("cpus:1;mem:8192").unwrap();
+        assert!(allocate(&req).is_empty());
+        req.min_allocatable = parse_min_allocatable("cpus:1;mem:2048").unwrap();
+        assert_eq!(allocate(&req).len(), 1);
+        // The default keeps the old behaviour: cpus:0.01 or mem:32.
+        req.min_allocatable = default_min_allocatable();
+        req.agents[0].1 = Resources::parse("cpus:0.001;mem:40").unwrap();
+        assert_eq!(allocate(&req).len(), 1);
     }
 
     #[test]

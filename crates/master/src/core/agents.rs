@@ -37,11 +37,13 @@ impl Core {
             None => self.new_agent_id(),
         };
         info.id = Some(agent_id.clone());
+        let deactivated = self.agents.get(&agent_id).is_some_and(|a| a.deactivated);
         self.emit(Effect::Persist(RegistryChange::PutAgent(
             agent_id.clone(),
             AdmittedAgent {
                 info: info.clone(),
                 endpoint: register.endpoint.clone(),
+                deactivated,
             },
         )));
 
@@ -67,6 +69,7 @@ impl Core {
             registered_time: previous.as_ref().map_or(now, |a| a.registered_time),
             reregistered_time: reregistered.then_some(now),
             capabilities: register.capabilities,
+            deactivated,
         };
         // Offers on the old incarnation are void.
         self.rescind_agent_offers(&agent_id);
@@ -292,6 +295,47 @@ impl Core {
         self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
             serde_json::json!({"agent_id": agent_id}),
         )));
+    }
+
+    /// DEACTIVATE_AGENT: the agent's outstanding offers are rescinded and it is offered
+    /// nothing until REACTIVATE_AGENT; its tasks keep running. Stored in the registry.
+    pub fn deactivate_agent(&mut self, agent_id: &AgentId) -> Result<(), ApiError> {
+        self.set_agent_deactivated(agent_id, true)
+    }
+
+    /// REACTIVATE_AGENT: the agent is offered again.
+    pub fn reactivate_agent(&mut self, agent_id: &AgentId) -> Result<(), ApiError> {
+        self.set_agent_deactivated(agent_id, false)
+    }
+
+    fn set_agent_deactivated(
+        &mut self,
+        agent_id: &AgentId,
+        deactivated: bool,
+    ) -> Result<(), ApiError> {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return Err(ApiError::not_found(format!("Agent '{agent_id}' not found")));
+        };
+        if agent.deactivated == deactivated {
+            return Ok(());
+        }
+        agent.deactivated = deactivated;
+        let admitted = AdmittedAgent {
+            info: agent.info.clone(),
+            endpoint: agent.endpoint.clone(),
+            deactivated,
+        };
+        self.emit(Effect::Persist(RegistryChange::PutAgent(
+            agent_id.clone(),
+            admitted,
+        )));
+        if deactivated {
+            self.rescind_agent_offers(agent_id);
+            self.count("master/slaves_deactivated");
+        } else {
+            self.count("master/slaves_reactivated");
+        }
+        Ok(())
     }
 
     /// MARK_AGENT_GONE: permanent; tasks become TASK_GONE_BY_OPERATOR.

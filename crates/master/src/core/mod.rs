@@ -83,6 +83,8 @@ pub struct CoreConfig {
     pub offer_timeout: Option<f64>,
     pub agent_ping_timeout: f64,
     pub agent_reregister_timeout: f64,
+    /// `--min_allocatable_resources` alternatives (default `cpus:0.01|mem:32`).
+    pub min_allocatable: Vec<crate::allocator::MinQuantities>,
 }
 
 /// A framework known to the master.
@@ -170,6 +172,9 @@ pub struct Agent {
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
     pub capabilities: Vec<String>,
+    /// DEACTIVATE_AGENT: no offers are made on it until REACTIVATE_AGENT (kept in the
+    /// registry).
+    pub deactivated: bool,
 }
 
 impl Agent {
@@ -276,6 +281,7 @@ impl Core {
                     registered_time: now,
                     reregistered_time: None,
                     capabilities: Vec::new(),
+                    deactivated: admitted.deactivated,
                 },
             );
         }

@@ -29,7 +29,7 @@ impl Core {
         let agents = self
             .agents
             .values()
-            .filter(|a| a.link == AgentLink::Connected)
+            .filter(|a| a.link == AgentLink::Connected && !a.deactivated)
             .map(|a| (a.id().clone(), a.available()))
             .collect();
         let mut cluster_total = Resources::new();
@@ -76,6 +76,7 @@ impl Core {
             cluster_total,
             role_allocated,
             weights: self.weights.clone(),
+            min_allocatable: self.config.min_allocatable.clone(),
         }
     }
 

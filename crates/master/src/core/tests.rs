@@ -15,6 +15,7 @@ fn core() -> Core {
         offer_timeout: Some(30.0),
         agent_ping_timeout: 75.0,
         agent_reregister_timeout: 600.0,
+        min_allocatable: crate::allocator::default_min_allocatable(),
     };
     Core::new(info, config, RegistryState::default(), T0)
 }
@@ -515,6 +516,7 @@ fn registry_recovery_marks_agents_recovering_and_expires_them() {
         crate::registry::AdmittedAgent {
             info,
             endpoint: "e".into(),
+            deactivated: false,
         },
     ));
     let fi = framework_info(json!({"id":{"value":"old-0000"}}));
@@ -529,6 +531,7 @@ fn registry_recovery_marks_agents_recovering_and_expires_them() {
             offer_timeout: None,
             agent_ping_timeout: 75.0,
             agent_reregister_timeout: 600.0,
+            min_allocatable: crate::allocator::default_min_allocatable(),
         },
         state,
         T0,
@@ -722,4 +725,131 @@ fn weights_reach_the_allocator() {
         assert_eq!(offers(&fx, expected).len(), 1, "{weights:?}");
         assert_eq!(offers(&fx, "S1").len() + offers(&fx, "S2").len(), 1);
     }
+}
+
+fn deactivation_persisted(fx: &[Effect], agent: &AgentId) -> Option<bool> {
+    fx.iter().find_map(|e| match e {
+        Effect::Persist(RegistryChange::PutAgent(id, admitted)) if id == agent => {
+            Some(admitted.deactivated)
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn deactivate_rescinds_offers_and_reactivate_restores_them() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t", &agent, 1.0)]));
+    c.drain_effects();
+    // Past the default refuse filter of the accepted offer's remainder.
+    let t = T0 + 10.0;
+    c.tick(t);
+    c.allocate(t);
+    let outstanding = offers(&c.drain_effects(), "S1");
+    assert_eq!(outstanding.len(), 1, "the rest of the agent is offered");
+
+    c.deactivate_agent(&agent).unwrap();
+    let fx = c.drain_effects();
+    assert_eq!(deactivation_persisted(&fx, &agent), Some(true));
+    assert!(stream_events(&fx, "S1")
+        .iter()
+        .any(|e| matches!(e, Event::Rescind(r) if r.offer_id == outstanding[0].id)));
+    assert!(c.offers.is_empty());
+    assert!(c.agents[&agent].deactivated);
+    // Deactivating again changes nothing.
+    c.deactivate_agent(&agent).unwrap();
+    assert!(c.drain_effects().is_empty());
+
+    // No offers while deactivated, even as time passes; the task's updates still flow.
+    for i in 1..4 {
+        c.tick(t + f64::from(i));
+        c.allocate(t + f64::from(i));
+    }
+    c.status_update(&agent, status("t", TaskState::TaskRunning, 1));
+    c.status_update(&agent, status("t", TaskState::TaskFinished, 2));
+    c.allocate(t + 5.0);
+    let fx = c.drain_effects();
+    assert!(offers(&fx, "S1").is_empty());
+    assert_eq!(
+        updates(&fx, "S1")
+            .iter()
+            .map(|s| s.state)
+            .collect::<Vec<_>>(),
+        vec![TaskState::TaskRunning, TaskState::TaskFinished]
+    );
+
+    c.reactivate_agent(&agent).unwrap();
+    let fx = c.drain_effects();
+    assert_eq!(deactivation_persisted(&fx, &agent), Some(false));
+    assert!(!c.agents[&agent].deactivated);
+    c.allocate(t + 6.0);
+    let back = offers(&c.drain_effects(), "S1");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].agent_id, agent);
+}
+
+#[test]
+fn deactivation_of_unknown_agent_is_not_found() {
+    let mut c = core();
+    assert_eq!(
+        c.deactivate_agent(&AgentId::new("nope"))
+            .unwrap_err()
+            .status,
+        404
+    );
+    assert_eq!(
+        c.reactivate_agent(&AgentId::new("nope"))
+            .unwrap_err()
+            .status,
+        404
+    );
+    assert!(c.drain_effects().is_empty());
+}
+
+#[test]
+fn deactivation_survives_reregistration_and_recovery() {
+    let mut c = core();
+    let agent = register(&mut c, "L1", None, vec![]);
+    c.deactivate_agent(&agent).unwrap();
+    c.drain_effects();
+    // The agent reregisters (new link): still deactivated, and stored so.
+    register(&mut c, "L2", Some(agent.as_str()), vec![]);
+    let fx = c.drain_effects();
+    assert_eq!(deactivation_persisted(&fx, &agent), Some(true));
+    assert!(c.agents[&agent].deactivated);
+
+    // A new master recovering the registry keeps it deactivated.
+    let mut state = RegistryState::default();
+    for e in &fx {
+        if let Effect::Persist(change) = e {
+            state.apply(change);
+        }
+    }
+    let master: MasterInfo = serde_json::from_value(json!({"id":"m2","ip":1,"port":1})).unwrap();
+    let mut c2 = Core::new(master, c.config.clone(), state, T0);
+    assert!(c2.agents[&agent].deactivated);
+    register(&mut c2, "L3", Some(agent.as_str()), vec![]);
+    c2.subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    c2.drain_effects();
+    c2.allocate(T0);
+    assert!(offers(&c2.drain_effects(), "S1").is_empty());
+    c2.reactivate_agent(&agent).unwrap();
+    c2.allocate(T0);
+    assert_eq!(offers(&c2.drain_effects(), "S1").len(), 1);
+}
+
+#[test]
+fn min_allocatable_reaches_the_allocator() {
+    let mut c = core();
+    c.config.min_allocatable = crate::allocator::parse_min_allocatable("cpus:5").unwrap();
+    register(&mut c, "L1", None, vec![]);
+    c.subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    c.drain_effects();
+    c.allocate(T0);
+    assert!(offers(&c.drain_effects(), "S1").is_empty());
+    c.config.min_allocatable = crate::allocator::parse_min_allocatable("cpus:4").unwrap();
+    c.allocate(T0);
+    assert_eq!(offers(&c.drain_effects(), "S1").len(), 1);
 }

@@ -83,6 +83,12 @@ pub async fn handle(
                 .call(move |svc| svc.core.mark_agent_gone(now(), &gone.agent_id))
                 .await,
         ),
+        Call::DeactivateAgent(body) => {
+            empty_or_error(set_agent_deactivated(&app, &body["agent_id"], true).await)
+        }
+        Call::ReactivateAgent(body) => {
+            empty_or_error(set_agent_deactivated(&app, &body["agent_id"], false).await)
+        }
         Call::GetAgent
         | Call::GetContainers(_)
         | Call::GetResourceProviders
@@ -162,6 +168,39 @@ pub async fn update_weights(
     app.service
         .call(move |svc| {
             svc.core.update_weights(&infos)?;
+            if svc.flush_durably() {
+                Ok(())
+            } else {
+                Err(ApiError {
+                    status: 503,
+                    message: "the registry write failed; the master is stopping".into(),
+                })
+            }
+        })
+        .await
+}
+
+/// DEACTIVATE_AGENT / REACTIVATE_AGENT; answers once the change is in the registry.
+async fn set_agent_deactivated(
+    app: &AppState,
+    agent_id: &Value,
+    deactivated: bool,
+) -> Result<Result<(), ApiError>, crate::service::Stopped> {
+    let agent_id: meseta_api::AgentId = match serde_json::from_value(agent_id.clone()) {
+        Ok(id) => id,
+        Err(e) => {
+            return Ok(Err(ApiError::bad_request(format!(
+                "Expecting 'agent_id' to be present: {e}"
+            ))))
+        }
+    };
+    app.service
+        .call(move |svc| {
+            if deactivated {
+                svc.core.deactivate_agent(&agent_id)?;
+            } else {
+                svc.core.reactivate_agent(&agent_id)?;
+            }
             if svc.flush_durably() {
                 Ok(())
             } else {

@@ -18,6 +18,9 @@ pub struct AdmittedAgent {
     pub info: AgentInfo,
     /// `ip:port` of the agent's HTTP endpoint.
     pub endpoint: String,
+    /// Deactivated by an operator (DEACTIVATE_AGENT): offered nothing until reactivated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deactivated: bool,
 }
 
 /// Everything the registry holds.

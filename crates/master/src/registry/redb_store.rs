@@ -149,6 +149,7 @@ mod tests {
             info: serde_json::from_value(serde_json::json!({"hostname":"h","id":{"value":id}}))
                 .unwrap(),
             endpoint: "127.0.0.1:5051".into(),
+            deactivated: false,
         }
     }
 
@@ -191,6 +192,48 @@ mod tests {
             expected.weights,
             [("a".to_string(), 2.0), ("b".to_string(), 3.0)].into()
         );
+    }
+
+    #[test]
+    fn agent_deactivation_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.redb");
+        let mut deactivated = agent_info("a1");
+        deactivated.deactivated = true;
+        {
+            let mut reg = RedbRegistry::open(&path).unwrap();
+            reg.apply(&[
+                RegistryChange::PutAgent(AgentId::new("a1"), agent_info("a1")),
+                RegistryChange::PutAgent(AgentId::new("a2"), agent_info("a2")),
+                RegistryChange::PutAgent(AgentId::new("a1"), deactivated),
+            ])
+            .unwrap();
+        }
+        {
+            let mut reg = RedbRegistry::open(&path).unwrap();
+            let state = reg.load().unwrap();
+            assert!(state.agents[&AgentId::new("a1")].deactivated);
+            assert!(!state.agents[&AgentId::new("a2")].deactivated);
+            // Reactivated: stored as such.
+            reg.apply(&[RegistryChange::PutAgent(
+                AgentId::new("a1"),
+                agent_info("a1"),
+            )])
+            .unwrap();
+        }
+        let reg = RedbRegistry::open(&path).unwrap();
+        assert!(!reg.load().unwrap().agents[&AgentId::new("a1")].deactivated);
+    }
+
+    #[test]
+    fn agents_stored_before_deactivation_existed_load() {
+        // Entries written without the `deactivated` field read as active.
+        let agent: AdmittedAgent = serde_json::from_value(serde_json::json!({
+            "info": {"hostname": "h", "id": {"value": "a1"}},
+            "endpoint": "127.0.0.1:5051"
+        }))
+        .unwrap();
+        assert!(!agent.deactivated);
     }
 
     #[test]
