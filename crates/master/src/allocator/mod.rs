@@ -186,37 +186,31 @@ fn weight(weights: &BTreeMap<String, f64>, role: &str) -> f64 {
     }
 }
 
-/// The running state of one pass: allocations as offers are made.
+/// A non-negative share as a key that sorts like the number (the bit patterns of
+/// non-negative floats order as their values).
+fn share_key(share: f64) -> u64 {
+    share.max(0.0).to_bits()
+}
+
+/// The running state of one pass: allocations as offers are made, and the DRF orders of
+/// roles and of frameworks within each role, kept sorted so that choosing the next offer
+/// costs a walk from the front and making one costs a few ordered-set updates.
 struct Pass<'a> {
     request: &'a AllocationRequest,
-    /// Weighted share of each role someone asks for.
+    /// Roles someone asks for, by weighted share, then name.
+    role_order: BTreeSet<(u64, &'a str)>,
     role_share: BTreeMap<&'a str, f64>,
     role_allocated: BTreeMap<&'a str, Resources>,
-    /// Per framework index: what it holds in each role.
-    framework_allocated: Vec<BTreeMap<&'a str, Resources>>,
-    /// Frameworks asking for each role (indices).
-    members: BTreeMap<&'a str, Vec<usize>>,
+    /// Per framework index: what it holds in each of its roles, and its share there.
+    framework_allocated: Vec<BTreeMap<&'a str, (Resources, f64)>>,
+    /// Each role's frameworks by share in the role, then id.
+    member_order: BTreeMap<&'a str, BTreeSet<(u64, &'a FrameworkId, usize)>>,
 }
 
 impl<'a> Pass<'a> {
     fn new(request: &'a AllocationRequest) -> Pass<'a> {
-        let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, f) in request.frameworks.iter().enumerate() {
-            for role in &f.roles {
-                let list = members.entry(role.as_str()).or_default();
-                if !list.contains(&i) {
-                    list.push(i);
-                }
-            }
-        }
-        let role_allocated: BTreeMap<&str, Resources> = members
-            .keys()
-            .map(|role| {
-                let held = request.role_allocated.get(*role).cloned();
-                (*role, held.unwrap_or_default())
-            })
-            .collect();
-        let framework_allocated = request
+        let total = &request.cluster_total;
+        let framework_allocated: Vec<BTreeMap<&str, (Resources, f64)>> = request
             .frameworks
             .iter()
             .map(|f| {
@@ -224,19 +218,39 @@ impl<'a> Pass<'a> {
                     .iter()
                     .map(|role| {
                         let held = f.allocated.get(role).cloned().unwrap_or_default();
-                        (role.as_str(), held)
+                        let share = dominant_share(&held, total);
+                        (role.as_str(), (held, share))
                     })
                     .collect()
             })
             .collect();
+        let mut member_order: BTreeMap<&str, BTreeSet<(u64, &FrameworkId, usize)>> =
+            BTreeMap::new();
+        for (i, f) in request.frameworks.iter().enumerate() {
+            for (role, (_, share)) in &framework_allocated[i] {
+                member_order.entry(role).or_default().insert((
+                    share_key(*share),
+                    &f.framework_id,
+                    i,
+                ));
+            }
+        }
+        let role_allocated: BTreeMap<&str, Resources> = member_order
+            .keys()
+            .map(|role| {
+                let held = request.role_allocated.get(*role).cloned();
+                (*role, held.unwrap_or_default())
+            })
+            .collect();
         let mut pass = Pass {
             request,
+            role_order: BTreeSet::new(),
             role_share: BTreeMap::new(),
             role_allocated,
             framework_allocated,
-            members,
+            member_order,
         };
-        let roles: Vec<&str> = pass.members.keys().copied().collect();
+        let roles: Vec<&str> = pass.member_order.keys().copied().collect();
         for role in roles {
             pass.update_role_share(role);
         }
@@ -244,41 +258,13 @@ impl<'a> Pass<'a> {
     }
 
     fn update_role_share(&mut self, role: &'a str) {
+        if let Some(old) = self.role_share.get(role) {
+            self.role_order.remove(&(share_key(*old), role));
+        }
         let share = dominant_share(&self.role_allocated[role], &self.request.cluster_total)
             / weight(&self.request.weights, role);
         self.role_share.insert(role, share);
-    }
-
-    fn framework_share(&self, index: usize, role: &str) -> f64 {
-        dominant_share(
-            &self.framework_allocated[index][role],
-            &self.request.cluster_total,
-        )
-    }
-
-    /// Roles, smallest weighted share first (then by name).
-    fn sorted_roles(&self) -> Vec<&'a str> {
-        let mut roles: Vec<(&'a str, f64)> =
-            self.role_share.iter().map(|(r, s)| (*r, *s)).collect();
-        roles.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
-        roles.into_iter().map(|(r, _)| r).collect()
-    }
-
-    /// A role's frameworks, smallest share in the role first (then by id).
-    fn sorted_members(&self, role: &str) -> Vec<usize> {
-        let mut list: Vec<(usize, f64)> = self.members[role]
-            .iter()
-            .map(|i| (*i, self.framework_share(*i, role)))
-            .collect();
-        let frameworks = &self.request.frameworks;
-        list.sort_by(|a, b| {
-            a.1.total_cmp(&b.1).then_with(|| {
-                frameworks[a.0]
-                    .framework_id
-                    .cmp(&frameworks[b.0].framework_id)
-            })
-        });
-        list.into_iter().map(|(i, _)| i).collect()
+        self.role_order.insert((share_key(share), role));
     }
 
     /// The next offer on `agent_id` out of `free`, skipping framework/role pairs in `done`.
@@ -288,8 +274,8 @@ impl<'a> Pass<'a> {
         free: &Resources,
         done: &BTreeSet<(usize, &'a str)>,
     ) -> Option<(usize, &'a str, Resources)> {
-        for role in self.sorted_roles() {
-            for index in self.sorted_members(role) {
+        for &(_, role) in &self.role_order {
+            for &(_, _, index) in &self.member_order[role] {
                 if done.contains(&(index, role)) {
                     continue;
                 }
@@ -312,8 +298,13 @@ impl<'a> Pass<'a> {
     }
 
     fn record(&mut self, index: usize, role: &'a str, offer: &Resources) {
-        if let Some(held) = self.framework_allocated[index].get_mut(role) {
+        let framework_id = &self.request.frameworks[index].framework_id;
+        if let Some((held, share)) = self.framework_allocated[index].get_mut(role) {
+            let members = self.member_order.get_mut(role).expect("a member's role");
+            members.remove(&(share_key(*share), framework_id, index));
             held.add_all(offer);
+            *share = dominant_share(held, &self.request.cluster_total);
+            members.insert((share_key(*share), framework_id, index));
         }
         if let Some(held) = self.role_allocated.get_mut(role) {
             held.add_all(offer);
