@@ -72,6 +72,7 @@ impl Service {
     /// Adds an operator event subscriber.
     pub fn add_operator_subscriber(&mut self, sender: RecordSender) {
         self.operator_subscribers.push(sender);
+        self.core.operator_observed = true;
     }
 
     /// Performs the core's pending effects.
@@ -108,6 +109,7 @@ impl Service {
                     let record = Bytes::from(recordio::encode(&event));
                     self.operator_subscribers
                         .retain(|tx| tx.send(record.clone()).is_ok());
+                    self.core.operator_observed = !self.operator_subscribers.is_empty();
                 }
             }
         }
@@ -142,6 +144,7 @@ impl Service {
         let operator_beat = Bytes::from(recordio::encode(&meseta_api::operator::Event::Heartbeat));
         self.operator_subscribers
             .retain(|tx| tx.send(operator_beat.clone()).is_ok());
+        self.core.operator_observed = !self.operator_subscribers.is_empty();
     }
 
     fn ping_links(&mut self) {

@@ -198,9 +198,11 @@ impl Core {
         } else {
             "master/slave_registrations"
         });
-        self.emit(Effect::Operator(meseta_api::operator::Event::AgentAdded(
-            serde_json::json!({"agent": crate::views::agent_message(self, &agent_id)}),
-        )));
+        if self.operator_observed {
+            self.emit(Effect::Operator(meseta_api::operator::Event::AgentAdded(
+                serde_json::json!({"agent": crate::views::agent_message(self, &agent_id)}),
+            )));
+        }
         Ok(agent_id)
     }
 
@@ -292,9 +294,11 @@ impl Core {
                 }),
             );
         }
-        self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
-            serde_json::json!({"agent_id": agent_id}),
-        )));
+        if self.operator_observed {
+            self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
+                serde_json::json!({"agent_id": agent_id}),
+            )));
+        }
     }
 
     /// DEACTIVATE_AGENT: the agent's outstanding offers are rescinded and it is offered
@@ -391,9 +395,11 @@ impl Core {
             }
             self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
         }
-        self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
-            serde_json::json!({"agent_id": agent_id}),
-        )));
+        if self.operator_observed {
+            self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(
+                serde_json::json!({"agent_id": agent_id}),
+            )));
+        }
         Ok(())
     }
 }

@@ -61,11 +61,13 @@ impl Core {
             framework.reregistered_time = Some(now);
             self.count("master/framework_reregistrations");
             self.broadcast_framework_to_agents(&id, &info);
-            self.emit(Effect::Operator(
-                meseta_api::operator::Event::FrameworkUpdated(
-                    serde_json::json!({"framework": self.framework_view_json(&id)}),
-                ),
-            ));
+            if self.operator_observed {
+                self.emit(Effect::Operator(
+                    meseta_api::operator::Event::FrameworkUpdated(
+                        serde_json::json!({"framework": self.framework_view_json(&id)}),
+                    ),
+                ));
+            }
         } else {
             let mut framework = Framework::recovered(info.clone());
             framework.recovered = false;
@@ -75,11 +77,13 @@ impl Core {
             framework.suppressed_roles = suppressed_roles.into_iter().collect();
             self.frameworks.insert(id.clone(), framework);
             self.count("master/framework_registrations");
-            self.emit(Effect::Operator(
-                meseta_api::operator::Event::FrameworkAdded(
-                    serde_json::json!({"framework": self.framework_view_json(&id)}),
-                ),
-            ));
+            if self.operator_observed {
+                self.emit(Effect::Operator(
+                    meseta_api::operator::Event::FrameworkAdded(
+                        serde_json::json!({"framework": self.framework_view_json(&id)}),
+                    ),
+                ));
+            }
         }
         self.emit(Effect::ToStream(
             stream_id.clone(),
@@ -106,11 +110,13 @@ impl Core {
         framework.unregistered_time = Some(now);
         framework.failover_deadline = Some(now + framework.info.failover_timeout.max(0.0));
         self.remove_framework_offers(framework_id);
-        self.emit(Effect::Operator(
-            meseta_api::operator::Event::FrameworkUpdated(
-                serde_json::json!({"framework": self.framework_view_json(framework_id)}),
-            ),
-        ));
+        if self.operator_observed {
+            self.emit(Effect::Operator(
+                meseta_api::operator::Event::FrameworkUpdated(
+                    serde_json::json!({"framework": self.framework_view_json(framework_id)}),
+                ),
+            ));
+        }
     }
 
     pub(super) fn expire_failovers(&mut self, now: f64) {
@@ -185,11 +191,13 @@ impl Core {
         self.emit(Effect::Persist(RegistryChange::RemoveFramework(
             framework_id.clone(),
         )));
-        self.emit(Effect::Operator(
-            meseta_api::operator::Event::FrameworkRemoved(
-                serde_json::json!({"framework_info": framework.info}),
-            ),
-        ));
+        if self.operator_observed {
+            self.emit(Effect::Operator(
+                meseta_api::operator::Event::FrameworkRemoved(
+                    serde_json::json!({"framework_info": framework.info}),
+                ),
+            ));
+        }
         push_bounded(
             &mut self.completed_frameworks,
             framework,

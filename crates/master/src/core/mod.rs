@@ -236,6 +236,8 @@ pub struct Core {
     effects: Vec<Effect>,
     /// Counters for `/metrics/snapshot`.
     pub metrics: BTreeMap<&'static str, u64>,
+    /// Whether any operator API subscriber listens; operator events are only built then.
+    pub operator_observed: bool,
 }
 
 impl Core {
@@ -262,6 +264,7 @@ impl Core {
             next_offer: 0,
             effects: Vec::new(),
             metrics: BTreeMap::new(),
+            operator_observed: false,
         };
         let deadline = now + core.config.agent_reregister_timeout;
         for (id, admitted) in registry.agents {

@@ -699,9 +699,11 @@ impl Core {
             .insert(task.task_id.clone(), agent_id.clone());
         self.count("master/tasks_launched");
         let _ = now;
-        self.emit(Effect::Operator(meseta_api::operator::Event::TaskAdded(
-            serde_json::json!({"task": record}),
-        )));
+        if self.operator_observed {
+            self.emit(Effect::Operator(meseta_api::operator::Event::TaskAdded(
+                serde_json::json!({"task": record}),
+            )));
+        }
     }
 }
 

@@ -56,7 +56,7 @@ impl Core {
         }
         if let Some(state) = current {
             // Operators hear of state changes, not of retried or health-only updates.
-            if state_changed {
+            if state_changed && self.operator_observed {
                 self.emit(Effect::Operator(meseta_api::operator::Event::TaskUpdated(
                     serde_json::json!({
                         "framework_id": framework_id,

@@ -853,3 +853,24 @@ fn min_allocatable_reaches_the_allocator() {
     c.allocate(T0);
     assert_eq!(offers(&c.drain_effects(), "S1").len(), 1);
 }
+
+#[test]
+fn operator_events_are_built_only_when_someone_listens() {
+    let is_operator = |e: &Effect| matches!(e, Effect::Operator(_));
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("quiet", &agent, 0.1)]));
+    assert!(!c.drain_effects().iter().any(is_operator));
+
+    c.operator_observed = true;
+    c.allocate(T0 + 10.0);
+    c.tick(T0 + 10.0);
+    c.revive(&fid, vec![]);
+    c.allocate(T0 + 10.0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("an offer");
+    c.accept(T0, &fid, launch(&offer, vec![task("heard", &agent, 0.1)]));
+    let fx = c.drain_effects();
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::Operator(meseta_api::operator::Event::TaskAdded(_))
+    )));
+}
