@@ -118,11 +118,17 @@ impl Service {
         }
     }
 
-    /// Performs the pending effects now (the registry writes durably) and tells whether
-    /// the master is still sound; for answers that must follow a durable write.
-    pub fn flush_durably(&mut self) -> bool {
+    /// Performs the pending effects now (the registry writes durably), for answers that
+    /// must follow a durable write; a failed write is a 503 (the master is stopping).
+    pub fn flush_durably(&mut self) -> Result<(), crate::core::ApiError> {
         self.flush();
-        self.failure.is_none()
+        match self.failure {
+            None => Ok(()),
+            Some(_) => Err(crate::core::ApiError {
+                status: 503,
+                message: "the registry write failed; the master is stopping".into(),
+            }),
+        }
     }
 
     fn persist(&mut self, changes: Vec<RegistryChange>) -> bool {

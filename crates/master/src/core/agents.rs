@@ -6,7 +6,7 @@ use crate::registry::AdmittedAgent;
 use meseta_api::internal::{
     ReconcileTasks, RegisterAgent, Registered, ShutdownAgent, LINK_VERSION,
 };
-use meseta_api::scheduler::{self, Failure};
+use meseta_api::scheduler::Failure;
 
 impl Core {
     /// An agent opened a link (`link_id`). Returns its agent id.
@@ -187,10 +187,7 @@ impl Core {
                 status.message = Some("Agent reregistered".into());
                 status.agent_id = Some(agent_id.clone());
                 status.timestamp = Some(now);
-                self.send_to_framework(
-                    &task.framework_id,
-                    Event::Update(scheduler::Update { status }),
-                );
+                self.send_update(&task.framework_id, status);
             }
         }
         self.count(if reregistered {
@@ -276,13 +273,8 @@ impl Core {
         }
         self.count("master/slave_unreachable_completed");
         let framework_ids: BTreeSet<FrameworkId> = self.frameworks.keys().cloned().collect();
-        for (framework_id, mut status) in updates {
-            let partition_aware = self
-                .frameworks
-                .get(&framework_id)
-                .is_some_and(|f| f.partition_aware());
-            status.state = status.state.for_framework(partition_aware);
-            self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
+        for (framework_id, status) in updates {
+            self.send_update(&framework_id, status);
         }
         for framework_id in framework_ids {
             self.send_to_framework(
@@ -373,7 +365,7 @@ impl Core {
                 continue;
             }
             task.state = TaskState::TaskGoneByOperator;
-            let mut status = master_status(
+            let status = master_status(
                 &task_id,
                 TaskState::TaskGoneByOperator,
                 Reason::ReasonAgentRemovedByOperator,
@@ -381,11 +373,6 @@ impl Core {
                 Some(agent_id),
                 now,
             );
-            let partition_aware = self
-                .frameworks
-                .get(&framework_id)
-                .is_some_and(|f| f.partition_aware());
-            status.state = status.state.for_framework(partition_aware);
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 super::frameworks::push_bounded(
                     &mut framework.completed_tasks,
@@ -393,7 +380,7 @@ impl Core {
                     MAX_COMPLETED_TASKS,
                 );
             }
-            self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
+            self.send_update(&framework_id, status);
         }
         if self.operator_observed {
             self.emit(Effect::Operator(meseta_api::operator::Event::AgentRemoved(

@@ -347,6 +347,20 @@ impl Core {
         }
     }
 
+    /// Sends a status update as the framework may see it: states it does not know (it is
+    /// not PARTITION_AWARE) become TASK_LOST.
+    fn send_update(&mut self, framework_id: &FrameworkId, mut status: TaskStatus) {
+        let partition_aware = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|f| f.partition_aware());
+        status.state = status.state.for_framework(partition_aware);
+        self.send_to_framework(
+            framework_id,
+            Event::Update(meseta_api::scheduler::Update { status }),
+        );
+    }
+
     /// Sends a message to an agent if it is linked.
     fn send_to_agent(&mut self, agent_id: &AgentId, message: ToAgent) -> bool {
         match self.agents.get(agent_id) {

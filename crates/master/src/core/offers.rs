@@ -408,11 +408,6 @@ impl Core {
         accept: &Accept,
         message: &str,
     ) {
-        let partition_aware = self
-            .frameworks
-            .get(framework_id)
-            .is_some_and(|f| f.partition_aware());
-        let state = TaskState::TaskDropped.for_framework(partition_aware);
         for operation in &accept.operations {
             let tasks: Vec<&TaskInfo> = operation
                 .launch
@@ -428,16 +423,13 @@ impl Core {
             for task in tasks {
                 let status = master_status(
                     &task.task_id,
-                    state,
+                    TaskState::TaskDropped,
                     Reason::ReasonInvalidOffers,
                     message,
                     Some(&task.agent_id),
                     now,
                 );
-                self.send_to_framework(
-                    framework_id,
-                    Event::Update(meseta_api::scheduler::Update { status }),
-                );
+                self.send_update(framework_id, status);
             }
         }
     }
@@ -459,10 +451,7 @@ impl Core {
             Some(&task.agent_id),
             now,
         );
-        self.send_to_framework(
-            framework_id,
-            Event::Update(meseta_api::scheduler::Update { status }),
-        );
+        self.send_update(framework_id, status);
     }
 
     fn launch_one(

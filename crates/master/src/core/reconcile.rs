@@ -2,7 +2,7 @@
 //! for tasks the master does not know).
 
 use super::*;
-use meseta_api::scheduler::{self, ReconcileTask};
+use meseta_api::scheduler::ReconcileTask;
 
 impl Core {
     /// Answers a reconciliation request with UPDATE events (no uuid, REASON_RECONCILIATION).
@@ -10,7 +10,6 @@ impl Core {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return;
         };
-        let partition_aware = framework.partition_aware();
         let mut answers = Vec::new();
         if tasks.is_empty() {
             for (task_id, agent_id) in &framework.tasks {
@@ -29,9 +28,8 @@ impl Core {
                 }
             }
         }
-        for mut status in answers {
-            status.state = status.state.for_framework(partition_aware);
-            self.send_to_framework(framework_id, Event::Update(scheduler::Update { status }));
+        for status in answers {
+            self.send_update(framework_id, status);
         }
     }
 

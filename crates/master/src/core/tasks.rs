@@ -70,12 +70,7 @@ impl Core {
                 self.complete_task(agent_id, &framework_id, &status.task_id);
             }
         }
-        let partition_aware = self
-            .frameworks
-            .get(&framework_id)
-            .is_some_and(|f| f.partition_aware());
-        status.state = status.state.for_framework(partition_aware);
-        self.send_to_framework(&framework_id, Event::Update(scheduler::Update { status }));
+        self.send_update(&framework_id, status);
     }
 
     /// Moves a task whose terminal update was acknowledged to the completed list.

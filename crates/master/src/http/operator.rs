@@ -168,14 +168,7 @@ pub async fn update_weights(
     app.service
         .call(move |svc| {
             svc.core.update_weights(&infos)?;
-            if svc.flush_durably() {
-                Ok(())
-            } else {
-                Err(ApiError {
-                    status: 503,
-                    message: "the registry write failed; the master is stopping".into(),
-                })
-            }
+            svc.flush_durably()
         })
         .await
 }
@@ -201,14 +194,7 @@ async fn set_agent_deactivated(
             } else {
                 svc.core.reactivate_agent(&agent_id)?;
             }
-            if svc.flush_durably() {
-                Ok(())
-            } else {
-                Err(ApiError {
-                    status: 503,
-                    message: "the registry write failed; the master is stopping".into(),
-                })
-            }
+            svc.flush_durably()
         })
         .await
 }
