@@ -5,7 +5,8 @@
 #   bash scripts/test.sh --quick   # skip the prerequisite checks (after one full run)
 #   bash scripts/test.sh --setup   # only check and install the prerequisites
 #
-# Steps: Debian packages (only those missing: build-essential, and for a Debian
+# Steps: Debian packages (only those missing: build-essential, the containerizer tests'
+# real parts (docker-registry, skopeo, umoci, busybox-static, runc), and for a Debian
 # python3 also python3-venv and python3-dev), a Python venv at .venv (reused when
 # it is complete) with pytest, requests, pymesos 0.3.15 and mesoshttp 0.4.2, then
 # cargo fmt --check, cargo build, cargo clippy -D warnings, the Rust tests (cargo
@@ -48,6 +49,13 @@ ensure_system_packages() {
     local missing=()
     command -v gcc >/dev/null && command -v make >/dev/null || missing+=(build-essential)
     [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+    # Real parts for the containerizer's tests: a registry, image tools, a static busybox
+    # to build images from, and runc as the benchmark's peer.
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
+    command -v skopeo >/dev/null || missing+=(skopeo)
+    command -v umoci >/dev/null || missing+=(umoci)
+    [ -x /bin/busybox ] || missing+=(busybox-static)
+    command -v runc >/dev/null || missing+=(runc)
     if command -v python3 >/dev/null; then
         python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
         python3 -c 'import os, sys, sysconfig
