@@ -6,6 +6,7 @@
 //! The core owns no socket, clock, file or thread.
 
 mod agents;
+mod allocation;
 mod frameworks;
 mod offers;
 mod reconcile;
