@@ -10,6 +10,7 @@
 mod union;
 
 pub mod backoff;
+pub mod container;
 pub mod duration;
 pub mod executor;
 pub mod ids;
@@ -17,6 +18,7 @@ pub mod internal;
 pub mod json;
 pub mod mesos;
 pub mod operator;
+pub mod quota;
 pub mod recordio;
 pub mod resources;
 pub mod scheduler;
