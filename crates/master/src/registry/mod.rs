@@ -1,5 +1,5 @@
 //! The registry: what the master must not forget across restarts (admitted agents, agents
-//! marked gone, frameworks and the frameworks removed for good, role weights). [`Registry`] is the
+//! marked gone, frameworks and the frameworks removed for good, role weights, role quotas). [`Registry`] is the
 //! storage seam a later replicated implementation plugs into; [`RedbRegistry`] is the
 //! durable local store (every commit is fsynced).
 
@@ -7,6 +7,7 @@ mod redb_store;
 
 pub use redb_store::RedbRegistry;
 
+use meseta_api::quota::QuotaConfig;
 use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,8 @@ pub struct RegistryState {
     pub removed_frameworks: BTreeSet<FrameworkId>,
     /// Role weights set through the API (or `--weights` at a first start).
     pub weights: BTreeMap<String, f64>,
+    /// Role quotas set through UPDATE_QUOTA (or SET_QUOTA), by role.
+    pub quotas: BTreeMap<String, QuotaConfig>,
 }
 
 /// One durable change.
@@ -47,6 +50,8 @@ pub enum RegistryChange {
     RemoveFramework(FrameworkId),
     /// Set these roles' weights (other roles keep theirs).
     PutWeights(BTreeMap<String, f64>),
+    /// Set these roles' quotas; a default config (no guarantees, no limits) removes one.
+    PutQuotas(Vec<QuotaConfig>),
 }
 
 impl RegistryState {
@@ -70,6 +75,15 @@ impl RegistryState {
             RegistryChange::PutWeights(weights) => {
                 self.weights
                     .extend(weights.iter().map(|(r, w)| (r.clone(), *w)));
+            }
+            RegistryChange::PutQuotas(configs) => {
+                for config in configs {
+                    if config.is_default() {
+                        self.quotas.remove(&config.role);
+                    } else {
+                        self.quotas.insert(config.role.clone(), config.clone());
+                    }
+                }
             }
         }
     }

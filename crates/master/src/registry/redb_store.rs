@@ -11,6 +11,8 @@ const GONE_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("gone_agents
 const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
 const REMOVED_FRAMEWORKS: TableDefinition<&str, ()> = TableDefinition::new("removed_frameworks");
 const WEIGHTS: TableDefinition<&str, f64> = TableDefinition::new("weights");
+/// Role → its `QuotaConfig` as JSON.
+const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quota");
 
 /// A redb-backed registry.
 pub struct RedbRegistry {
@@ -50,6 +52,7 @@ impl RedbRegistry {
         txn.open_table(REMOVED_FRAMEWORKS)
             .map_err(|e| self.corrupt(e))?;
         txn.open_table(WEIGHTS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(QUOTAS).map_err(|e| self.corrupt(e))?;
         txn.commit().map_err(|e| self.corrupt(e))
     }
 }
@@ -95,6 +98,13 @@ impl Registry for RedbRegistry {
             let (key, value) = entry.map_err(|e| self.corrupt(e))?;
             state.weights.insert(key.value().to_string(), value.value());
         }
+        let quotas = txn.open_table(QUOTAS).map_err(|e| self.corrupt(e))?;
+        for entry in quotas.iter().map_err(|e| self.corrupt(e))? {
+            let (key, value) = entry.map_err(|e| self.corrupt(e))?;
+            let config = serde_json::from_slice(value.value())
+                .map_err(|e| self.corrupt(format!("quota of role {}: {e}", key.value())))?;
+            state.quotas.insert(key.value().to_string(), config);
+        }
         Ok(state)
     }
 
@@ -106,6 +116,7 @@ impl Registry for RedbRegistry {
             let mut frameworks = txn.open_table(FRAMEWORKS).map_err(write_err)?;
             let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(write_err)?;
             let mut weights = txn.open_table(WEIGHTS).map_err(write_err)?;
+            let mut quotas = txn.open_table(QUOTAS).map_err(write_err)?;
             for change in changes {
                 match change {
                     RegistryChange::PutAgent(id, agent) => {
@@ -133,6 +144,18 @@ impl Registry for RedbRegistry {
                             weights.insert(role.as_str(), *weight).map_err(write_err)?;
                         }
                     }
+                    RegistryChange::PutQuotas(configs) => {
+                        for config in configs {
+                            if config.is_default() {
+                                quotas.remove(config.role.as_str()).map_err(write_err)?;
+                            } else {
+                                let bytes = serde_json::to_vec(config).map_err(write_err)?;
+                                quotas
+                                    .insert(config.role.as_str(), bytes.as_slice())
+                                    .map_err(write_err)?;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -143,6 +166,7 @@ impl Registry for RedbRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meseta_api::quota::QuotaConfig;
 
     fn agent_info(id: &str) -> AdmittedAgent {
         AdmittedAgent {
@@ -175,6 +199,11 @@ mod tests {
             RegistryChange::RemoveFramework(FrameworkId::new("f2")),
             RegistryChange::PutWeights([("a".to_string(), 2.0), ("b".to_string(), 0.5)].into()),
             RegistryChange::PutWeights([("b".to_string(), 3.0)].into()),
+            RegistryChange::PutQuotas(vec![quota("q", 2.0), quota("gone", 1.0)]),
+            RegistryChange::PutQuotas(vec![QuotaConfig {
+                role: "gone".into(),
+                ..Default::default()
+            }]),
         ];
         let mut expected = RegistryState::default();
         for c in &changes {
@@ -192,6 +221,23 @@ mod tests {
             expected.weights,
             [("a".to_string(), 2.0), ("b".to_string(), 3.0)].into()
         );
+        assert_eq!(
+            expected.quotas.keys().collect::<Vec<_>>(),
+            ["q"],
+            "a default config removes the quota"
+        );
+    }
+
+    fn quota(role: &str, cpus: f64) -> QuotaConfig {
+        QuotaConfig {
+            role: role.into(),
+            guarantees: [(
+                "cpus".to_string(),
+                meseta_api::resources::Scalar { value: cpus },
+            )]
+            .into(),
+            limits: Default::default(),
+        }
     }
 
     #[test]
