@@ -1,12 +1,20 @@
 //! `Resource` and resource arithmetic: scalars (kept to three decimals, as Mesos does),
-//! ranges and sets, keyed by everything but their value (name, role, reservations,
-//! allocation, disk, revocable, shared), and the agent's `--resources` text and JSON forms.
+//! ranges and sets, keyed by everything but their value (name, reservations, allocation,
+//! disk, revocable, shared), and the agent's `--resources` text and JSON forms.
+//!
+//! Reservation formats: inside Meseta every resource is in the RESERVATION_REFINEMENT
+//! format (a `reservations` stack of STATIC/DYNAMIC entries, unreserved = empty stack);
+//! [`Resource::validate`] upgrades the old format (`role` plus `reservation` for a dynamic
+//! reservation) on the way in, and [`Resources::in_format`] writes either format (or
+//! Mesos's endpoint format, which carries both) on the way out. Persistent volumes (disk
+//! with `disk.persistence`) are never split or merged: each one is kept, contained and
+//! subtracted whole.
 
 use crate::json;
 use crate::mesos::AllocationInfo;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use thiserror::Error;
 
@@ -55,17 +63,92 @@ pub struct Set {
     pub item: Vec<String>,
 }
 
-/// `Resource.ReservationInfo` (the refinement format's stack entry).
+/// `Resource.ReservationInfo.Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationType {
+    Static,
+    Dynamic,
+}
+
+/// `Resource.ReservationInfo`: an entry of the refinement format's stack, or (without
+/// `type` and `role`) the old format's `reservation` (principal and labels).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReservationInfo {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<ReservationType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Value>,
+}
+
+impl ReservationInfo {
+    /// A dynamic reservation for `role` by `principal`.
+    pub fn dynamic(role: &str, principal: Option<&str>) -> ReservationInfo {
+        ReservationInfo {
+            kind: Some(ReservationType::Dynamic),
+            role: Some(role.to_string()),
+            principal: principal.map(str::to_string),
+            labels: None,
+        }
+    }
+
+    pub fn is_dynamic(&self) -> bool {
+        self.kind == Some(ReservationType::Dynamic)
+    }
+}
+
+/// `Resource.DiskInfo.Persistence`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Persistence {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+/// `Volume.Mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeMode {
+    #[serde(rename = "RW")]
+    Rw,
+    #[serde(rename = "RO")]
+    Ro,
+}
+
+/// `Volume`, as a persistent volume's mount point in the container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub container_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<VolumeMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+}
+
+/// `Resource.DiskInfo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<Volume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
+}
+
+/// How reservations are written on the way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceFormat {
+    /// The `reservations` stack only (frameworks with RESERVATION_REFINEMENT).
+    Refinement,
+    /// `role` (`*` when unreserved) and `reservation`; resources with refined
+    /// reservations cannot be written so and are left out.
+    PreRefinement,
+    /// Mesos's endpoint format: the stack, plus `role`/`reservation` where they can say it.
+    Endpoint,
 }
 
 /// `Resource`.
@@ -85,11 +168,11 @@ pub struct Resource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_info: Option<AllocationInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reservation: Option<Value>,
+    pub reservation: Option<ReservationInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<ReservationInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<Value>,
+    pub disk: Option<DiskInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocable: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +194,10 @@ pub enum ResourceError {
     TextResource(String),
     #[error("cannot parse resources '{0}': {1}")]
     Parse(String, String),
+    #[error("resource '{0}' has an invalid reservation: {1}")]
+    BadReservation(String, String),
+    #[error("resource '{0}' has an invalid disk: {1}")]
+    BadDisk(String, String),
 }
 
 /// Rounds to Mesos's fixed-point precision (three decimals).
@@ -188,12 +275,57 @@ impl Resource {
         self.reservation_role() == "*"
     }
 
+    /// Whether the innermost reservation is dynamic (RESERVE made it).
+    pub fn is_dynamically_reserved(&self) -> bool {
+        self.reservations
+            .last()
+            .is_some_and(ReservationInfo::is_dynamic)
+    }
+
+    /// Whether the reservation refines another (a stack of more than one).
+    pub fn has_refined_reservation(&self) -> bool {
+        self.reservations.len() > 1
+    }
+
+    /// Whether this is a persistent volume (disk with `disk.persistence`).
+    pub fn is_persistent_volume(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.persistence.is_some())
+    }
+
+    /// The persistent volume's id, if this is one.
+    pub fn persistence_id(&self) -> Option<&str> {
+        self.disk
+            .as_ref()
+            .and_then(|d| d.persistence.as_ref())
+            .map(|p| p.id.as_str())
+    }
+
+    /// The same resource with its innermost reservation removed (what UNRESERVE gives back).
+    pub fn popped_reservation(&self) -> Resource {
+        let mut r = self.clone();
+        r.reservations.pop();
+        r
+    }
+
+    /// The same disk without its persistence and volume (what DESTROY gives back).
+    pub fn without_volume(&self) -> Resource {
+        let mut r = self.clone();
+        r.disk = r.disk.take().and_then(|d| {
+            d.source.map(|source| DiskInfo {
+                persistence: None,
+                volume: None,
+                source: Some(source),
+            })
+        });
+        r
+    }
+
     /// Whether `other` is the same kind of resource (everything equal but the value).
     pub fn same_kind(&self, other: &Resource) -> bool {
         self.name == other.name
             && self.kind == other.kind
             && self.reservation_role() == other.reservation_role()
-            && self.reservations.len() == other.reservations.len()
+            && self.reservations == other.reservations
             && self.allocation_info == other.allocation_info
             && self.disk == other.disk
             && self.revocable == other.revocable
@@ -201,7 +333,8 @@ impl Resource {
             && self.provider_id == other.provider_id
     }
 
-    /// Checks the value matches the type and is well-formed, and normalizes it.
+    /// Checks the value matches the type and is well-formed, normalizes it, and brings
+    /// the reservation to the refinement format.
     pub fn validate(&mut self) -> Result<(), ResourceError> {
         match self.kind {
             ValueType::Scalar => {
@@ -238,7 +371,116 @@ impl Resource {
             }
             ValueType::Text => return Err(ResourceError::TextResource(self.name.clone())),
         }
+        self.upgrade_reservation()
+            .map_err(|why| ResourceError::BadReservation(self.name.clone(), why))?;
+        self.check_disk()
+            .map_err(|why| ResourceError::BadDisk(self.name.clone(), why))
+    }
+
+    /// Moves `role`/`reservation` into the `reservations` stack and checks the stack:
+    /// every entry has a type and a role, only the bottom one may be static, and each
+    /// refinement is a sub-role of the one below.
+    fn upgrade_reservation(&mut self) -> Result<(), String> {
+        let legacy_role = self.role.take().filter(|r| r != "*");
+        let legacy = self.reservation.take();
+        if self.reservations.is_empty() {
+            match (legacy_role, legacy) {
+                (None, Some(_)) => {
+                    return Err("an unreserved resource cannot have 'reservation'".into())
+                }
+                (None, None) => {}
+                (Some(role), reservation) => self.reservations.push(ReservationInfo {
+                    kind: Some(match reservation {
+                        Some(_) => ReservationType::Dynamic,
+                        None => ReservationType::Static,
+                    }),
+                    role: Some(role),
+                    principal: reservation.as_ref().and_then(|r| r.principal.clone()),
+                    labels: reservation.and_then(|r| r.labels),
+                }),
+            }
+        } else if let Some(role) = legacy_role {
+            // The endpoint format carries both; they must agree.
+            if Some(&role) != self.reservations.last().and_then(|r| r.role.as_ref()) {
+                return Err(format!(
+                    "'role' {role} disagrees with the innermost of 'reservations'"
+                ));
+            }
+        }
+        let mut below: Option<&str> = None;
+        for (i, r) in self.reservations.iter().enumerate() {
+            let role = match r.role.as_deref() {
+                None | Some("") | Some("*") => {
+                    return Err("every reservation needs a role other than '*'".into())
+                }
+                Some(role) => role,
+            };
+            match r.kind {
+                None => return Err(format!("the reservation for role '{role}' has no type")),
+                Some(ReservationType::Static) if i > 0 => {
+                    return Err(format!(
+                        "the reservation for role '{role}' refines another, so it must be DYNAMIC"
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(parent) = below {
+                if !role.starts_with(parent) || !role[parent.len()..].starts_with('/') {
+                    return Err(format!(
+                        "role '{role}' does not refine '{parent}' (it must be a sub-role)"
+                    ));
+                }
+            }
+            below = Some(role);
+        }
         Ok(())
+    }
+
+    fn check_disk(&self) -> Result<(), String> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        if self.name != "disk" || self.kind != ValueType::Scalar {
+            return Err("only scalar 'disk' resources can have disk info".into());
+        }
+        if let Some(p) = &disk.persistence {
+            if p.id.is_empty() {
+                return Err("the persistence id must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// This resource as written in `format`, or `None` when the format cannot say it.
+    pub fn in_format(&self, format: ResourceFormat) -> Option<Resource> {
+        let mut r = self.clone();
+        if format == ResourceFormat::Refinement {
+            return Some(r);
+        }
+        if r.has_refined_reservation() {
+            return match format {
+                ResourceFormat::PreRefinement => None,
+                _ => Some(r),
+            };
+        }
+        let top = r.reservations.last().cloned();
+        r.role = Some(
+            top.as_ref()
+                .and_then(|t| t.role.clone())
+                .unwrap_or_else(|| "*".to_string()),
+        );
+        r.reservation = top
+            .filter(ReservationInfo::is_dynamic)
+            .map(|t| ReservationInfo {
+                kind: None,
+                role: None,
+                principal: t.principal,
+                labels: t.labels,
+            });
+        if format == ResourceFormat::PreRefinement {
+            r.reservations.clear();
+        }
+        Some(r)
     }
 
     /// Whether the value is empty (zero scalar, no ranges, no items).
@@ -332,6 +574,11 @@ impl Resource {
             ValueType::Text => false,
         }
     }
+}
+
+/// Whether two resources are the same persistent volume (same kind and size).
+fn same_volume(a: &Resource, b: &Resource) -> bool {
+    a.same_kind(b) && a.scalar == b.scalar
 }
 
 /// Sorts and merges overlapping or adjacent ranges.
@@ -435,9 +682,14 @@ impl Resources {
         self.0.is_empty()
     }
 
-    /// Adds one resource, merging it with an entry of the same kind.
+    /// Adds one resource, merging it with an entry of the same kind (a persistent volume
+    /// is never merged).
     pub fn add(&mut self, r: &Resource) {
         if r.is_empty() {
+            return;
+        }
+        if r.is_persistent_volume() {
+            self.0.push(r.clone());
             return;
         }
         match self.0.iter_mut().find(|have| have.same_kind(r)) {
@@ -452,8 +704,15 @@ impl Resources {
         }
     }
 
-    /// Subtracts one resource (saturating), dropping entries that become empty.
+    /// Subtracts one resource (saturating), dropping entries that become empty. A
+    /// persistent volume is only subtracted whole.
     pub fn subtract(&mut self, r: &Resource) {
+        if r.is_persistent_volume() {
+            if let Some(pos) = self.0.iter().position(|have| same_volume(have, r)) {
+                self.0.remove(pos);
+            }
+            return;
+        }
         if let Some(pos) = self.0.iter().position(|have| have.same_kind(r)) {
             self.0[pos].subtract_value(r);
             if self.0[pos].is_empty() {
@@ -471,6 +730,9 @@ impl Resources {
     /// Whether every resource of `other` is available here.
     pub fn contains(&self, other: &Resources) -> bool {
         other.iter().all(|want| {
+            if want.is_persistent_volume() {
+                return self.0.iter().any(|have| same_volume(have, want));
+            }
             self.0
                 .iter()
                 .find(|have| have.same_kind(want))
@@ -504,21 +766,69 @@ impl Resources {
         )
     }
 
-    /// The same resources with the unreserved ones written with `"role":"*"`, as offers
-    /// to frameworks without RESERVATION_REFINEMENT carry them.
-    pub fn with_explicit_roles(&self) -> Resources {
+    /// The resources as written in `format` (those it cannot say are left out).
+    pub fn in_format(&self, format: ResourceFormat) -> Vec<Resource> {
+        self.0.iter().filter_map(|r| r.in_format(format)).collect()
+    }
+
+    /// The unreserved resources.
+    pub fn unreserved(&self) -> Resources {
         Resources(
             self.0
                 .iter()
-                .map(|r| {
-                    let mut r = r.clone();
-                    if r.reservations.is_empty() && r.role.is_none() {
-                        r.role = Some("*".to_string());
-                    }
-                    r
-                })
+                .filter(|r| r.is_unreserved())
+                .cloned()
                 .collect(),
         )
+    }
+
+    /// The reserved resources by the role of their innermost reservation.
+    pub fn reserved_by_role(&self) -> BTreeMap<String, Resources> {
+        let mut by_role: BTreeMap<String, Resources> = BTreeMap::new();
+        for r in self.0.iter().filter(|r| !r.is_unreserved()) {
+            by_role
+                .entry(r.reservation_role().to_string())
+                .or_default()
+                .add(r);
+        }
+        by_role
+    }
+
+    /// What an agent must remember beyond its `--resources`: the resources with a
+    /// dynamic reservation, and the persistent volumes.
+    pub fn checkpointed(&self) -> Resources {
+        Resources(
+            self.0
+                .iter()
+                .filter(|r| {
+                    r.reservations.iter().any(ReservationInfo::is_dynamic)
+                        || r.is_persistent_volume()
+                })
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// An agent's total: its static resources with the checkpointed ones (dynamic
+    /// reservations, volumes) carved out of what they were made from.
+    pub fn apply_checkpointed(&self, checkpointed: &Resources) -> Result<Resources, String> {
+        let mut total = self.clone();
+        for r in checkpointed.iter() {
+            let mut origin = r.without_volume();
+            while origin.is_dynamically_reserved() {
+                origin = origin.popped_reservation();
+            }
+            let origin = Resources(vec![origin]);
+            if !total.contains(&origin) {
+                return Err(format!(
+                    "checkpointed resource {} is not part of the agent's resources {total}",
+                    Resources(vec![r.clone()])
+                ));
+            }
+            total.subtract_all(&origin);
+            total.add(r);
+        }
+        Ok(total)
     }
 
     /// The v0 JSON model's resource map: `{"cpus":1.0,"ports":"[31000-32000]"}`.
@@ -575,11 +885,16 @@ impl fmt::Display for Resources {
             .iter()
             .map(|r| {
                 let role = r.reservation_role();
-                let name = if role == "*" {
+                let mut name = if role == "*" {
                     r.name.clone()
                 } else {
                     format!("{}({})", r.name, role)
                 };
+                if let Some(id) = r.persistence_id() {
+                    let path = r.disk.as_ref().and_then(|d| d.volume.as_ref());
+                    let path = path.map_or("", |v| v.container_path.as_str());
+                    name.push_str(&format!("[{id}:{path}]"));
+                }
                 let value = match r.kind {
                     ValueType::Scalar => r.scalar.map_or(0.0, |s| s.value).to_string(),
                     ValueType::Ranges => format_ranges(r.ranges.as_ref()),
@@ -736,6 +1051,117 @@ mod tests {
         assert_eq!(m["cpus"], 2.0);
         assert_eq!(m["mem"].to_string(), "0.0");
         assert_eq!(m["ports"], "[1-2, 4-5]");
+    }
+
+    fn one(json: serde_json::Value) -> Result<Resource, ResourceError> {
+        let mut r: Resource = serde_json::from_value(json).unwrap();
+        r.validate()?;
+        Ok(r)
+    }
+
+    #[test]
+    fn old_format_upgrades_to_the_stack() {
+        let dynamic = one(serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+            "role":"web","reservation":{"principal":"ops"}}))
+        .unwrap();
+        assert_eq!(dynamic.role, None);
+        assert_eq!(dynamic.reservation, None);
+        assert_eq!(
+            dynamic.reservations,
+            vec![ReservationInfo::dynamic("web", Some("ops"))]
+        );
+        let fixed = Resources::parse("cpus(web):1").unwrap();
+        let fixed = fixed.iter().next().unwrap();
+        assert_eq!(fixed.reservations[0].kind, Some(ReservationType::Static));
+        assert!(!fixed.same_kind(&dynamic), "static and dynamic are different kinds");
+        // Back to the old format for frameworks without RESERVATION_REFINEMENT.
+        let old = dynamic.in_format(ResourceFormat::PreRefinement).unwrap();
+        assert_eq!(old.role.as_deref(), Some("web"));
+        assert_eq!(old.reservation.as_ref().unwrap().principal.as_deref(), Some("ops"));
+        assert!(old.reservations.is_empty());
+        let unreserved = Resource::scalar("mem", 1.0);
+        let old = unreserved.in_format(ResourceFormat::PreRefinement).unwrap();
+        assert_eq!(old.role.as_deref(), Some("*"));
+        assert!(old.reservation.is_none());
+        let endpoint = dynamic.in_format(ResourceFormat::Endpoint).unwrap();
+        assert_eq!(endpoint.role.as_deref(), Some("web"));
+        assert_eq!(endpoint.reservations.len(), 1);
+        // The endpoint format reads back as what it was written from.
+        let mut again = endpoint.clone();
+        again.validate().unwrap();
+        assert_eq!(again, dynamic);
+    }
+
+    #[test]
+    fn refined_reservations_are_checked_and_hidden_from_the_old_format() {
+        let refined = one(serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+            "reservations":[{"type":"STATIC","role":"a"},{"type":"DYNAMIC","role":"a/b","principal":"p"}]}))
+        .unwrap();
+        assert!(refined.has_refined_reservation());
+        assert_eq!(refined.reservation_role(), "a/b");
+        assert!(refined.in_format(ResourceFormat::PreRefinement).is_none());
+        assert!(refined.in_format(ResourceFormat::Endpoint).unwrap().role.is_none());
+        let bad = [
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "reservations":[{"type":"DYNAMIC","role":"a"},{"type":"DYNAMIC","role":"b"}]}),
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "reservations":[{"type":"DYNAMIC","role":"a"},{"type":"STATIC","role":"a/b"}]}),
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "reservations":[{"role":"a"}]}),
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "reservation":{"principal":"p"}}),
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "role":"x","reservations":[{"type":"DYNAMIC","role":"a"}]}),
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                "disk":{"persistence":{"id":"v"}}}),
+        ];
+        for json in bad {
+            assert!(
+                matches!(one(json.clone()), Err(ResourceError::BadReservation(..) | ResourceError::BadDisk(..))),
+                "{json}"
+            );
+        }
+    }
+
+    fn volume(id: &str, size: f64) -> Resource {
+        one(serde_json::json!({"name":"disk","type":"SCALAR","scalar":{"value":size},
+            "reservations":[{"type":"DYNAMIC","role":"r","principal":"p"}],
+            "disk":{"persistence":{"id":id,"principal":"p"},"volume":{"container_path":"data","mode":"RW"}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn volumes_are_whole() {
+        let mut have = Resources::new();
+        have.add(&volume("v1", 64.0));
+        have.add(&volume("v2", 64.0));
+        assert_eq!(have.iter().count(), 2, "volumes are never merged");
+        assert!(have.contains(&Resources::from_list(vec![volume("v1", 64.0)]).unwrap()));
+        assert!(!have.contains(&Resources::from_list(vec![volume("v1", 32.0)]).unwrap()));
+        assert!(!have.contains(&Resources::from_list(vec![volume("v3", 64.0)]).unwrap()));
+        have.subtract(&volume("v1", 32.0));
+        assert_eq!(have.iter().count(), 2, "a part of a volume is not subtracted");
+        have.subtract(&volume("v1", 64.0));
+        assert_eq!(have.iter().count(), 1);
+        assert_eq!(have.iter().next().unwrap().persistence_id(), Some("v2"));
+        assert_eq!(have.to_string(), "disk(r)[v2:data]:64");
+    }
+
+    #[test]
+    fn checkpointed_resources_apply_to_the_static_ones() {
+        let base = Resources::parse("cpus:4;disk:1000").unwrap();
+        let mut reserved_cpus = Resource::scalar("cpus", 1.0);
+        reserved_cpus.reservations = vec![ReservationInfo::dynamic("r", Some("p"))];
+        let checkpointed =
+            Resources::from_list(vec![reserved_cpus.clone(), volume("v1", 100.0)]).unwrap();
+        let total = base.apply_checkpointed(&checkpointed).unwrap();
+        assert_eq!(total.scalar("cpus"), 4.0);
+        assert_eq!(total.scalar("disk"), 1000.0);
+        assert_eq!(total.unreserved().to_string(), "cpus:3;disk:900");
+        assert_eq!(total.checkpointed(), checkpointed);
+        assert_eq!(total.reserved_by_role()["r"].scalar("disk"), 100.0);
+        let too_much = Resources::from_list(vec![volume("v2", 5000.0)]).unwrap();
+        assert!(base.apply_checkpointed(&too_much).is_err());
     }
 
     fn arb_resources() -> impl Strategy<Value = Resources> {

@@ -2,6 +2,7 @@
 //! `Agent`, GET_TASKS, …) and the v0 `/state` model that the Mesos UI and tools read.
 
 use crate::core::{Agent, AgentLink, Core, Framework};
+use meseta_api::resources::ResourceFormat;
 use meseta_api::{AgentId, Resources, Task, TaskState};
 use serde_json::{json, Map, Value};
 
@@ -11,7 +12,7 @@ pub fn time_info(seconds: f64) -> Value {
 }
 
 fn resources_json(resources: &Resources) -> Value {
-    serde_json::to_value(resources.with_explicit_roles()).expect("resources serialize")
+    serde_json::to_value(resources.in_format(ResourceFormat::Endpoint)).expect("resources serialize")
 }
 
 fn framework_allocated(core: &Core, framework: &Framework) -> Resources {

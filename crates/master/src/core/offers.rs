@@ -3,6 +3,7 @@
 
 use super::*;
 use meseta_api::internal::{RunTask, RunTaskGroup};
+use meseta_api::resources::ResourceFormat;
 use meseta_api::scheduler::{Accept, Offers, Rescind};
 
 /// Refuse filters are capped at a year, as in Mesos.
@@ -17,6 +18,26 @@ impl Core {
         role: String,
         resources: Resources,
     ) {
+        let Some(framework) = self.frameworks.get(&framework_id) else {
+            return;
+        };
+        let multi_role = framework.info.has_capability(CapabilityType::MultiRole);
+        let format = if framework
+            .info
+            .has_capability(CapabilityType::ReservationRefinement)
+        {
+            ResourceFormat::Refinement
+        } else {
+            // Refined reservations are not offered to frameworks that cannot read them.
+            ResourceFormat::PreRefinement
+        };
+        let resources = match format {
+            ResourceFormat::PreRefinement => without_refined(&resources),
+            _ => resources,
+        };
+        if resources.is_empty() {
+            return;
+        }
         let offer_id = self.new_offer_id();
         let Some(agent) = self.agents.get_mut(&agent_id) else {
             return;
@@ -25,8 +46,7 @@ impl Core {
         let framework = self
             .frameworks
             .get_mut(&framework_id)
-            .expect("allocator saw it");
-        let multi_role = framework.info.has_capability(CapabilityType::MultiRole);
+            .expect("checked above");
         let executor_ids = agent
             .executors
             .keys()
@@ -38,7 +58,7 @@ impl Core {
         } else {
             resources.clone()
         }
-        .with_explicit_roles();
+        .in_format(format);
         let offer = Offer {
             id: offer_id.clone(),
             framework_id: framework_id.clone(),
@@ -48,7 +68,7 @@ impl Core {
             allocation_info: multi_role.then(|| AllocationInfo {
                 role: Some(role.clone()),
             }),
-            resources: wire_resources.into_vec(),
+            resources: wire_resources,
             attributes: agent.info.attributes.clone(),
             executor_ids,
             domain: agent.info.domain.clone(),
@@ -620,6 +640,15 @@ fn inject_allocation_info(operations: &mut [Operation], role: &str) {
             }
         }
     }
+}
+
+/// The resources without those whose reservation refines another.
+fn without_refined(resources: &Resources) -> Resources {
+    let mut out = Resources::new();
+    for r in resources.iter().filter(|r| !r.has_refined_reservation()) {
+        out.add(r);
+    }
+    out
 }
 
 /// Resources without allocation info (so that MULTI_ROLE tasks compare with offers).
