@@ -8,6 +8,7 @@
 //! [`ProcessRef`] (pid plus start time) that the agent checkpoints, so that a restarted
 //! agent can [`Launcher::recover`] it without mistaking a recycled pid for it.
 
+pub mod image;
 mod launcher;
 mod posix;
 mod procfs;
