@@ -1,15 +1,59 @@
-//! A `meseta local` process on free loopback ports, started and stopped by a benchmark.
+//! `meseta` processes started and stopped by a benchmark: a [`Daemon`] is any child that
+//! is asked to stop (SIGTERM, then SIGKILL) when dropped; [`LocalCluster`] is `meseta
+//! local` on free loopback ports.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A child process, logging to a file, stopped when dropped.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `binary args…` with `MESETA_LOG=warn`, stderr to `log`.
+    pub fn start(binary: &Path, args: &[&str], log: PathBuf) -> Result<Daemon> {
+        let child = Command::new(binary)
+            .args(args)
+            .env("MESETA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Daemon { child, log })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM lets it shut down cleanly; then make sure it is gone.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `meseta local`.
 pub struct LocalCluster {
-    child: Child,
+    daemon: Daemon,
     pub master: String,
-    log: PathBuf,
 }
 
 /// The `meseta` binary: `$MESETA_BIN`, else the release build of this workspace (built
@@ -36,7 +80,8 @@ pub fn meseta_binary() -> Result<PathBuf> {
     Ok(target.join("release/meseta"))
 }
 
-fn free_port_pair() -> Result<u16> {
+/// A free TCP port on 127.0.0.1 and the one after it.
+pub fn free_port_pair() -> Result<u16> {
     for _ in 0..50 {
         let a = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = a.local_addr()?.port();
@@ -52,19 +97,19 @@ impl LocalCluster {
     pub async fn start(binary: &Path, work_dir: &Path) -> Result<LocalCluster> {
         let port = free_port_pair()?;
         std::fs::create_dir_all(work_dir)?;
-        let log = work_dir.join("meseta-local.log");
-        let child = Command::new(binary)
-            .args(["local", "--port", &port.to_string(), "--work-dir"])
-            .arg(work_dir.join("state"))
-            .env("MESETA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let state = work_dir.join("state");
+        let port_text = port.to_string();
+        let args = [
+            "local",
+            "--port",
+            &port_text,
+            "--work-dir",
+            state.to_str().context("a UTF-8 work dir")?,
+        ];
+        let daemon = Daemon::start(binary, &args, work_dir.join("meseta-local.log"))?;
         let cluster = LocalCluster {
-            child,
+            daemon,
             master: format!("127.0.0.1:{port}"),
-            log,
         };
         cluster.wait_for_agent().await?;
         Ok(cluster)
@@ -95,25 +140,7 @@ impl LocalCluster {
         }
         bail!(
             "meseta local did not register its agent within 30 s; see {}",
-            self.log.display()
+            self.daemon.log.display()
         )
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        // SIGTERM lets it shut down its agent's executors; then make sure it is gone.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -9,7 +9,8 @@ use crate::slurm::SlurmPeer;
 use crate::stats::percentile;
 use anyhow::{bail, Context, Result};
 use meseta_api::scheduler::Event;
-use meseta_api::{Filters, FrameworkInfo, Offer, Resources, TaskId, TaskInfo, TaskState};
+use meseta_api::{Filters, FrameworkInfo, Resources, TaskId, TaskState};
+use meseta_sim::load::pack;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -190,7 +191,14 @@ impl Run<'_> {
                 Event::Offers(offers) => {
                     for offer in offers.offers {
                         let limit = end.min(self.next_task.saturating_add(per_offer));
-                        let tasks = pack(&offer, &self.per_task, &mut self.next_task, limit);
+                        let tasks = pack(
+                            &offer,
+                            &self.per_task,
+                            "true",
+                            "bench",
+                            &mut self.next_task,
+                            limit,
+                        );
                         if tasks.is_empty() {
                             // Refused briefly: the next batch revives nothing, it waits.
                             self.scheduler
@@ -247,25 +255,4 @@ impl Run<'_> {
         batch.seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         Ok(batch)
     }
-}
-
-/// As many tasks as fit in the offer, numbered from `next_task` up to `end`.
-fn pack(offer: &Offer, per_task: &Resources, next_task: &mut usize, end: usize) -> Vec<TaskInfo> {
-    let mut free = Resources::from_list(offer.resources.clone())
-        .unwrap_or_default()
-        .allocated_to(None);
-    let mut tasks = Vec::new();
-    while *next_task < end && free.contains(per_task) {
-        free.subtract_all(per_task);
-        let id = format!("bench-{}", *next_task);
-        *next_task += 1;
-        tasks.push(TaskInfo::command_task(
-            id.clone(),
-            TaskId::new(id),
-            offer.agent_id.clone(),
-            per_task.clone().into_vec(),
-            meseta_api::CommandInfo::shell("true"),
-        ));
-    }
-    tasks
 }

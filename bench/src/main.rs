@@ -4,6 +4,7 @@
 mod allocator;
 mod cluster;
 mod launch;
+mod placements;
 mod slurm;
 mod stats;
 
@@ -27,6 +28,9 @@ enum Command {
     /// Time full allocation passes of the allocator over a synthetic cluster; compare with
     /// Mesos's published `HierarchicalAllocator_BENCHMARK` figures.
     Allocator(allocator::AllocatorArgs),
+    /// Place many tasks on hollow agents through the real master; compare with Nomad's
+    /// published placement rate. Also reports the master's memory per agent and task.
+    Placements(placements::PlacementsArgs),
 }
 
 fn main() -> Result<()> {
@@ -40,6 +44,12 @@ fn main() -> Result<()> {
             serde_json::to_string(&runtime.block_on(launch::run(args))?)?
         }
         Command::Allocator(args) => serde_json::to_string(&allocator::run(args)?)?,
+        Command::Placements(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            serde_json::to_string(&runtime.block_on(placements::run(args))?)?
+        }
     };
     println!("{line}");
     Ok(())

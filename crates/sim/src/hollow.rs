@@ -1,7 +1,8 @@
 //! One hollow agent's bookkeeping as a pure state machine: inputs are master messages
 //! ([`ToAgent`], acknowledgements included), timer ticks and link changes; outputs are
 //! the [`ToMaster`] messages to post. Tasks run without any process: a launched task
-//! goes TASK_STARTING, TASK_RUNNING and, after the task duration, TASK_FINISHED.
+//! goes TASK_STARTING, TASK_RUNNING and, after the task duration, TASK_FINISHED. A task
+//! whose shell command is `sleep N` runs N seconds instead of the agent's task duration.
 //!
 //! Status updates follow the real agent's status update manager: per task, one update
 //! in flight at a time, the next only after the master relays the framework's
@@ -140,6 +141,7 @@ impl HollowAgent {
             executors: Vec::new(),
             frameworks,
             capabilities: Vec::new(),
+            checkpointed_resources: Vec::new(),
         }
     }
 
@@ -279,7 +281,7 @@ impl HollowAgent {
                 self.tasks.clear();
                 self.counts.running = 0;
             }
-            ToAgent::FrameworkMessage(_) | ToAgent::Ping => {}
+            ToAgent::FrameworkMessage(_) | ToAgent::CheckpointResources(_) | ToAgent::Ping => {}
         }
         self.pump(now, &mut out);
         out
@@ -354,8 +356,9 @@ impl HollowAgent {
         for state in [TaskState::TaskStarting, TaskState::TaskRunning] {
             self.transition(&key, state, StatusSource::SourceExecutor, None, None);
         }
+        let duration = simulated_duration(&info, self.task_duration);
         if let Some(task) = self.tasks.get_mut(&key) {
-            task.finish_at = Some(now + self.task_duration);
+            task.finish_at = Some(now + duration);
         }
     }
 
@@ -454,6 +457,18 @@ impl HollowAgent {
             }
         }
     }
+}
+
+/// How long a hollow task runs: N seconds for a shell command `sleep N`, else `default`.
+fn simulated_duration(info: &TaskInfo, default: Duration) -> Duration {
+    info.command
+        .as_ref()
+        .filter(|c| c.shell)
+        .and_then(|c| c.value.as_deref())
+        .and_then(|v| v.trim().strip_prefix("sleep "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map_or(default, Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -555,6 +570,26 @@ mod tests {
         assert_eq!(a.registration().tasks.len(), 1);
         assert!(a.on_message(t0, ack(&out)).is_empty());
         assert!(a.registration().tasks.is_empty());
+    }
+
+    #[test]
+    fn a_sleep_command_sets_the_task_duration() {
+        let task = |command: serde_json::Value| -> TaskInfo {
+            serde_json::from_value(serde_json::json!({
+                "name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "A-S0"},
+                "command": command
+            }))
+            .unwrap()
+        };
+        let default = Duration::from_secs(1);
+        let d = |c| simulated_duration(&task(c), default);
+        assert_eq!(d(serde_json::json!({"value": "sleep 30"})), Duration::from_secs(30));
+        assert_eq!(d(serde_json::json!({"value": "sleep 0.25"})), Duration::from_millis(250));
+        assert_eq!(d(serde_json::json!({"value": "true"})), default);
+        assert_eq!(d(serde_json::json!({"value": "sleep forever"})), default);
+        assert_eq!(d(serde_json::json!({"value": "sleep -1"})), default);
+        let argv = serde_json::json!({"value": "sleep 30", "shell": false});
+        assert_eq!(d(argv), default);
     }
 
     #[test]

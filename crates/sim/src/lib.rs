@@ -3,10 +3,12 @@
 //! `meseta sim agents` runs many simulated agents in one process. Each speaks the real
 //! internal link protocol (`meseta_api::internal`) with the master, as `meseta agent`
 //! does, but runs its tasks without any process: see [`hollow::HollowAgent`], the pure
-//! bookkeeping, and [`link`], the I/O around it.
+//! bookkeeping, and [`link`], the I/O around it. `meseta sim frameworks` runs load-generating
+//! frameworks ([`load`]) that place tasks through the scheduler API.
 
 pub mod hollow;
 pub mod link;
+pub mod load;
 
 use clap::{Args, Subcommand};
 use meseta_api::{AgentInfo, Resources};
@@ -20,6 +22,57 @@ use std::time::Duration;
 pub enum SimCommand {
     /// Run N hollow agents (no processes, tasks finish after --task-duration) in one process.
     Agents(AgentsFlags),
+    /// Run N load-generating frameworks that each place --tasks tasks as fast as offers allow.
+    Frameworks(FrameworksFlags),
+}
+
+/// `meseta sim frameworks` flags.
+#[derive(Debug, Args)]
+pub struct FrameworksFlags {
+    /// How many frameworks to run.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// The master, HOST:PORT.
+    #[arg(long)]
+    pub master: String,
+    /// Tasks each framework places.
+    #[arg(long, default_value_t = 1000)]
+    pub tasks: usize,
+    /// Each task's resources (`--resources` syntax).
+    #[arg(long, default_value = "cpus:0.1;mem:32")]
+    pub task_resources: String,
+    /// The tasks' shell command.
+    #[arg(long, default_value = "sleep 3600")]
+    pub command: String,
+    /// Framework i subscribes in role `<role-prefix>-<i mod roles>`.
+    #[arg(long, default_value = "load")]
+    pub role_prefix: String,
+    /// How many distinct roles the frameworks spread over.
+    #[arg(long, default_value_t = 1)]
+    pub roles: usize,
+    /// Seconds between summary lines on stderr.
+    #[arg(long, default_value_t = 5)]
+    pub summary_interval: u64,
+}
+
+impl FrameworksFlags {
+    /// Each framework's plan.
+    pub fn plans(&self) -> anyhow::Result<Vec<load::LoadPlan>> {
+        let per_task = Resources::parse(&self.task_resources)
+            .map_err(|e| anyhow::anyhow!("--task-resources: {e}"))?;
+        if self.roles == 0 {
+            anyhow::bail!("--roles must be at least 1");
+        }
+        Ok((0..self.count)
+            .map(|i| load::LoadPlan {
+                name: format!("load-{i}"),
+                role: format!("{}-{}", self.role_prefix, i % self.roles),
+                per_task: per_task.clone(),
+                tasks: self.tasks,
+                command: self.command.clone(),
+            })
+            .collect())
+    }
 }
 
 /// `meseta sim agents` flags.
@@ -86,7 +139,53 @@ impl Stats {
 pub async fn run(command: SimCommand, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
     match command {
         SimCommand::Agents(flags) => run_agents(flags, shutdown).await,
+        SimCommand::Frameworks(flags) => run_frameworks(flags, shutdown).await,
     }
+}
+
+/// Prints `line()` on stderr every `interval` seconds, forever.
+async fn summarize(interval: u64, line: impl Fn() -> String) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(interval.max(1)));
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        eprintln!("{}", line());
+    }
+}
+
+async fn run_frameworks(
+    flags: FrameworksFlags,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<i32> {
+    let stats = Arc::new(load::LoadStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut frameworks = tokio::task::JoinSet::new();
+    for plan in flags.plans()? {
+        frameworks.spawn(load::run_framework(
+            flags.master.clone(),
+            plan,
+            stats.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    eprintln!("sim: started {} load frameworks against {}", flags.count, flags.master);
+    let mut failed = false;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = summarize(flags.summary_interval, || stats.line()) => {}
+        _ = async {
+            while let Some(done) = frameworks.join_next().await {
+                if let Ok(Err(e)) = done {
+                    eprintln!("sim: {e}");
+                    failed = true;
+                }
+            }
+        } => {}
+    }
+    stop_tx.send_replace(true);
+    while frameworks.join_next().await.is_some() {}
+    eprintln!("{}", stats.line());
+    Ok(i32::from(failed))
 }
 
 async fn run_agents(flags: AgentsFlags, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
@@ -130,22 +229,9 @@ async fn run_agents(flags: AgentsFlags, shutdown: impl Future<Output = ()>) -> a
         ));
     }
     eprintln!("sim: started {} hollow agents against {base}", flags.count);
-    let interval = Duration::from_secs(flags.summary_interval.max(1));
-    let summary = {
-        let stats = stats.clone();
-        let count = flags.count;
-        async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                eprintln!("{}", stats.line(count));
-            }
-        }
-    };
     tokio::select! {
         _ = shutdown => {}
-        _ = summary => {}
+        _ = summarize(flags.summary_interval, || stats.line(flags.count)) => {}
         _ = async { while agents.join_next().await.is_some() {} } => {
             eprintln!("sim: every hollow agent was shut down by the master");
         }
