@@ -1,9 +1,10 @@
 //! `meseta`: the one binary. `master`, `agent` and `local` run the cluster; `executor` is
 //! the command executor the agent spawns; `execute` is a one-shot framework for users;
-//! `sim` runs hollow agents for scale tests.
+//! `image` manages the agent's image store; `sim` runs hollow agents for scale tests.
 
 mod execute;
 mod flags;
+mod image;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Command {
     Execute(execute::ExecuteFlags),
     /// The command executor (started by the agent; not for direct use).
     Executor,
+    /// The agent's image store: import, pull, list, rm, unpack, prune.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Simulations for scale tests: `sim agents` runs hollow agents.
     #[command(subcommand)]
     Sim(meseta_sim::SimCommand),
@@ -71,6 +75,7 @@ async fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Execute(flags) => execute::run(flags).await,
+        Command::Image(command) => image::run(command).await,
         Command::Sim(command) => meseta_sim::run(command, shutdown_signal()).await,
         Command::Executor => unreachable!("handled before the runtime starts"),
     }

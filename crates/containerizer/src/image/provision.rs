@@ -100,12 +100,7 @@ pub fn provision(
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|e| io("creating", &rootfs, e))?;
         match backend {
-            Backend::Copy => {
-                for (i, digest) in image.layers.iter().enumerate() {
-                    let blob = open_blob(store, digest)?;
-                    layer::apply(blob, &rootfs, Mode::Merge, parsed.diff_ids.get(i))?;
-                }
-            }
+            Backend::Copy => unpack_layers(store, image, &parsed.diff_ids, &rootfs)?,
             Backend::Overlay => {
                 let mut lower = Vec::new();
                 for (i, digest) in image.layers.iter().enumerate().rev() {
@@ -129,6 +124,29 @@ pub fn provision(
         let _ = release(store, container_id);
     }
     result
+}
+
+/// Applies the layers of `image` bottom-up into the existing directory `dest`.
+pub fn unpack(store: &ImageStore, image: &ImageRecord, dest: &Path) -> Result<(), ImageError> {
+    let parsed = config::parse(&store.read_blob(&image.config)?)?;
+    unpack_layers(store, image, &parsed.diff_ids, dest)
+}
+
+fn unpack_layers(
+    store: &ImageStore,
+    image: &ImageRecord,
+    diff_ids: &[Digest],
+    dest: &Path,
+) -> Result<(), ImageError> {
+    for (i, digest) in image.layers.iter().enumerate() {
+        layer::apply(
+            open_blob(store, digest)?,
+            dest,
+            Mode::Merge,
+            diff_ids.get(i),
+        )?;
+    }
+    Ok(())
 }
 
 fn open_blob(store: &ImageStore, digest: &Digest) -> Result<File, ImageError> {

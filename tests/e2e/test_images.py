@@ -1,0 +1,364 @@
+"""Container images end to end: a busybox image built here from busybox-static (two
+layers: the second deletes a file and makes a directory opaque), pushed with skopeo to
+Debian's docker-registry on loopback (open, and with htpasswd basic auth), then pulled,
+imported (docker-archive tarball, OCI layout) and unpacked with ``meseta image``."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import free_port, wait_for
+
+BUSYBOX = Path("/bin/busybox")
+APPLETS = ["sh", "cat", "ls", "env", "echo", "test", "sleep", "id", "pwd", "true", "false"]
+IMAGE_ENV = ["PATH=/bin", "GREETING=hello from the image"]
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("docker-registry", "skopeo")) or not BUSYBOX.exists(),
+    reason="needs docker-registry, skopeo and busybox-static (scripts/test.sh installs them)",
+)
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def tar_bytes(entries):
+    """A tar of ``(path, kind, payload)``: kind ``dir``, ``file`` (payload bytes, mode
+    0644 or 0755 for ``exe``) or ``link`` (payload is the target)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, kind, payload in entries:
+            info = tarfile.TarInfo(path)
+            info.mtime = 1_700_000_000
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(payload), 0o755 if kind == "exe" else 0o644
+                tar.addfile(info, io.BytesIO(payload))
+    return out.getvalue()
+
+
+def build_oci_layout(root):
+    """Writes the two-layer busybox image as an OCI layout at ``root`` (tag ``latest``)
+    and returns its manifest digest."""
+    layer1 = tar_bytes(
+        [("bin/", "dir", None), ("bin/busybox", "exe", BUSYBOX.read_bytes())]
+        + [(f"bin/{a}", "link", "busybox") for a in APPLETS]
+        + [
+            ("etc/", "dir", None),
+            ("etc/removed", "file", b"deleted by layer 2\n"),
+            ("etc/kept", "file", b"kept\n"),
+            ("data/", "dir", None),
+            ("data/old", "file", b"hidden by the opaque dir\n"),
+            ("data/sub/", "dir", None),
+            ("data/sub/deep", "file", b"hidden too\n"),
+            ("tmp/", "dir", None),
+        ]
+    )
+    layer2 = tar_bytes(
+        [
+            ("etc/", "dir", None),
+            ("etc/.wh.removed", "file", b""),
+            ("data/", "dir", None),
+            ("data/.wh..wh..opq", "file", b""),
+            ("data/new", "file", b"from layer 2\n"),
+        ]
+    )
+    layer1_gz = gzip.compress(layer1, mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": IMAGE_ENV, "Cmd": ["/bin/sh"], "WorkingDir": "/data"},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer1), sha256(layer2)]},
+        }
+    ).encode()
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data, media_type):
+        digest = sha256(data)
+        (blobs / digest.split(":")[1]).write_bytes(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": put(config, "application/vnd.oci.image.config.v1+json"),
+            "layers": [
+                put(layer1_gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
+                put(layer2, "application/vnd.oci.image.layer.v1.tar"),
+            ],
+        }
+    ).encode()
+    top = put(manifest, "application/vnd.oci.image.manifest.v1+json")
+    top["annotations"] = {"org.opencontainers.image.ref.name": "latest"}
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    return top["digest"]
+
+
+def bcrypt_hash(password):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+    except ImportError:
+        pytest.skip("no crypt module to make a bcrypt htpasswd entry")
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    if not hashed or not hashed.startswith("$2"):
+        pytest.skip("this libcrypt cannot make bcrypt hashes")
+    return hashed
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1 with filesystem storage, optionally behind
+    htpasswd basic auth."""
+
+    def __init__(self, base, *, users=None):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        base.mkdir(parents=True)
+        config = [
+            "version: 0.1",
+            "log:",
+            "  level: info",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {base / 'data'}",
+            "http:",
+            f"  addr: {self.address}",
+        ]
+        if users:
+            htpasswd = base / "htpasswd"
+            htpasswd.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
+            config += ["auth:", "  htpasswd:", "    realm: meseta-test", f"    path: {htpasswd}"]
+        (base / "config.yml").write_text("\n".join(config) + "\n")
+        self.log_path = base / "registry.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(base / "config.yml")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            lambda: requests.get(f"http://{self.address}/v2/", timeout=5).status_code in (200, 401),
+            what="docker-registry to answer /v2/",
+        )
+
+    def push(self, layout, name, creds=None):
+        args = ["skopeo", "copy", "--dest-tls-verify=false"]
+        if creds:
+            args.append(f"--dest-creds={creds}")
+        run([*args, f"oci:{layout}:latest", f"docker://{self.address}/{name}"])
+
+    def manifest_digest(self, name, creds=None):
+        args = ["skopeo", "inspect", "--tls-verify=false", "--raw"]
+        if creds:
+            args.append(f"--creds={creds}")
+        raw = run([*args, f"docker://{self.address}/{name}"]).stdout
+        return sha256(raw.encode())
+
+    def manifest_requests(self, repository):
+        """How many manifest GETs the registry logged for ``repository``."""
+        self.log.flush()
+        text = self.log_path.read_text()
+        return text.count(f'"GET /v2/{repository}/manifests/')
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def run(args, **kwargs):
+    result = subprocess.run(args, capture_output=True, text=True, timeout=180, **kwargs)
+    assert result.returncode == 0, f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image") / "busybox"
+    digest = build_oci_layout(root)
+    return root, digest
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, layout):
+    registry = Registry(tmp_path_factory.mktemp("registry") / "open")
+    try:
+        registry.push(layout[0], "busybox:latest")
+        yield registry
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory, layout):
+    registry = Registry(tmp_path_factory.mktemp("registry") / "auth", users={"alice": "s3cret"})
+    try:
+        registry.push(layout[0], "private/busybox:latest", creds="alice:s3cret")
+        yield registry
+    finally:
+        registry.stop()
+
+
+class ImageCli:
+    """``meseta image`` on one work directory."""
+
+    def __init__(self, binary, work_dir, *extra):
+        self.binary, self.work_dir, self.extra = binary, work_dir, list(extra)
+
+    def run(self, *args, check=True):
+        result = subprocess.run(
+            [str(self.binary), "image", *args, "--work-dir", str(self.work_dir), *self.extra],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if check:
+            assert result.returncode == 0, f"meseta image {args}: {result.stdout}\n{result.stderr}"
+        return result
+
+    def images(self):
+        return {r["name"]: r for r in json.loads(self.run("list", "--json").stdout)}
+
+    def store(self):
+        return self.work_dir / "images"
+
+
+def check_busybox_rootfs(root):
+    """The flattened image: busybox intact, layer 2's whiteout and opaque dir applied."""
+    assert (root / "bin/busybox").read_bytes() == BUSYBOX.read_bytes()
+    assert os.readlink(root / "bin/sh") == "busybox"
+    assert (root / "etc/kept").read_text() == "kept\n"
+    assert not (root / "etc/removed").exists()
+    assert not (root / "etc/.wh.removed").exists()
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["new"]
+    assert not (root / "etc/os-release").exists()
+
+
+def check_blobs_verified(store):
+    for blob in (store / "blobs/sha256").iterdir():
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def test_pull_from_registry_and_unpack(meseta_bin, tmp_path, registry, layout):
+    cli = ImageCli(meseta_bin, tmp_path / "agent", "--docker-insecure-registries", registry.address)
+    name = f"{registry.address}/busybox:latest"
+    out = cli.run("pull", name).stdout
+    assert f"pulled {name}" in out
+    record = cli.images()[name]
+    assert record["manifest"] == registry.manifest_digest("busybox:latest")
+    assert len(record["layers"]) == 2
+    check_blobs_verified(cli.store())
+    cli.run("unpack", name, str(tmp_path / "rootfs"))
+    check_busybox_rootfs(tmp_path / "rootfs")
+    # The image config is what the builder wrote.
+    config = json.loads((cli.store() / "blobs/sha256" / record["config"].split(":")[1]).read_text())
+    assert config["config"]["Env"] == IMAGE_ENV
+
+
+def test_default_registry_names_and_rm(meseta_bin, tmp_path, registry):
+    cli = ImageCli(meseta_bin, tmp_path / "agent", "--docker-registry", f"http://{registry.address}")
+    cli.run("pull", "busybox")
+    name = f"{registry.address}/busybox:latest"
+    assert list(cli.images()) == [name]
+    out = cli.run("rm", "busybox").stdout
+    assert "removed" in out
+    assert cli.images() == {}
+    assert list((cli.store() / "blobs/sha256").iterdir()) == []
+    again = cli.run("rm", "busybox", check=False)
+    assert again.returncode != 0
+    assert f"image '{name}' is not in the image store" in again.stderr
+
+
+def test_pull_failures_say_why(meseta_bin, tmp_path, registry):
+    cli = ImageCli(meseta_bin, tmp_path / "agent", "--docker-insecure-registries", registry.address)
+    missing = cli.run("pull", f"{registry.address}/nothing:here", check=False)
+    assert missing.returncode != 0
+    assert "not found" in missing.stderr and "nothing" in missing.stderr, missing.stderr
+    dead = free_port()
+    unreachable = ImageCli(meseta_bin, tmp_path / "agent", "--docker-insecure-registries", f"127.0.0.1:{dead}")
+    result = unreachable.run("pull", f"127.0.0.1:{dead}/busybox", check=False)
+    assert result.returncode != 0 and f"registry 127.0.0.1:{dead}" in result.stderr, result.stderr
+    bad = cli.run("pull", "UPPER/case", check=False)
+    assert bad.returncode != 0 and "invalid image reference 'UPPER/case'" in bad.stderr
+    assert cli.images() == {}
+
+
+def test_import_docker_archive_and_oci_layout(meseta_bin, tmp_path, layout):
+    archive = tmp_path / "busybox.tar"
+    run(["skopeo", "copy", f"oci:{layout[0]}:latest", f"docker-archive:{archive}:busybox:latest"])
+    cli = ImageCli(meseta_bin, tmp_path / "agent")
+    out = cli.run("import", str(archive)).stdout
+    assert "imported docker.io/library/busybox:latest" in out
+    cli.run("unpack", "busybox", str(tmp_path / "from-archive"))
+    check_busybox_rootfs(tmp_path / "from-archive")
+
+    # The OCI layout names only a tag, so it needs a name; with one it keeps the digest.
+    refused = cli.run("import", str(layout[0]), check=False)
+    assert refused.returncode != 0 and "give a name" in refused.stderr
+    cli.run("import", str(layout[0]), "--name", "local/busybox")
+    record = cli.images()["docker.io/local/busybox:latest"]
+    assert record["manifest"] == layout[1]
+    check_blobs_verified(cli.store())
+
+    not_image = tmp_path / "junk.tar"
+    not_image.write_bytes(b"not a tarball at all" * 100)
+    result = cli.run("import", str(not_image), check=False)
+    assert result.returncode != 0 and "junk.tar" in result.stderr
+
+
+def test_registry_basic_auth(meseta_bin, tmp_path, auth_registry):
+    name = f"{auth_registry.address}/private/busybox:latest"
+
+    def cli_with(password):
+        config = tmp_path / f"config-{password}.json"
+        config.write_text(json.dumps({"auths": {auth_registry.address: {"username": "alice", "password": password}}}))
+        return ImageCli(
+            meseta_bin,
+            tmp_path / f"agent-{password}",
+            "--docker-insecure-registries",
+            auth_registry.address,
+            "--docker-config",
+            str(config),
+        )
+
+    wrong = cli_with("wrong").run("pull", name, check=False)
+    assert wrong.returncode != 0
+    assert f"registry {auth_registry.address} refused access to 'private/busybox'" in wrong.stderr, wrong.stderr
+    assert "the login of 'alice' was refused" in wrong.stderr
+
+    anonymous = ImageCli(meseta_bin, tmp_path / "anon", "--docker-insecure-registries", auth_registry.address)
+    result = anonymous.run("pull", name, check=False)
+    assert result.returncode != 0 and "no login is configured" in result.stderr, result.stderr
+
+    good = cli_with("s3cret")
+    good.run("pull", name)
+    assert good.images()[name]["manifest"] == auth_registry.manifest_digest(
+        "private/busybox:latest", creds="alice:s3cret"
+    )
+    good.run("unpack", name, str(tmp_path / "rootfs"))
+    check_busybox_rootfs(tmp_path / "rootfs")
