@@ -363,6 +363,14 @@ impl Agent {
                 }
             }
         }
+        let known: Vec<_> = self
+            .book
+            .frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .filter_map(|e| e.process)
+            .collect();
+        self.launcher.destroy_unknown(&known);
         self.flush();
     }
 
@@ -693,6 +701,8 @@ impl Agent {
             return;
         };
         let ctx = RunContext {
+            container_id: &e.container_id.value,
+            resources: e.used_resources(),
             agent_id: &agent_id,
             endpoint: &self.executor_endpoint,
             framework: &framework.info,
@@ -706,11 +716,11 @@ impl Agent {
             switch_user: self.switch_user,
             inherited: std::env::vars().collect(),
         };
-        let spec = ctx.launch_spec();
         let cid = e.container_id.clone();
         let launched = paths::create_sandbox(&e.directory)
             .map_err(|err| format!("creating the sandbox {}: {err}", e.directory.display()))
-            .and_then(|()| self.launcher.launch(&spec).map_err(|err| err.to_string()));
+            .and_then(|()| ctx.launch_spec())
+            .and_then(|spec| self.launcher.launch(&spec).map_err(|err| err.to_string()));
         match launched {
             Ok(launched) => {
                 tracing::info!(
@@ -808,6 +818,14 @@ impl Agent {
         cid: &ContainerId,
         status: Option<i32>,
     ) {
+        // A container the launcher ended (a limit) fails its tasks with that reason.
+        let process = self.book.executor(fid, eid).and_then(|e| e.process);
+        let limitation = process.and_then(|p| self.launcher.termination(p));
+        if let (Some(t), Some(e)) = (limitation, self.book.executor_mut(fid, eid)) {
+            if e.container_id == *cid && e.termination.is_none() {
+                e.termination = Some(launch::limitation_termination(t));
+            }
+        }
         let Some(exited) = self.book.executor_exited(fid, eid, cid) else {
             return;
         };

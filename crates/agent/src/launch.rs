@@ -1,20 +1,33 @@
 //! How an executor is launched: the command executor's synthesized `ExecutorInfo` for
 //! command tasks, the executor's environment (exactly the variables Mesos sets), and the
-//! containerizer [`LaunchSpec`] built from them.
+//! containerizer [`LaunchSpec`] built from them (limits from the resources, volumes,
+//! hostname, capabilities and rlimits from the `ContainerInfo`, the image's root
+//! filesystem from [`provision_image`]).
 
-use meseta_api::{CommandInfo, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, TaskInfo};
-use meseta_containerizer::{LaunchSpec, Program};
-use std::path::{Path, PathBuf};
+use crate::book::Termination;
+use meseta_api::container::{ContainerInfo, VolumeMode, VolumeOrigin};
+use meseta_api::{
+    CommandInfo, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Reason, Resources, TaskInfo,
+    TaskState,
+};
+use meseta_containerizer::{
+    ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
+};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// How long a checkpointing executor keeps retrying to subscribe after losing its agent.
 pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The longest backoff between an executor's subscription attempts.
 pub const SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// What the command executor adds to its task's resources (Mesos's defaults).
+const COMMAND_EXECUTOR_CPUS: f64 = 0.1;
+const COMMAND_EXECUTOR_MEM_MB: f64 = 32.0;
 
 /// The command executor's `ExecutorInfo` for a task without one, as Mesos builds it:
 /// the task id as executor id and source, a descriptive name, and `meseta executor` as
-/// the command, carrying the task command's environment, uris and user.
+/// the command, carrying the task command's environment, uris and user, and the task's
+/// `ContainerInfo` (the executor runs in the task's container).
 pub fn command_executor_info(
     task: &TaskInfo,
     framework_id: &FrameworkId,
@@ -50,7 +63,7 @@ pub fn command_executor_info(
             arguments: vec![binary, "executor".to_string()],
             user: command.and_then(|c| c.user.clone()),
         }),
-        container: None,
+        container: task.container.clone(),
         resources: Vec::new(),
         name: Some(format!(
             "Command Executor (Task: {}) {described}",
@@ -66,6 +79,9 @@ pub fn command_executor_info(
 
 /// What the environment of one executor run depends on.
 pub struct RunContext<'a> {
+    pub container_id: &'a str,
+    /// The executor's and its tasks' resources: the container's limits.
+    pub resources: Resources,
     pub agent_id: &'a str,
     /// The agent's `ip:port`.
     pub endpoint: &'a str,
@@ -157,8 +173,8 @@ impl RunContext<'_> {
         env
     }
 
-    /// The containerizer's launch spec for this run.
-    pub fn launch_spec(&self) -> LaunchSpec {
+    /// The containerizer's launch spec for this run, or why there is none.
+    pub fn launch_spec(&self) -> Result<LaunchSpec, String> {
         let command = self
             .executor
             .command
@@ -175,14 +191,118 @@ impl RunContext<'_> {
             };
             Program::Argv { path, args }
         };
-        LaunchSpec {
-            program,
+        let container = match &self.executor.container {
+            Some(raw) => Some(ContainerInfo::parse(raw)?),
+            None => None,
+        };
+        let image = match &container {
+            Some(info) => provision_image(info)?,
+            None => None,
+        };
+        let (rootfs, image) = image.unzip();
+        Ok(LaunchSpec {
             env: self.environment(),
-            working_dir: self.directory.to_path_buf(),
-            stdout: self.directory.join("stdout"),
-            stderr: self.directory.join("stderr"),
             user: self.switch_user.then(|| self.user()),
+            limits: self.limits(),
+            rootfs,
+            image,
+            volumes: match &container {
+                Some(info) => volumes(info, self.directory)?,
+                None => Vec::new(),
+            },
+            hostname: container.as_ref().and_then(|c| c.hostname.clone()),
+            capabilities: container
+                .as_ref()
+                .and_then(|c| c.effective_capabilities())
+                .map(<[String]>::to_vec),
+            rlimits: container
+                .as_ref()
+                .and_then(|c| c.rlimit_info.as_ref())
+                .map(|r| {
+                    r.rlimits
+                        .iter()
+                        .map(|l| (l.kind.clone(), l.soft, l.hard))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..LaunchSpec::new(self.container_id, program, self.directory)
+        })
+    }
+
+    /// The container's limits: its resources, plus the command executor's own share.
+    fn limits(&self) -> Limits {
+        let overhead = |v: f64| if self.command_executor { v } else { 0.0 };
+        let cpus = self.resources.scalar("cpus");
+        let mem = self.resources.scalar("mem");
+        let disk = self.resources.scalar("disk");
+        let mb = |v: f64| (v * 1024.0 * 1024.0) as u64;
+        Limits {
+            cpus: (cpus > 0.0).then(|| cpus + overhead(COMMAND_EXECUTOR_CPUS)),
+            mem_bytes: (mem > 0.0).then(|| mb(mem + overhead(COMMAND_EXECUTOR_MEM_MB))),
+            disk_bytes: (disk > 0.0).then(|| mb(disk)),
         }
+    }
+}
+
+/// The root filesystem and config of the image `info` asks for; `None` without one.
+/// This is where the image store provisions images.
+pub fn provision_image(info: &ContainerInfo) -> Result<Option<(PathBuf, ImageConfig)>, String> {
+    match info.image_name() {
+        None => Ok(None),
+        Some(name) => Err(format!(
+            "Container images are not supported yet (asked for '{name}')"
+        )),
+    }
+}
+
+/// The volumes of `info`, resolved on this host: sandbox paths inside `sandbox` (created
+/// when missing, as Mesos does), relative host paths too.
+fn volumes(info: &ContainerInfo, sandbox: &Path) -> Result<Vec<Volume>, String> {
+    let in_sandbox = |path: &str| -> Result<PathBuf, String> {
+        let relative = Path::new(path);
+        if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
+            return Err(format!(
+                "Sandbox path '{path}' must be relative and stay inside the sandbox"
+            ));
+        }
+        let full = sandbox.join(relative);
+        std::fs::create_dir_all(&full).map_err(|e| format!("Creating {}: {e}", full.display()))?;
+        Ok(full)
+    };
+    info.volumes
+        .iter()
+        .map(|v| {
+            let (host_path, from_sandbox) = match v.origin()? {
+                VolumeOrigin::HostPath(p) if Path::new(p).is_absolute() => {
+                    (PathBuf::from(p), false)
+                }
+                VolumeOrigin::HostPath(p) | VolumeOrigin::SandboxPath(p) => (in_sandbox(p)?, true),
+            };
+            Ok(Volume {
+                host_path,
+                container_path: PathBuf::from(&v.container_path),
+                read_only: v.mode == VolumeMode::ReadOnly,
+                from_sandbox,
+            })
+        })
+        .collect()
+}
+
+/// The terminal state the agent reports for tasks whose container the launcher ended.
+pub fn limitation_termination(t: ContainerTermination) -> Termination {
+    let reason = match t.limitation {
+        Limitation::Memory => Reason::ReasonContainerLimitationMemory,
+        Limitation::Disk => Reason::ReasonContainerLimitationDisk,
+        Limitation::LaunchFailed => Reason::ReasonContainerLaunchFailed,
+    };
+    let message = match t.limitation {
+        Limitation::LaunchFailed => format!("Failed to launch container: {}", t.message),
+        _ => t.message,
+    };
+    Termination {
+        state: TaskState::TaskFailed,
+        reason,
+        message,
     }
 }
 
@@ -281,6 +401,8 @@ mod tests {
         .unwrap();
         let fw = framework(true);
         let ctx = RunContext {
+            container_id: "c1",
+            resources: Resources::new(),
             agent_id: "A-S0",
             endpoint: "127.0.0.1:5051",
             framework: &fw,
@@ -314,7 +436,7 @@ mod tests {
         assert!(
             !env.contains_key("MESOS_STALE") && !env.contains_key("S") && !env.contains_key("USER")
         );
-        let spec = ctx.launch_spec();
+        let spec = ctx.launch_spec().unwrap();
         assert_eq!(spec.program, Program::Shell("./run".into()));
         assert_eq!(spec.stdout, Path::new("/w/sb/stdout"));
         assert_eq!(spec.user, None);
@@ -331,7 +453,94 @@ mod tests {
         assert_eq!(env["MESOS_HTTP_COMMAND_EXECUTOR"], "1");
         assert!(!env.contains_key("MESOS_RECOVERY_TIMEOUT"));
         assert_eq!(env["USER"], "nobody");
-        assert_eq!(ctx.launch_spec().user.as_deref(), Some("nobody"));
+        assert_eq!(ctx.launch_spec().unwrap().user.as_deref(), Some("nobody"));
+    }
+
+    #[test]
+    fn container_info_becomes_limits_volumes_and_hostname() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let task = task(json!({"value":"sleep 5"}));
+        let mut task = task;
+        task.container = Some(json!({"type":"MESOS","hostname":"box",
+            "volumes":[{"container_path":"/data","host_path":"/srv","mode":"RO"},
+                {"container_path":"out","mode":"RW","source":{"type":"SANDBOX_PATH",
+                    "sandbox_path":{"type":"SELF","path":"shared"}}}],
+            "linux_info":{"effective_capabilities":{"capabilities":["NET_RAW"]}},
+            "rlimit_info":{"rlimits":[{"type":"RLMT_NOFILE","soft":10,"hard":20}]}}));
+        let fid = FrameworkId::new("F-0000");
+        let executor = command_executor_info(&task, &fid, Path::new("/usr/bin/meseta"));
+        let fw = framework(false);
+        let mut resources = Resources::new();
+        resources.add(&meseta_api::Resource::scalar("cpus", 0.5));
+        resources.add(&meseta_api::Resource::scalar("mem", 64.0));
+        let ctx = RunContext {
+            container_id: "c1",
+            resources,
+            agent_id: "A",
+            endpoint: "127.0.0.1:5051",
+            framework: &fw,
+            executor: &executor,
+            directory: sandbox.path(),
+            command_executor: true,
+            shutdown_grace_period: Duration::from_secs(5),
+            switch_user: false,
+            inherited: vec![],
+        };
+        let spec = ctx.launch_spec().unwrap();
+        assert_eq!(spec.container_id, "c1");
+        assert_eq!(spec.hostname.as_deref(), Some("box"));
+        assert_eq!(spec.limits.cpus, Some(0.6), "plus the executor's 0.1");
+        assert_eq!(
+            spec.limits.mem_bytes,
+            Some(96 << 20),
+            "plus the executor's 32MB"
+        );
+        assert_eq!(spec.limits.disk_bytes, None);
+        assert_eq!(spec.volumes.len(), 2);
+        assert!(spec.volumes[0].read_only && !spec.volumes[0].from_sandbox);
+        assert_eq!(spec.volumes[1].host_path, sandbox.path().join("shared"));
+        assert!(sandbox.path().join("shared").is_dir(), "created");
+        assert_eq!(spec.capabilities, Some(vec!["NET_RAW".to_string()]));
+        assert_eq!(
+            spec.rlimits,
+            vec![("RLMT_NOFILE".to_string(), Some(10), Some(20))]
+        );
+
+        let mut with_image = executor.clone();
+        with_image.container = Some(
+            json!({"type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"busybox"}}}}),
+        );
+        let ctx = RunContext {
+            executor: &with_image,
+            ..ctx
+        };
+        let err = ctx.launch_spec().unwrap_err();
+        assert!(err.contains("'busybox'"), "{err}");
+        let mut escaping = executor.clone();
+        escaping.container = Some(json!({"volumes":[{"container_path":"x","mode":"RW",
+            "source":{"type":"SANDBOX_PATH","sandbox_path":{"path":"../up"}}}]}));
+        let ctx = RunContext {
+            executor: &escaping,
+            ..ctx
+        };
+        assert!(ctx.launch_spec().unwrap_err().contains("../up"));
+    }
+
+    #[test]
+    fn limitations_fail_the_task_with_their_reason() {
+        let t = limitation_termination(ContainerTermination {
+            limitation: Limitation::Memory,
+            message: "Memory limit exceeded: Requested: 64MB".into(),
+        });
+        assert_eq!(t.state, TaskState::TaskFailed);
+        assert_eq!(t.reason, Reason::ReasonContainerLimitationMemory);
+        assert!(t.message.contains("64MB"));
+        let t = limitation_termination(ContainerTermination {
+            limitation: Limitation::LaunchFailed,
+            message: "no such file".into(),
+        });
+        assert_eq!(t.reason, Reason::ReasonContainerLaunchFailed);
+        assert_eq!(t.message, "Failed to launch container: no such file");
     }
 
     #[test]

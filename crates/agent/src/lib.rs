@@ -24,6 +24,7 @@ mod views;
 
 use anyhow::Context;
 use meseta_api::AgentInfo;
+use meseta_containerizer::linux::{Isolation, LinuxConfig, LinuxLauncher};
 use meseta_containerizer::{Launcher, PosixLauncher};
 use std::future::Future;
 use std::net::IpAddr;
@@ -54,6 +55,27 @@ impl std::str::FromStr for RecoverPolicy {
     }
 }
 
+/// How the Linux launcher runs containers (its flags).
+#[derive(Clone, Debug)]
+pub struct ContainerizerOptions {
+    /// `--cgroups-enable-cfs`: a CFS quota from `cpus` besides the shares.
+    pub cgroups_enable_cfs: bool,
+    /// `--enforce-container-disk-quota`: kill containers over their `disk` (with `disk/du`).
+    pub enforce_container_disk_quota: bool,
+    /// `--container-disk-watch-interval`.
+    pub container_disk_watch_interval: Duration,
+}
+
+impl Default for ContainerizerOptions {
+    fn default() -> Self {
+        ContainerizerOptions {
+            cgroups_enable_cfs: false,
+            enforce_container_disk_quota: false,
+            container_disk_watch_interval: Duration::from_secs(15),
+        }
+    }
+}
+
 /// The agent's configuration (from its flags).
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -69,6 +91,7 @@ pub struct AgentConfig {
     pub attributes: Option<String>,
     /// `--isolation`.
     pub isolation: String,
+    pub containerizer: ContainerizerOptions,
     pub recover: RecoverPolicy,
     pub executor_registration_timeout: Duration,
     pub executor_shutdown_grace_period: Duration,
@@ -99,7 +122,18 @@ impl AgentConfig {
                 "executor_shutdown_grace_period",
                 duration(self.executor_shutdown_grace_period),
             ),
-            ("launcher", "posix".to_string()),
+            (
+                "cgroups_enable_cfs",
+                self.containerizer.cgroups_enable_cfs.to_string(),
+            ),
+            (
+                "enforce_container_disk_quota",
+                self.containerizer.enforce_container_disk_quota.to_string(),
+            ),
+            (
+                "container_disk_watch_interval",
+                duration(self.containerizer.container_disk_watch_interval),
+            ),
         ];
         for (name, value) in [
             ("hostname", &self.hostname),
@@ -128,18 +162,24 @@ pub async fn run(
     let attributes = detect::parse_attributes(config.attributes.as_deref().unwrap_or_default())
         .map_err(anyhow::Error::msg)
         .context("--attributes")?;
-    for isolator in config
-        .isolation
-        .split(',')
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-    {
-        if !isolator.starts_with("posix/") && isolator != "filesystem/posix" {
-            tracing::warn!(
-                "isolator '{isolator}' is not available with the posix launcher; ignoring it"
-            );
-        }
-    }
+    let isolation: Isolation = config.isolation.parse()?;
+    // Containers' run directories (supervisor state and exit records) sit beside the
+    // sandboxes, so they survive agent restarts.
+    let (launcher, launcher_name): (Arc<dyn Launcher>, &str) =
+        match isolation.needs_linux_launcher() {
+            true => (
+                Arc::new(LinuxLauncher::new(LinuxConfig {
+                    root: config.work_dir.join("containers"),
+                    meseta_binary: config.meseta_binary.clone(),
+                    isolation,
+                    cgroups_enable_cfs: config.containerizer.cgroups_enable_cfs,
+                    enforce_disk_quota: config.containerizer.enforce_container_disk_quota,
+                    disk_watch_interval: config.containerizer.container_disk_watch_interval,
+                })?),
+                "linux",
+            ),
+            false => (Arc::new(PosixLauncher::new()), "posix"),
+        };
     let hostname = match &config.hostname {
         Some(h) => h.clone(),
         None => nix::unistd::gethostname()
@@ -167,8 +207,9 @@ pub async fn run(
     );
 
     let config = Arc::new(config);
-    let flags = Arc::new(config.flag_list());
-    let launcher: Arc<dyn Launcher> = Arc::new(PosixLauncher::new());
+    let mut flag_list = config.flag_list();
+    flag_list.push(("launcher".into(), launcher_name.into()));
+    let flags = Arc::new(flag_list);
     let (commands_tx, commands_rx) = mpsc::channel(4096);
     let (recovered_tx, recovered_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);

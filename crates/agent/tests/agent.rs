@@ -323,6 +323,7 @@ fn config(
         resources: Some("cpus:2;mem:1024;disk:2048;ports:[31000-31010]".into()),
         attributes: Some("rack:a;zone:1".into()),
         isolation: "posix/cpu,posix/mem".into(),
+        containerizer: Default::default(),
         recover: meseta_agent::RecoverPolicy::Reconnect,
         executor_registration_timeout: registration_timeout,
         executor_shutdown_grace_period: Duration::from_secs(1),

@@ -17,9 +17,44 @@ pub enum Program {
     Argv { path: String, args: Vec<String> },
 }
 
+/// The resource limits of a container (from its executor's and tasks' resources).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub cpus: Option<f64>,
+    pub mem_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+}
+
+/// A bind mount into the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// The source on the host (for sandbox-path volumes, already resolved in the sandbox).
+    pub host_path: PathBuf,
+    /// Where it appears: absolute, or relative to the sandbox.
+    pub container_path: PathBuf,
+    pub read_only: bool,
+    /// Whether the source is in the sandbox (`volume/sandbox_path`) rather than
+    /// anywhere on the host (`volume/host_path`).
+    pub from_sandbox: bool,
+}
+
+/// What an image's config asks of the process (`docker/runtime`): each part applies only
+/// where the task does not say otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=value` entries.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
 /// Everything a launcher needs to start a container's first process.
 #[derive(Clone, Debug)]
 pub struct LaunchSpec {
+    /// The agent's container id (a UUID): names the container's cgroup and run directory.
+    pub container_id: String,
     pub program: Program,
     /// The complete environment (nothing else is inherited).
     pub env: Vec<(String, String)>,
@@ -30,6 +65,72 @@ pub struct LaunchSpec {
     pub stderr: PathBuf,
     /// Run as this user; honoured only when the agent runs as root.
     pub user: Option<String>,
+    pub limits: Limits,
+    /// The root filesystem of the container's image; `None` runs on the host's.
+    pub rootfs: Option<PathBuf>,
+    /// The image's config, applied with `docker/runtime`.
+    pub image: Option<ImageConfig>,
+    pub volumes: Vec<Volume>,
+    /// The container's own hostname (a UTS namespace), when asked for.
+    pub hostname: Option<String>,
+    /// Capabilities asked for by the task (`linux/capabilities`), Mesos names.
+    pub capabilities: Option<Vec<String>>,
+    /// `(RLMT_ name, soft, hard)` resource limits (`posix/rlimits`); `None` is unlimited.
+    pub rlimits: Vec<(String, Option<u64>, Option<u64>)>,
+}
+
+impl LaunchSpec {
+    /// A spec for `program` in `sandbox` (stdout/stderr files there), with no limits,
+    /// image, volumes or user: callers fill in what they need.
+    pub fn new(container_id: &str, program: Program, sandbox: &std::path::Path) -> LaunchSpec {
+        LaunchSpec {
+            container_id: container_id.to_string(),
+            program,
+            env: Vec::new(),
+            working_dir: sandbox.to_path_buf(),
+            stdout: sandbox.join("stdout"),
+            stderr: sandbox.join("stderr"),
+            user: None,
+            limits: Limits::default(),
+            rootfs: None,
+            image: None,
+            volumes: Vec::new(),
+            hostname: None,
+            capabilities: None,
+            rlimits: Vec::new(),
+        }
+    }
+
+    /// What this spec needs beyond plain processes, for launchers that cannot do it.
+    pub fn needs_isolation(&self) -> Option<&'static str> {
+        if self.rootfs.is_some() {
+            Some("an image")
+        } else if !self.volumes.is_empty() {
+            Some("volumes")
+        } else if self.hostname.is_some() {
+            Some("a hostname")
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a launcher ended a container, or could not start it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Limitation {
+    /// It went over its memory limit.
+    Memory,
+    /// Its sandbox went over its disk quota.
+    Disk,
+    /// It could not be created.
+    LaunchFailed,
+}
+
+/// How a container ended when its launcher had a say in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerTermination {
+    pub limitation: Limitation,
+    pub message: String,
 }
 
 /// A launched container's first process: its pid and the kernel's start time for it
@@ -74,6 +175,9 @@ pub struct Usage {
     pub cpus_system_time_secs: f64,
     pub mem_rss_bytes: u64,
     pub processes: u32,
+    /// The limits enforced on the container (cgroups), when there are some.
+    pub mem_limit_bytes: Option<u64>,
+    pub cpus_limit: Option<f64>,
 }
 
 /// Why a container could not be launched or signalled.
@@ -94,6 +198,12 @@ pub enum LaunchError {
     /// Signalling the container failed.
     #[error("signalling process {0}: {1}")]
     Signal(i32, String),
+    /// The launcher cannot give the container what it asks for.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Preparing the container's run directory or spec failed.
+    #[error("preparing container {0}: {1}")]
+    Prepare(String, String),
 }
 
 /// Starts and controls containers. Implementations must be cheap to share (`Arc`).
@@ -110,4 +220,15 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// Current usage of the container, `None` when it is gone.
     fn usage(&self, process: ProcessRef) -> Option<Usage>;
+
+    /// Once the container's exit future resolved: why the launcher ended it (a limit) or
+    /// could not start it, `None` when it simply exited. Releases what the launcher kept
+    /// for the container, so call it once.
+    fn termination(&self, _process: ProcessRef) -> Option<ContainerTermination> {
+        None
+    }
+
+    /// On agent start, after recovering the known containers: destroys every container
+    /// left by an earlier run that is not in `known`.
+    fn destroy_unknown(&self, _known: &[ProcessRef]) {}
 }

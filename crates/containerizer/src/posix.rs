@@ -26,15 +26,15 @@ impl PosixLauncher {
 }
 
 /// The identity a process switches to before it runs.
-struct Credentials {
-    uid: nix::unistd::Uid,
-    gid: nix::unistd::Gid,
-    groups: Vec<nix::unistd::Gid>,
+pub(crate) struct Credentials {
+    pub uid: nix::unistd::Uid,
+    pub gid: nix::unistd::Gid,
+    pub groups: Vec<nix::unistd::Gid>,
 }
 
 /// Looks `user` up when we are root; otherwise, or when it is who we already are, there
 /// is nothing to switch to.
-fn credentials(user: Option<&str>) -> Result<Option<Credentials>, LaunchError> {
+pub(crate) fn credentials(user: Option<&str>) -> Result<Option<Credentials>, LaunchError> {
     let Some(name) = user else { return Ok(None) };
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
@@ -64,7 +64,7 @@ fn open_output(path: &Path) -> Result<File, LaunchError> {
         .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e))
 }
 
-fn chown(path: &Path, creds: &Credentials) -> Result<(), LaunchError> {
+pub(crate) fn chown(path: &Path, creds: &Credentials) -> Result<(), LaunchError> {
     nix::unistd::chown(path, Some(creds.uid), Some(creds.gid))
         .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e.into()))
 }
@@ -78,6 +78,11 @@ fn describe(program: &Program) -> String {
 
 impl Launcher for PosixLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        if let Some(what) = spec.needs_isolation() {
+            return Err(LaunchError::Unsupported(format!(
+                "the posix launcher cannot give a container {what}; start the agent with --isolation=filesystem/linux (as root)"
+            )));
+        }
         let creds = credentials(spec.user.as_deref())?;
         let stdout = open_output(&spec.stdout)?;
         let stderr = open_output(&spec.stderr)?;
@@ -187,6 +192,7 @@ impl Launcher for PosixLauncher {
             cpus_system_time_secs: members.iter().map(|s| s.stime).sum::<u64>() as f64 / ticks,
             mem_rss_bytes: members.iter().map(|s| s.rss_pages).sum::<u64>() * page,
             processes: members.len() as u32,
+            ..Usage::default()
         })
     }
 }
@@ -197,15 +203,11 @@ mod tests {
 
     fn spec(dir: &Path, program: Program) -> LaunchSpec {
         LaunchSpec {
-            program,
             env: vec![
                 ("GREETING".into(), "hello".into()),
                 ("PATH".into(), "/usr/bin:/bin".into()),
             ],
-            working_dir: dir.to_path_buf(),
-            stdout: dir.join("stdout"),
-            stderr: dir.join("stderr"),
-            user: None,
+            ..LaunchSpec::new("c1", program, dir)
         }
     }
 
@@ -300,6 +302,15 @@ mod tests {
         assert_eq!(recovered.exited.await, None);
         assert!(launcher.usage(process).is_none());
         assert!(launcher.recover(process).is_none());
+    }
+
+    #[test]
+    fn refuses_what_needs_isolation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path(), Program::Shell("true".into()));
+        spec.hostname = Some("box".into());
+        let err = PosixLauncher::new().launch(&spec).unwrap_err();
+        assert!(err.to_string().contains("a hostname"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,23 @@ pub struct AgentCommonFlags {
     /// Grace period between SIGTERM and SIGKILL when an executor is shut down.
     #[arg(long = "executor-shutdown-grace-period", alias = "executor_shutdown_grace_period", env = "MESETA_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration)]
     pub executor_shutdown_grace_period: Duration,
+    /// With `cgroups/cpu`: a CFS quota from the container's `cpus`, besides its shares.
+    #[arg(
+        long = "cgroups-enable-cfs",
+        alias = "cgroups_enable_cfs",
+        env = "MESETA_CGROUPS_ENABLE_CFS"
+    )]
+    pub cgroups_enable_cfs: bool,
+    /// With `disk/du`: kill containers whose sandbox grows past their `disk`.
+    #[arg(
+        long = "enforce-container-disk-quota",
+        alias = "enforce_container_disk_quota",
+        env = "MESETA_ENFORCE_CONTAINER_DISK_QUOTA"
+    )]
+    pub enforce_container_disk_quota: bool,
+    /// With `disk/du`: how often sandboxes are measured.
+    #[arg(long = "container-disk-watch-interval", alias = "container_disk_watch_interval", env = "MESETA_CONTAINER_DISK_WATCH_INTERVAL", default_value = "15secs", value_parser = parse_duration)]
+    pub container_disk_watch_interval: Duration,
 }
 
 impl AgentFlags {
@@ -183,6 +200,11 @@ fn agent_config(
         resources: common.resources,
         attributes: common.attributes,
         isolation: common.isolation,
+        containerizer: meseta_agent::ContainerizerOptions {
+            cgroups_enable_cfs: common.cgroups_enable_cfs,
+            enforce_container_disk_quota: common.enforce_container_disk_quota,
+            container_disk_watch_interval: common.container_disk_watch_interval,
+        },
         recover: common.recover.parse().map_err(anyhow::Error::msg)?,
         executor_registration_timeout: common.executor_registration_timeout,
         executor_shutdown_grace_period: common.executor_shutdown_grace_period,

@@ -5,6 +5,7 @@
 mod execute;
 mod flags;
 mod image;
+mod launch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Execute(execute::ExecuteFlags),
     /// The command executor (started by the agent; not for direct use).
     Executor,
+    /// A container's supervisor (started by the agent's Linux launcher; not for direct use).
+    #[command(hide = true)]
+    Launch(launch::LaunchArgs),
     /// The agent's image store: import, pull, list, rm, unpack, prune.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
             let code = meseta_executor::run_command_executor()?;
             std::process::exit(code);
         }
+        Command::Launch(args) => std::process::exit(launch::run(&args)),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -77,7 +82,9 @@ async fn run(command: Command) -> Result<i32> {
         Command::Execute(flags) => execute::run(flags).await,
         Command::Image(command) => image::run(command).await,
         Command::Sim(command) => meseta_sim::run(command, shutdown_signal()).await,
-        Command::Executor => unreachable!("handled before the runtime starts"),
+        Command::Executor | Command::Launch(_) => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

@@ -1,0 +1,325 @@
+//! The Linux launcher: each container runs under its own `meseta launch` supervisor
+//! ([`supervisor`]), which creates it with libcontainer in namespaces and cgroups chosen
+//! by the agent's isolators ([`isolation`], [`spec`]) and records how it ended in the
+//! container's run directory ([`rundir`], [`exit`]). The agent side ([`LinuxLauncher`])
+//! writes the run directory, spawns the supervisor detached, and later reads the exit
+//! record, also after an agent restart; signals and usage go straight to the
+//! container's cgroup ([`cgroup`]).
+
+mod cgroup;
+mod exit;
+mod isolation;
+mod rundir;
+mod spec;
+mod supervisor;
+
+pub use isolation::{Isolation, IsolationError, Isolator};
+pub use spec::IMAGE_SANDBOX;
+pub use supervisor::run as supervise;
+
+use crate::launcher::{
+    ContainerTermination, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Signal, Usage,
+};
+use crate::posix::{chown, credentials};
+use crate::procfs;
+use rundir::{write_json, DiskWatch, Plan, RunDir};
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How often a recovered supervisor (not our child) is checked for exit.
+const RECOVERED_POLL: Duration = Duration::from_millis(250);
+
+/// How the Linux launcher runs containers (from the agent's flags).
+#[derive(Clone, Debug)]
+pub struct LinuxConfig {
+    /// Where run directories live (under the agent's work dir).
+    pub root: PathBuf,
+    /// The `meseta` binary, run as `meseta launch`.
+    pub meseta_binary: PathBuf,
+    pub isolation: Isolation,
+    /// `--cgroups-enable-cfs`.
+    pub cgroups_enable_cfs: bool,
+    /// `--enforce-container-disk-quota`.
+    pub enforce_disk_quota: bool,
+    /// `--container-disk-watch-interval`.
+    pub disk_watch_interval: Duration,
+}
+
+/// Launches containers through `meseta launch` supervisors.
+pub struct LinuxLauncher {
+    config: LinuxConfig,
+    cgroup_v2: bool,
+    /// Which container each supervisor runs (filled at launch, and from the run
+    /// directories on a miss after a restart).
+    index: Mutex<HashMap<ProcessRef, String>>,
+}
+
+impl LinuxLauncher {
+    /// A launcher; fails when not root (namespaces and cgroups need it).
+    pub fn new(config: LinuxConfig) -> Result<LinuxLauncher, LaunchError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(LaunchError::Unsupported(format!(
+                "--isolation={} needs the Linux launcher, which must run as root; run the agent as root or use --isolation=posix/cpu,posix/mem",
+                config.isolation
+            )));
+        }
+        std::fs::create_dir_all(&config.root)
+            .map_err(|e| LaunchError::Prepare(config.root.display().to_string(), e.to_string()))?;
+        Ok(LinuxLauncher {
+            cgroup_v2: cgroup::is_v2(),
+            config,
+            index: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn run_dir(&self, container_id: &str) -> RunDir {
+        RunDir::new(&self.config.root, container_id)
+    }
+
+    /// The run directory of the container `process` supervises, if known.
+    fn find(&self, process: ProcessRef) -> Option<RunDir> {
+        let mut index = self.index.lock().expect("index lock");
+        if !index.contains_key(&process) {
+            for dir in self.run_dirs() {
+                if let Some(p) = dir.read_supervisor() {
+                    index.insert(p, dir.container_id());
+                }
+            }
+        }
+        index.get(&process).map(|id| self.run_dir(id))
+    }
+
+    fn run_dirs(&self) -> Vec<RunDir> {
+        let Ok(entries) = std::fs::read_dir(&self.config.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| RunDir::at(&e.path()))
+            .collect()
+    }
+
+    /// Writes the run directory of `spec`'s container and spawns its supervisor.
+    fn start(&self, spec: &LaunchSpec) -> Result<(RunDir, tokio::process::Child), LaunchError> {
+        let prepare = |e: String| LaunchError::Prepare(spec.container_id.clone(), e);
+        let creds = credentials(spec.user.as_deref())?;
+        if let Some(creds) = &creds {
+            for path in [&spec.working_dir, &spec.stdout, &spec.stderr] {
+                if !path.exists() {
+                    std::fs::File::create(path)
+                        .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e))?;
+                }
+                chown(path, creds)?;
+            }
+        }
+        let ids = match &creds {
+            Some(c) => spec::Ids {
+                uid: c.uid.as_raw(),
+                gid: c.gid.as_raw(),
+                groups: c.groups.iter().map(|g| g.as_raw()).collect(),
+            },
+            None => spec::Ids {
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+                groups: Vec::new(),
+            },
+        };
+        let dir = self.run_dir(&spec.container_id);
+        let cgroups_path = cgroup::path_of(&spec.container_id);
+        let rootfs = spec.rootfs.clone().unwrap_or_else(|| dir.rootfs());
+        let oci = spec::build(&spec::SpecInput {
+            launch: spec,
+            isolation: &self.config.isolation,
+            cfs: self.config.cgroups_enable_cfs,
+            cgroup_v2: self.cgroup_v2,
+            ids,
+            rootfs: &rootfs,
+            cgroups_path: &cgroups_path,
+            meseta_binary: &self.config.meseta_binary,
+        })
+        .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        let isolation = &self.config.isolation;
+        let disk = match (isolation.has(Isolator::DiskDu), spec.limits.disk_bytes) {
+            (true, Some(limit)) => Some(DiskWatch {
+                sandbox: spec.working_dir.clone(),
+                limit_bytes: limit,
+                enforce: self.config.enforce_disk_quota,
+                interval: self.config.disk_watch_interval,
+            }),
+            _ => None,
+        };
+        let plan = Plan {
+            container_id: spec.container_id.clone(),
+            cgroups_path,
+            host_root: spec.rootfs.is_none(),
+            stdout: spec.stdout.clone(),
+            stderr: spec.stderr.clone(),
+            mem_limit_bytes: spec
+                .limits
+                .mem_bytes
+                .filter(|_| isolation.has(Isolator::CgroupsMem))
+                .map(|m| m.max(spec::MIN_MEMORY_BYTES)),
+            cpus_limit: spec
+                .limits
+                .cpus
+                .filter(|_| isolation.has(Isolator::CgroupsCpu)),
+            disk,
+        };
+        std::fs::create_dir_all(dir.path()).map_err(|e| prepare(e.to_string()))?;
+        write_json(&dir.config(), &oci).map_err(|e| prepare(e.to_string()))?;
+        write_json(&dir.plan(), &plan).map_err(|e| prepare(e.to_string()))?;
+        let log = std::fs::File::create(dir.log()).map_err(|e| prepare(e.to_string()))?;
+        let log2 = log.try_clone().map_err(|e| prepare(e.to_string()))?;
+        let mut command = std::process::Command::new(&self.config.meseta_binary);
+        command
+            .arg("launch")
+            .arg(dir.path())
+            .env_clear()
+            // libcontainer logs from inside the container too, where stderr is the
+            // task's: keep it to errors.
+            .env("MESETA_LOG", "info,libcontainer=error,libcgroups=error")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        // SAFETY: setsid is async-signal-safe and allocates nothing.
+        unsafe {
+            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+        }
+        let child = tokio::process::Command::from(command)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| LaunchError::Spawn("meseta launch".into(), e))?;
+        Ok((dir, child))
+    }
+}
+
+/// The wait status recorded in `dir`, once its supervisor is gone.
+fn recorded_status(dir: &RunDir) -> Option<i32> {
+    dir.read_exit().and_then(|r| r.wait_status)
+}
+
+impl Launcher for LinuxLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let (dir, mut child) = self.start(spec)?;
+        let pid = child.id().expect("a just-spawned child has a pid") as i32;
+        let start_time = procfs::read_stat(pid).map_or(0, |s| s.start_time);
+        let process = ProcessRef { pid, start_time };
+        write_json(&dir.supervisor(), &process)
+            .map_err(|e| LaunchError::Prepare(spec.container_id.clone(), e.to_string()))?;
+        self.index
+            .lock()
+            .expect("index lock")
+            .insert(process, spec.container_id.clone());
+        Ok(Launched {
+            process,
+            exited: Box::pin(async move {
+                let _ = child.wait().await;
+                recorded_status(&dir)
+            }),
+        })
+    }
+
+    fn recover(&self, process: ProcessRef) -> Option<Launched> {
+        let dir = self.find(process)?;
+        if !procfs::is_same_live_process(process.pid, process.start_time)
+            && dir.read_exit().is_none()
+        {
+            // The supervisor died without a record (killed): nothing can tell how the
+            // container ended, so make sure it is gone.
+            let plan = rundir::read_json::<Plan>(&dir.plan());
+            if let Some(plan) = plan {
+                cgroup::kill_all(&plan.cgroups_path, Duration::from_secs(5));
+                let _ = cgroup::remove(&plan.cgroups_path);
+            }
+            return None;
+        }
+        Some(Launched {
+            process,
+            exited: Box::pin(async move {
+                while procfs::is_same_live_process(process.pid, process.start_time) {
+                    tokio::time::sleep(RECOVERED_POLL).await;
+                }
+                recorded_status(&dir)
+            }),
+        })
+    }
+
+    fn signal(&self, process: ProcessRef, signal: Signal) -> Result<(), LaunchError> {
+        let Some(dir) = self.find(process) else {
+            return Ok(());
+        };
+        let signal = match signal {
+            Signal::Terminate => nix::sys::signal::Signal::SIGTERM,
+            Signal::Kill => nix::sys::signal::Signal::SIGKILL,
+        };
+        cgroup::signal_all(&cgroup::path_of(&dir.container_id()), signal)
+            .map(|_| ())
+            .map_err(|e| LaunchError::Signal(process.pid, e))
+    }
+
+    fn usage(&self, process: ProcessRef) -> Option<Usage> {
+        let dir = self.find(process)?;
+        let usage = cgroup::usage(&cgroup::path_of(&dir.container_id()))?;
+        let plan = rundir::read_json::<Plan>(&dir.plan());
+        Some(Usage {
+            cpus_limit: plan.as_ref().and_then(|p| p.cpus_limit),
+            mem_limit_bytes: plan
+                .as_ref()
+                .and_then(|p| p.mem_limit_bytes)
+                .or(usage.mem_limit_bytes),
+            ..usage
+        })
+    }
+
+    fn termination(&self, process: ProcessRef) -> Option<ContainerTermination> {
+        let dir = self.find(process)?;
+        let record = dir.read_exit();
+        self.index.lock().expect("index lock").remove(&process);
+        remove_run_dir(&dir);
+        record?.termination
+    }
+
+    fn destroy_unknown(&self, known: &[ProcessRef]) {
+        for dir in self.run_dirs() {
+            let supervisor = dir.read_supervisor();
+            if supervisor.is_some_and(|p| known.contains(&p)) {
+                continue;
+            }
+            let id = dir.container_id();
+            tracing::info!("destroying container {id}, which belongs to no known executor");
+            let path = cgroup::path_of(&id);
+            cgroup::kill_all(&path, Duration::from_secs(5));
+            // The supervisor, seeing its container gone, cleans up and exits.
+            let alive =
+                || supervisor.is_some_and(|p| procfs::is_same_live_process(p.pid, p.start_time));
+            for _ in 0..200 {
+                if !alive() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !alive() {
+                let _ = cgroup::remove(&path);
+                remove_run_dir(&dir);
+            }
+        }
+    }
+}
+
+/// Removes a run directory whose supervisor is gone (its mount namespace, and so the
+/// bind of `/` in it, went with it).
+fn remove_run_dir(dir: &RunDir) {
+    let rootfs = dir.rootfs();
+    // Never recurse into a root that is still a bind of the host's `/`.
+    if rootfs.exists() && std::fs::remove_dir(&rootfs).is_err() {
+        tracing::warn!("{} is still in use; leaving it", rootfs.display());
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir.path()) {
+        tracing::warn!("removing {}: {e}", dir.path().display());
+    }
+}

@@ -1,0 +1,564 @@
+//! Building a container's OCI runtime spec (`config.json`) from a [`LaunchSpec`] and the
+//! agent's isolators: namespaces, cgroup limits, mounts (a fresh `/dev` and `/proc`,
+//! the sandbox, volumes), the process's user, capabilities, rlimits and environment.
+//! Pure: the caller resolves users and detects the cgroup version.
+
+use super::isolation::{Isolation, Isolator};
+use crate::launcher::{LaunchSpec, Program};
+use serde_json::{json, Value};
+use std::path::{Component, Path, PathBuf};
+use thiserror::Error;
+
+/// Where the sandbox appears inside a container that has an image (Mesos's path).
+pub const IMAGE_SANDBOX: &str = "/mnt/mesos/sandbox";
+/// The smallest memory limit a container gets (Mesos's `MIN_MEMORY`).
+pub const MIN_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
+/// CPU shares per cpu, and the least a container gets (Mesos's values).
+const CPU_SHARES_PER_CPU: f64 = 1024.0;
+const MIN_CPU_SHARES: u64 = 2;
+/// The CFS period, and the least quota a container gets, in microseconds.
+const CFS_PERIOD_US: u64 = 100_000;
+const MIN_CFS_QUOTA_US: i64 = 1_000;
+/// The process limit of a container with `cgroups/pids`.
+pub const PIDS_LIMIT: i64 = 4096;
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities a root process keeps by default (Docker's default set).
+const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// The numeric identity the container's process runs as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// What the spec is built from besides the launch spec.
+pub struct SpecInput<'a> {
+    pub launch: &'a LaunchSpec,
+    pub isolation: &'a Isolation,
+    /// `--cgroups-enable-cfs`.
+    pub cfs: bool,
+    /// Whether the host's cgroups are the unified (v2) hierarchy.
+    pub cgroup_v2: bool,
+    pub ids: Ids,
+    /// The container's root: the image's rootfs, or the launcher's bind of the host's `/`.
+    pub rootfs: &'a Path,
+    pub cgroups_path: &'a str,
+    /// The `meseta` binary, bound into image containers so the command executor runs.
+    pub meseta_binary: &'a Path,
+}
+
+/// Why no spec can be built.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{0} needs the {1} isolator (start the agent with --isolation including it)")]
+    IsolatorMissing(String, &'static str),
+    #[error("volume path '{0}' must stay inside the sandbox (no '..')")]
+    VolumeEscapes(String),
+    #[error("unknown rlimit type '{0}'")]
+    UnknownRlimit(String),
+    #[error("invalid container spec: {0}")]
+    Invalid(String),
+}
+
+/// The container's OCI spec, checked against the OCI schema.
+pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
+    let launch = input.launch;
+    let isolation = input.isolation;
+    if launch.rootfs.is_some() && !isolation.has(Isolator::FilesystemLinux) {
+        return Err(SpecError::IsolatorMissing(
+            "A container image".into(),
+            "filesystem/linux",
+        ));
+    }
+    let sandbox = sandbox_in_container(launch);
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (isolator, kind) in [
+        (Isolator::NamespacesPid, "pid"),
+        (Isolator::NamespacesIpc, "ipc"),
+    ] {
+        if isolation.has(isolator) {
+            namespaces.push(json!({"type": kind}));
+        }
+    }
+    if launch.hostname.is_some() {
+        namespaces.push(json!({"type": "uts"}));
+    }
+    let mut spec = json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": input.rootfs, "readonly": false},
+        "process": process(input, &sandbox)?,
+        "mounts": mounts(input, &sandbox)?,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": input.cgroups_path,
+            "resources": resources(input),
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware"],
+            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
+                "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    });
+    if let Some(hostname) = &launch.hostname {
+        spec["hostname"] = json!(hostname);
+    }
+    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
+        .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    Ok(spec)
+}
+
+/// The sandbox's path as the container sees it.
+pub fn sandbox_in_container(launch: &LaunchSpec) -> PathBuf {
+    match launch.rootfs {
+        Some(_) => PathBuf::from(IMAGE_SANDBOX),
+        None => launch.working_dir.clone(),
+    }
+}
+
+fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
+    let launch = input.launch;
+    let runtime = input.isolation.has(Isolator::DockerRuntime);
+    let image = launch.image.as_ref().filter(|_| runtime);
+    let args = match &launch.program {
+        Program::Shell(command) => vec!["/bin/sh".into(), "-c".into(), command.clone()],
+        // An executor without a command of its own runs the image's entrypoint and cmd.
+        Program::Argv { path, args } if path.is_empty() && image.is_some() => {
+            let image = image.expect("checked");
+            let mut argv = image.entrypoint.clone();
+            match args.get(1..) {
+                Some(rest) if !rest.is_empty() => argv.extend(rest.iter().cloned()),
+                _ => argv.extend(image.cmd.iter().cloned()),
+            }
+            argv
+        }
+        // libcontainer executes `args[0]`, so the path takes its place.
+        Program::Argv { path, args } => std::iter::once(path.clone())
+            .chain(args.iter().skip(1).cloned())
+            .collect(),
+    };
+    let mut env: Vec<(String, String)> = image
+        .map(|i| {
+            i.env
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in &launch.env {
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.clone()));
+    }
+    for (k, v) in env.iter_mut() {
+        if k == "MESOS_SANDBOX" {
+            *v = sandbox.display().to_string();
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let asked = launch
+        .capabilities
+        .as_ref()
+        .filter(|_| input.isolation.has(Isolator::LinuxCapabilities));
+    let bounding: Vec<String> = match asked {
+        Some(names) => names.iter().map(|n| cap_name(n)).collect(),
+        None => DEFAULT_CAPABILITIES.iter().map(|n| cap_name(n)).collect(),
+    };
+    // Only root keeps capabilities across exec (we set no ambient ones).
+    let effective = if input.ids.uid == 0 {
+        bounding.clone()
+    } else {
+        Vec::new()
+    };
+    let mut rlimits = Vec::new();
+    if input.isolation.has(Isolator::PosixRlimits) {
+        for (kind, soft, hard) in &launch.rlimits {
+            let name = kind
+                .strip_prefix("RLMT_")
+                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase()))
+                .ok_or_else(|| SpecError::UnknownRlimit(kind.clone()))?;
+            rlimits.push(json!({
+                "type": format!("RLIMIT_{name}"),
+                "soft": soft.unwrap_or(u64::MAX),
+                "hard": hard.unwrap_or(u64::MAX),
+            }));
+        }
+    }
+    Ok(json!({
+        "terminal": false,
+        "user": {"uid": input.ids.uid, "gid": input.ids.gid, "additionalGids": input.ids.groups},
+        "args": args,
+        "env": env,
+        "cwd": sandbox,
+        "capabilities": {"bounding": bounding, "effective": effective,
+            "permitted": effective, "inheritable": [], "ambient": []},
+        "rlimits": rlimits,
+        "noNewPrivileges": input.isolation.has(Isolator::LinuxNnp),
+    }))
+}
+
+fn cap_name(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    match upper.starts_with("CAP_") {
+        true => upper,
+        false => format!("CAP_{upper}"),
+    }
+}
+
+fn bind(source: &Path, destination: &Path, read_only: bool) -> Value {
+    let mut options = vec!["rbind", "rprivate"];
+    if read_only {
+        options.push("ro");
+    }
+    json!({"destination": destination, "type": "bind", "source": source, "options": options})
+}
+
+fn mounts(input: &SpecInput, sandbox: &Path) -> Result<Vec<Value>, SpecError> {
+    let launch = input.launch;
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    ];
+    if input.isolation.has(Isolator::NamespacesIpc) {
+        mounts.push(
+            json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"]}),
+        );
+    }
+    if launch.rootfs.is_some() {
+        mounts.push(
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+        mounts.push(bind(&launch.working_dir, sandbox, false));
+        mounts.push(bind(input.meseta_binary, input.meseta_binary, true));
+        for file in ["/etc/resolv.conf", "/etc/hosts"] {
+            mounts.push(bind(Path::new(file), Path::new(file), true));
+        }
+    }
+    for volume in &launch.volumes {
+        let (isolator, name) = match volume.from_sandbox {
+            true => (Isolator::VolumeSandboxPath, "volume/sandbox_path"),
+            false => (Isolator::VolumeHostPath, "volume/host_path"),
+        };
+        if !input.isolation.has(isolator) && !input.isolation.has(Isolator::FilesystemLinux) {
+            let what = format!("Volume '{}'", volume.container_path.display());
+            return Err(SpecError::IsolatorMissing(what, name));
+        }
+        let destination = if volume.container_path.is_absolute() {
+            volume.container_path.clone()
+        } else {
+            if volume
+                .container_path
+                .components()
+                .any(|c| matches!(c, Component::ParentDir))
+            {
+                let path = volume.container_path.display().to_string();
+                return Err(SpecError::VolumeEscapes(path));
+            }
+            sandbox.join(&volume.container_path)
+        };
+        mounts.push(bind(&volume.host_path, &destination, volume.read_only));
+    }
+    Ok(mounts)
+}
+
+fn resources(input: &SpecInput) -> Value {
+    let limits = input.launch.limits;
+    let isolation = input.isolation;
+    let mut resources = json!({});
+    resources["devices"] = if isolation.has(Isolator::CgroupsDevices) {
+        // Deny all but the usual character devices (null, zero, full, random, urandom,
+        // tty, console, ptmx and the pseudo terminals).
+        let allow = |major: i64, minor: Option<i64>| json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"});
+        json!([
+            {"allow": false, "access": "rwm"},
+            allow(1, Some(3)), allow(1, Some(5)), allow(1, Some(7)), allow(1, Some(8)),
+            allow(1, Some(9)), allow(5, Some(0)), allow(5, Some(1)), allow(5, Some(2)),
+            allow(136, None),
+        ])
+    } else {
+        json!([{"allow": true, "access": "rwm"}])
+    };
+    if let (true, Some(mem)) = (isolation.has(Isolator::CgroupsMem), limits.mem_bytes) {
+        let limit = mem.max(MIN_MEMORY_BYTES);
+        // On v1 the kernel pauses rather than kills, and the supervisor kills the whole
+        // container; on v2 the kernel kills the whole cgroup at once.
+        resources["memory"] = match input.cgroup_v2 {
+            true => json!({"limit": limit}),
+            false => json!({"limit": limit, "disableOOMKiller": true}),
+        };
+        if input.cgroup_v2 {
+            resources["unified"] = json!({"memory.oom.group": "1"});
+        }
+    }
+    if let (true, Some(cpus)) = (isolation.has(Isolator::CgroupsCpu), limits.cpus) {
+        let shares = ((cpus * CPU_SHARES_PER_CPU) as u64).max(MIN_CPU_SHARES);
+        resources["cpu"] = json!({"shares": shares});
+        if input.cfs {
+            let quota = ((cpus * CFS_PERIOD_US as f64) as i64).max(MIN_CFS_QUOTA_US);
+            resources["cpu"]["quota"] = json!(quota);
+            resources["cpu"]["period"] = json!(CFS_PERIOD_US);
+        }
+    }
+    if isolation.has(Isolator::CgroupsPids) {
+        resources["pids"] = json!({"limit": PIDS_LIMIT});
+    }
+    resources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launcher::{ImageConfig, Limits, Volume};
+
+    fn launch() -> LaunchSpec {
+        LaunchSpec {
+            env: vec![
+                ("MESOS_SANDBOX".into(), "/w/sb".into()),
+                ("A".into(), "1".into()),
+            ],
+            ..LaunchSpec::new("c1", Program::Shell("echo hi".into()), Path::new("/w/sb"))
+        }
+    }
+
+    fn build_with(launch: &LaunchSpec, isolation: &str, uid: u32) -> Result<Value, SpecError> {
+        build(&SpecInput {
+            launch,
+            isolation: &isolation.parse().unwrap(),
+            cfs: true,
+            cgroup_v2: false,
+            ids: Ids {
+                uid,
+                gid: uid,
+                groups: vec![],
+            },
+            rootfs: Path::new("/run/c1/rootfs"),
+            cgroups_path: "/meseta/c1",
+            meseta_binary: Path::new("/usr/bin/meseta"),
+        })
+    }
+
+    fn destinations(spec: &Value) -> Vec<String> {
+        spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn host_root_container_with_namespaces_and_limits() {
+        let mut l = launch();
+        l.limits = Limits {
+            cpus: Some(0.5),
+            mem_bytes: Some(16 << 20),
+            disk_bytes: None,
+        };
+        l.hostname = Some("box".into());
+        let spec = build_with(
+            &l,
+            "cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,linux/nnp",
+            0,
+        )
+        .unwrap();
+        let ns: Vec<&str> = spec["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["mount", "pid", "ipc", "uts"]);
+        assert_eq!(spec["hostname"], "box");
+        let r = &spec["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], MIN_MEMORY_BYTES, "at least 32MB");
+        assert_eq!(r["memory"]["disableOOMKiller"], true);
+        assert_eq!(r["cpu"]["shares"], 512);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["pids"]["limit"], PIDS_LIMIT);
+        assert_eq!(r["devices"], json!([{"allow": true, "access": "rwm"}]));
+        assert_eq!(spec["process"]["args"], json!(["/bin/sh", "-c", "echo hi"]));
+        assert_eq!(spec["process"]["cwd"], "/w/sb");
+        assert_eq!(spec["process"]["noNewPrivileges"], true);
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert!(env.contains(&json!("MESOS_SANDBOX=/w/sb")));
+        assert!(env.iter().any(|e| e.as_str().unwrap().starts_with("PATH=")));
+        assert_eq!(
+            destinations(&spec),
+            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]
+        );
+        assert_eq!(spec["linux"]["cgroupsPath"], "/meseta/c1");
+    }
+
+    #[test]
+    fn cgroup_v2_kills_the_whole_group_and_limits_need_their_isolators() {
+        let mut l = launch();
+        l.limits.mem_bytes = Some(64 << 20);
+        l.limits.cpus = Some(1.0);
+        let v2 = |isolation: &str| {
+            build(&SpecInput {
+                launch: &l,
+                isolation: &isolation.parse().unwrap(),
+                cfs: false,
+                cgroup_v2: true,
+                ids: Ids::default(),
+                rootfs: Path::new("/r"),
+                cgroups_path: "/meseta/c1",
+                meseta_binary: Path::new("/m"),
+            })
+            .unwrap()
+        };
+        let spec = v2("cgroups/mem,cgroups/cpu");
+        let r = &spec["linux"]["resources"];
+        assert_eq!(r["memory"], json!({"limit": 64 << 20}));
+        assert_eq!(r["unified"]["memory.oom.group"], "1");
+        assert_eq!(r["cpu"], json!({"shares": 1024}), "no quota without CFS");
+        let spec = v2("namespaces/pid");
+        let r = &spec["linux"]["resources"];
+        assert!(r.get("memory").is_none() && r.get("cpu").is_none());
+    }
+
+    #[test]
+    fn image_containers_see_the_sandbox_at_the_mesos_path() {
+        let mut l = launch();
+        l.rootfs = Some("/images/busybox".into());
+        l.program = Program::Argv {
+            path: String::new(),
+            args: vec!["x".into()],
+        };
+        l.image = Some(ImageConfig {
+            entrypoint: vec!["/bin/echo".into()],
+            cmd: vec!["hello".into()],
+            env: vec!["A=image".into(), "B=2".into()],
+            ..Default::default()
+        });
+        let err = build_with(&l, "cgroups/mem", 0).unwrap_err();
+        assert!(matches!(
+            err,
+            SpecError::IsolatorMissing(_, "filesystem/linux")
+        ));
+        let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
+        assert_eq!(spec["process"]["cwd"], IMAGE_SANDBOX);
+        assert_eq!(spec["process"]["args"], json!(["/bin/echo", "hello"]));
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert!(env.contains(&json!("MESOS_SANDBOX=/mnt/mesos/sandbox")));
+        assert!(env.contains(&json!("A=1")), "the task's variables win");
+        assert!(env.contains(&json!("B=2")));
+        let mounts = spec["mounts"].as_array().unwrap();
+        let sandbox = mounts
+            .iter()
+            .find(|m| m["destination"] == IMAGE_SANDBOX)
+            .unwrap();
+        assert_eq!(sandbox["source"], "/w/sb");
+        assert!(destinations(&spec).contains(&"/usr/bin/meseta".to_string()));
+    }
+
+    #[test]
+    fn volumes_bind_read_only_or_read_write_and_stay_in_the_sandbox() {
+        let mut l = launch();
+        l.volumes = vec![
+            Volume {
+                host_path: "/srv/data".into(),
+                container_path: "/data".into(),
+                read_only: true,
+                from_sandbox: false,
+            },
+            Volume {
+                host_path: "/w/sb/shared".into(),
+                container_path: "out".into(),
+                read_only: false,
+                from_sandbox: true,
+            },
+        ];
+        let err = build_with(&l, "volume/sandbox_path", 0).unwrap_err();
+        assert!(matches!(
+            err,
+            SpecError::IsolatorMissing(_, "volume/host_path")
+        ));
+        let spec = build_with(&l, "volume/host_path,volume/sandbox_path", 0).unwrap();
+        let mounts = spec["mounts"].as_array().unwrap();
+        let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+        assert_eq!(data["options"], json!(["rbind", "rprivate", "ro"]));
+        let out = mounts
+            .iter()
+            .find(|m| m["destination"] == "/w/sb/out")
+            .unwrap();
+        assert_eq!(out["options"], json!(["rbind", "rprivate"]));
+        l.volumes[1].container_path = "../escape".into();
+        let err = build_with(&l, "volume/host_path,volume/sandbox_path", 0).unwrap_err();
+        assert_eq!(err, SpecError::VolumeEscapes("../escape".into()));
+    }
+
+    #[test]
+    fn capabilities_devices_and_rlimits() {
+        let mut l = launch();
+        l.capabilities = Some(vec!["NET_ADMIN".into(), "sys_time".into()]);
+        l.rlimits = vec![("RLMT_NOFILE".into(), Some(100), None)];
+        let spec = build_with(&l, "linux/capabilities,posix/rlimits,cgroups/devices", 0).unwrap();
+        let caps = &spec["process"]["capabilities"];
+        assert_eq!(caps["effective"], json!(["CAP_NET_ADMIN", "CAP_SYS_TIME"]));
+        assert_eq!(
+            spec["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": u64::MAX}])
+        );
+        let devices = spec["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(devices[0], json!({"allow": false, "access": "rwm"}));
+        // A non-root user keeps no capability; without the isolator the asked ones are
+        // ignored for the default set.
+        let spec = build_with(&l, "cgroups/mem", 1000).unwrap();
+        let caps = &spec["process"]["capabilities"];
+        assert_eq!(caps["effective"], json!([]));
+        assert!(caps["bounding"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("CAP_CHOWN")));
+        assert_eq!(spec["process"]["rlimits"], json!([]));
+        l.capabilities = Some(vec!["NOT_A_CAP".into()]);
+        let err = build_with(&l, "linux/capabilities", 0).unwrap_err();
+        assert!(matches!(err, SpecError::Invalid(_)), "{err}");
+        l.capabilities = None;
+        l.rlimits = vec![("NOFILE".into(), None, None)];
+        let err = build_with(&l, "posix/rlimits", 0).unwrap_err();
+        assert_eq!(err, SpecError::UnknownRlimit("NOFILE".into()));
+    }
+
+    #[test]
+    fn argv_runs_its_path() {
+        let mut l = launch();
+        l.program = Program::Argv {
+            path: "/usr/bin/meseta".into(),
+            args: vec!["meseta".into(), "executor".into()],
+        };
+        let spec = build_with(&l, "namespaces/pid", 0).unwrap();
+        assert_eq!(
+            spec["process"]["args"],
+            json!(["/usr/bin/meseta", "executor"])
+        );
+    }
+}
