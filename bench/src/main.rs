@@ -6,6 +6,7 @@ mod cluster;
 mod launch;
 mod placements;
 mod slurm;
+mod state;
 mod stats;
 
 use anyhow::Result;
@@ -31,26 +32,28 @@ enum Command {
     /// Place many tasks on hollow agents through the real master; compare with Nomad's
     /// published placement rate. Also reports the master's memory per agent and task.
     Placements(placements::PlacementsArgs),
+    /// Time GET_STATE and v0 /master/state of a big master, and how much 20 readers slow
+    /// its other work; compare with Mesos 1.7's published figure.
+    State(state::StateArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Each report is printed as its own struct, keeping its fields in order.
     let line = match cli.command {
-        Command::Launch(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            serde_json::to_string(&runtime.block_on(launch::run(args))?)?
-        }
+        Command::Launch(args) => serde_json::to_string(&block_on(launch::run(args))??)?,
         Command::Allocator(args) => serde_json::to_string(&allocator::run(args)?)?,
-        Command::Placements(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            serde_json::to_string(&runtime.block_on(placements::run(args))?)?
-        }
+        Command::Placements(args) => serde_json::to_string(&block_on(placements::run(args))??)?,
+        Command::State(args) => serde_json::to_string(&block_on(state::run(args))??)?,
     };
     println!("{line}");
     Ok(())
+}
+
+/// Runs `future` on a fresh multi-threaded Tokio runtime.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
 }

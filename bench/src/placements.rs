@@ -31,7 +31,10 @@ pub struct PlacementsArgs {
     #[arg(long, default_value_t = 10)]
     frameworks: usize,
     /// Each hollow agent's resources.
-    #[arg(long, default_value = "cpus:24;mem:4096;disk:100000;ports:[31000-32000]")]
+    #[arg(
+        long,
+        default_value = "cpus:24;mem:4096;disk:100000;ports:[31000-32000]"
+    )]
     agent_resources: String,
     /// Each task's resources.
     #[arg(long, default_value = "cpus:0.1;mem:16")]
@@ -206,7 +209,7 @@ async fn measure(
 }
 
 /// Polls `/metrics/snapshot` until `key` reaches `at_least`.
-async fn wait_for_metric(
+pub async fn wait_for_metric(
     http: &reqwest::Client,
     master: &str,
     key: &str,

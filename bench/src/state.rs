@@ -1,0 +1,262 @@
+//! The state benchmark: how fast a big master answers state queries, and how much state
+//! readers slow down everything else it does.
+//!
+//! A real `meseta master` and `meseta sim agents` are filled by load frameworks
+//! (`meseta_sim::load`) with `--tasks` running tasks and as many completed ones (the
+//! completed ones spread over frameworks of 1,000 tasks each, the number a master keeps per
+//! framework). Then it times operator GET_STATE and v0 `/master/state` one at a time, and
+//! the latency of a small operator call (GET_MASTER, answered by the same state owner)
+//! alone and while 20 readers fetch GET_STATE without pause. The peer is a published
+//! figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
+
+use crate::cluster::{free_port_pair, meseta_binary, Daemon};
+use crate::stats::percentile;
+use anyhow::{bail, Context, Result};
+use meseta_api::Resources;
+use meseta_sim::load::{run_framework, LoadPlan, LoadStats};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Mesos 1.7's published `/master/state` latency at this scale (ms).
+const MESOS_PUBLISHED_STATE_MS: f64 = 1860.0;
+
+/// Completed tasks the master keeps per framework.
+const COMPLETED_PER_FRAMEWORK: usize = 1000;
+
+#[derive(clap::Args)]
+pub struct StateArgs {
+    /// Hollow agents.
+    #[arg(long, default_value_t = 10_000)]
+    agents: usize,
+    /// Running tasks, and as many completed ones.
+    #[arg(long, default_value_t = 100_000)]
+    tasks: usize,
+    /// Timed requests of each kind.
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    /// Concurrent state readers in the slowdown phase.
+    #[arg(long, default_value_t = 20)]
+    readers: usize,
+    /// Each hollow agent's resources.
+    #[arg(
+        long,
+        default_value = "cpus:24;mem:4096;disk:100000;ports:[31000-32000]"
+    )]
+    agent_resources: String,
+    /// Where state and logs go (a fresh temporary directory by default).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+#[derive(Serialize)]
+pub struct StateReport {
+    agents: usize,
+    running_tasks: usize,
+    completed_tasks: usize,
+    get_state_bytes: usize,
+    v0_state_bytes: usize,
+    p50_get_state_ms: f64,
+    p99_get_state_ms: f64,
+    p50_v0_state_ms: f64,
+    p99_v0_state_ms: f64,
+    p50_probe_idle_ms: f64,
+    p50_probe_loaded_ms: f64,
+    reader_slowdown_ms: f64,
+    peer: &'static str,
+    peer_v0_state_ms: f64,
+    ratio: f64,
+}
+
+pub async fn run(args: StateArgs) -> Result<StateReport> {
+    let work_dir = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("meseta-bench-state-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work_dir)?;
+    let binary = meseta_binary()?;
+    let report = measure(&binary, &work_dir, &args).await;
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    report
+}
+
+async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<StateReport> {
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let port = free_port_pair()?.to_string();
+    let state = work_dir.join("master");
+    let master_args = [
+        "master",
+        "--port",
+        &port,
+        "--work-dir",
+        state.to_str().context("a UTF-8 work dir")?,
+    ];
+    let master = Daemon::start(binary, &master_args, work_dir.join("master.log"))?;
+    let address = format!("127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    crate::placements::wait_for_metric(&http, &address, "master/elected", 1, deadline, &master)
+        .await?;
+    let count = args.agents.to_string();
+    let sim_args = [
+        "sim",
+        "agents",
+        "--count",
+        &count,
+        "--master",
+        &address,
+        "--resources",
+        &args.agent_resources,
+        "--summary-interval",
+        "3600",
+    ];
+    let _sim = Daemon::start(binary, &sim_args, work_dir.join("sim.log"))?;
+    crate::placements::wait_for_metric(
+        &http,
+        &address,
+        "master/slaves_active",
+        args.agents as u64,
+        deadline,
+        &master,
+    )
+    .await?;
+
+    let stats = Arc::new(LoadStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut frameworks = tokio::task::JoinSet::new();
+    let per_task = Resources::parse("cpus:0.1;mem:16")?;
+    let groups = args.tasks.div_ceil(COMPLETED_PER_FRAMEWORK);
+    for i in 0..groups {
+        let tasks = COMPLETED_PER_FRAMEWORK.min(args.tasks - i * COMPLETED_PER_FRAMEWORK);
+        for (kind, command) in [("done", "sleep 0"), ("run", "sleep 86400")] {
+            let plan = LoadPlan {
+                name: format!("{kind}-{i}"),
+                role: kind.into(),
+                per_task: per_task.clone(),
+                tasks,
+                command: command.into(),
+            };
+            frameworks.spawn(run_framework(
+                address.clone(),
+                plan,
+                stats.clone(),
+                stop_rx.clone(),
+            ));
+        }
+    }
+    let target = args.tasks as u64;
+    loop {
+        let finished = stats.finished.load(Ordering::Relaxed);
+        if finished >= target && stats.running() >= 2 * target {
+            break;
+        }
+        if stats.failed() > 0 {
+            bail!("tasks failed: {}", stats.line());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out filling the master: {}", stats.line());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("state: master filled: {}", stats.line());
+
+    let api = format!("http://{address}/api/v1");
+    let v0 = format!("http://{address}/master/state");
+    let get_state = || operator_call(&http, &api, "GET_STATE");
+    let (get_state_ms, get_state_bytes) = timed(args.samples, get_state).await?;
+    let (v0_ms, v0_bytes) = timed(args.samples, || async {
+        let body = http
+            .get(&v0)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(body.len())
+    })
+    .await?;
+
+    let probe = || operator_call(&http, &api, "GET_MASTER");
+    let (idle_ms, _) = timed(100, probe).await?;
+    let reading = Arc::new(AtomicBool::new(true));
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..args.readers {
+        let (http, api, reading) = (http.clone(), api.clone(), reading.clone());
+        readers.spawn(async move {
+            while reading.load(Ordering::Relaxed) {
+                if let Err(e) = operator_call(&http, &api, "GET_STATE").await {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+    }
+    // Let every reader have a request in flight first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = timed(100, probe).await;
+    reading.store(false, Ordering::Relaxed);
+    while let Some(done) = readers.join_next().await {
+        done??;
+    }
+    let (loaded_ms, _) = loaded?;
+    stop_tx.send_replace(true);
+    while frameworks.join_next().await.is_some() {}
+    drop(master);
+
+    let p = |v: &[f64], q| percentile(v, q).unwrap_or(f64::NAN);
+    let p50_v0 = p(&v0_ms, 50.0);
+    Ok(StateReport {
+        agents: args.agents,
+        running_tasks: args.tasks,
+        completed_tasks: args.tasks,
+        get_state_bytes,
+        v0_state_bytes: v0_bytes,
+        p50_get_state_ms: p(&get_state_ms, 50.0),
+        p99_get_state_ms: p(&get_state_ms, 99.0),
+        p50_v0_state_ms: p50_v0,
+        p99_v0_state_ms: p(&v0_ms, 99.0),
+        p50_probe_idle_ms: p(&idle_ms, 50.0),
+        p50_probe_loaded_ms: p(&loaded_ms, 50.0),
+        reader_slowdown_ms: p(&loaded_ms, 50.0) - p(&idle_ms, 50.0),
+        peer: "mesos-1.7-published",
+        peer_v0_state_ms: MESOS_PUBLISHED_STATE_MS,
+        ratio: p50_v0 / MESOS_PUBLISHED_STATE_MS,
+    })
+}
+
+/// One operator call with an empty payload; the answer's size.
+async fn operator_call(http: &reqwest::Client, url: &str, kind: &str) -> Result<usize> {
+    let body = http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json")
+        .body(format!(r#"{{"type":"{kind}"}}"#))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    Ok(body.len())
+}
+
+/// Runs `request` `samples` times, one at a time; the latencies (ms) and the last size.
+async fn timed<F, Fut>(samples: usize, mut request: F) -> Result<(Vec<f64>, usize)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize>>,
+{
+    let mut latencies = Vec::with_capacity(samples);
+    let mut size = 0;
+    for _ in 0..samples {
+        let started = Instant::now();
+        size = request().await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((latencies, size))
+}
