@@ -145,41 +145,8 @@ pub fn get_executors(core: &Core) -> Value {
     json!({"executors": executors, "orphan_executors": []})
 }
 
-/// GET_ROLES.
-pub fn get_roles(core: &Core) -> Value {
-    let mut roles: std::collections::BTreeMap<String, (Vec<Value>, Resources, Resources)> =
-        Default::default();
-    roles.entry("*".to_string()).or_default();
-    for role in core.weights.keys() {
-        roles.entry(role.clone()).or_default();
-    }
-    for f in core.frameworks.values() {
-        for role in f.roles() {
-            let entry = roles.entry(role).or_default();
-            entry.0.push(json!(f.id()));
-            entry.1.add_all(&framework_allocated(core, f));
-            entry.2.add_all(&framework_offered(core, f));
-        }
-    }
-    let list: Vec<Value> = roles
-        .into_iter()
-        .map(|(name, (frameworks, allocated, offered))| {
-            let mut total = allocated.clone();
-            total.add_all(&offered);
-            json!({
-                "name": name,
-                "weight": core.weight(&name),
-                "frameworks": frameworks,
-                "resources": resources_json(&total),
-                "allocated": resources_json(&allocated),
-                "offered": resources_json(&offered),
-                "reserved": [],
-                "quota": {"role": name, "guarantee": [], "limit": {}, "consumed": {}},
-            })
-        })
-        .collect();
-    json!({"roles": list})
-}
+mod roles;
+pub use roles::{get_roles, v0_roles};
 
 /// GET_MASTER.
 pub fn get_master(core: &Core) -> Value {

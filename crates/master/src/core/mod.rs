@@ -9,11 +9,13 @@ mod agents;
 mod allocation;
 mod frameworks;
 mod offers;
+mod quota;
 mod reconcile;
 mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
+pub use quota::role_quota;
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};
@@ -231,6 +233,10 @@ pub struct Core {
     pub offers: BTreeMap<OfferId, OfferEntry>,
     /// Role weights set by `--weights` or UPDATE_WEIGHTS (a role not listed weighs 1).
     pub weights: BTreeMap<String, f64>,
+    /// Role quotas set by UPDATE_QUOTA (kept in the registry).
+    pub quotas: BTreeMap<String, meseta_api::quota::QuotaConfig>,
+    /// The allocator's memory between passes.
+    allocator: crate::allocator::Allocator,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -260,6 +266,8 @@ impl Core {
             gone_agents: registry.gone_agents,
             offers: BTreeMap::new(),
             weights: registry.weights,
+            quotas: registry.quotas,
+            allocator: crate::allocator::Allocator::new(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/tasks"), get(v0::tasks))
             .route(&format!("{prefix}/roles"), get(v0::roles))
             .route(&format!("{prefix}/weights"), any(v0::weights))
+            .route(&format!("{prefix}/quota"), get(v0::quota))
             .route(&format!("{prefix}/flags"), get(v0::flags))
             .route(&format!("{prefix}/health"), get(v0::health))
             .route(&format!("{prefix}/redirect"), get(v0::redirect))

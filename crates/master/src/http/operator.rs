@@ -44,7 +44,6 @@ pub async fn handle(
             json(&headers, &response(type_name, json!({"flags": flags})))
         }
         Call::GetLoggingLevel => json(&headers, &response(type_name, json!({"level": 0}))),
-        Call::GetQuota => json(&headers, &response(type_name, json!({"status": {}}))),
         Call::GetMaintenanceStatus => json(&headers, &response(type_name, json!({"status": {}}))),
         Call::GetMaintenanceSchedule => {
             json(&headers, &response(type_name, json!({"schedule": {}})))
@@ -59,6 +58,7 @@ pub async fn handle(
         | Call::GetTasks
         | Call::GetRoles
         | Call::GetWeights
+        | Call::GetQuota
         | Call::GetMaster => {
             let answer = app.service.call(move |svc| query(svc, &call)).await;
             match answer {
@@ -78,6 +78,31 @@ pub async fn handle(
             };
             empty_or_error(update_weights(&app, infos).await)
         }
+        Call::UpdateQuota(body) => match serde_json::from_value(body) {
+            Ok(update) => {
+                empty_or_error(quota_call(&app, move |core| core.update_quota(&update)).await)
+            }
+            Err(e) => {
+                ApiError::bad_request(format!("Failed to parse update_quota: {e}")).into_response()
+            }
+        },
+        Call::SetQuota(body) => match serde_json::from_value(body["quota_request"].clone()) {
+            Ok(request) => {
+                empty_or_error(quota_call(&app, move |core| core.set_quota(&request)).await)
+            }
+            Err(e) => {
+                ApiError::bad_request(format!("Failed to parse set_quota.quota_request: {e}"))
+                    .into_response()
+            }
+        },
+        Call::RemoveQuota(body) => match body["role"].as_str().map(str::to_string) {
+            Some(role) => {
+                empty_or_error(quota_call(&app, move |core| core.remove_quota(&role)).await)
+            }
+            None => {
+                ApiError::bad_request("Expecting 'remove_quota.role' to be present").into_response()
+            }
+        },
         Call::MarkAgentGone(gone) => empty_or_error(
             app.service
                 .call(move |svc| svc.core.mark_agent_gone(now(), &gone.agent_id))
@@ -136,6 +161,7 @@ fn query(svc: &mut Service, call: &Call) -> Value {
         Call::GetRoles => views::get_roles(core),
         Call::GetMaster => views::get_master(core),
         Call::GetWeights => json!({"weight_infos": core.weight_infos()}),
+        Call::GetQuota => json!({"status": core.quota_status()}),
         Call::GetMetrics(_) => {
             let metrics: Vec<Value> = views::metrics(core)
                 .as_object()
@@ -168,6 +194,19 @@ pub async fn update_weights(
     app.service
         .call(move |svc| {
             svc.core.update_weights(&infos)?;
+            svc.flush_durably()
+        })
+        .await
+}
+
+/// A quota change; answers once it is stored in the registry.
+async fn quota_call(
+    app: &AppState,
+    change: impl FnOnce(&mut crate::core::Core) -> Result<(), ApiError> + Send + 'static,
+) -> Result<Result<(), ApiError>, crate::service::Stopped> {
+    app.service
+        .call(move |svc| {
+            change(&mut svc.core)?;
             svc.flush_durably()
         })
         .await

@@ -85,21 +85,12 @@ pub async fn tasks(State(app): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 pub async fn roles(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    view(&app, &headers, |svc, _| {
-        let roles = views::get_roles(&svc.core);
-        let list: Vec<Value> = roles["roles"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let resources = meseta_api::Resources::from_list(serde_json::from_value(r["resources"].clone()).unwrap_or_default())
-                    .unwrap_or_default();
-                json!({"name": r["name"], "weight": r["weight"], "frameworks": r["frameworks"].as_array().map(|fs| fs.iter().map(|f| f["value"].clone()).collect::<Vec<_>>()), "resources": resources.to_v0_map()})
-            })
-            .collect();
-        json!({"roles": list})
-    })
-    .await
+    view(&app, &headers, |svc, _| views::v0_roles(&svc.core)).await
+}
+
+/// `/quota` (GET): the quota status, `{"infos":[…],"configs":[…]}`.
+pub async fn quota(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    view(&app, &headers, |svc, _| svc.core.quota_status()).await
 }
 
 /// `/weights`: GET lists the weights (a JSON array of `WeightInfo`s); PUT (or POST)

@@ -1,0 +1,137 @@
+//! Incremental allocation: the same pass as [`super::allocate`], over only the agents
+//! where it can offer something.
+//!
+//! Within a pass, nothing ever becomes more offerable: offers only add to what roles and
+//! frameworks hold, quota room and headroom surplus only shrink. So an agent whose free
+//! resources a pass left unoffered stays unofferable until either its free resources
+//! change (a task ended, an offer was declined, the agent re-registered) or something
+//! *loosens*: a framework or role starts asking (new, revived, reconnected), a refuse
+//! filter goes away, GPU_RESOURCES appears, the quota or the minimum allocatable size
+//! changes, a role with quota consumes less, or the headroom surplus grows while a
+//! guarantee is unsatisfied. [`Allocator`] remembers what each agent had left after the
+//! last pass that looked at it, and what the frameworks and quotas were; a pass then runs
+//! over the agents whose free resources differ from that (in the request's order), or
+//! over all agents after a loosening. The offers are exactly those of a full pass over the
+//! same request (a property test checks this), at a cost proportional to the agents that
+//! changed plus a comparison per agent and per framework.
+
+use super::pass;
+use super::quota::{Pool, QuotaSnapshot};
+use super::{AllocationRequest, Decision, FrameworkDemand, MinQuantities, RoleQuota};
+use meseta_api::{AgentId, FrameworkId, Resources};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What makes a framework offerable, as last seen.
+#[derive(Debug, Clone, PartialEq)]
+struct Asking {
+    roles: Vec<String>,
+    gpu_capable: bool,
+    filters: Vec<(AgentId, Resources)>,
+}
+
+impl Asking {
+    fn of(f: &FrameworkDemand) -> Asking {
+        Asking {
+            roles: f.roles.clone(),
+            gpu_capable: f.gpu_capable,
+            filters: f.filters.clone(),
+        }
+    }
+
+    /// Whether `now` may take something `self` could not.
+    fn loosened_to(&self, now: &FrameworkDemand) -> bool {
+        now.roles.iter().any(|r| !self.roles.contains(r))
+            || (now.gpu_capable && !self.gpu_capable)
+            || self.filters.iter().any(|f| !now.filters.contains(f))
+    }
+}
+
+/// The allocator's memory between passes.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    /// Per agent: its free resources less what the last pass over it offered.
+    settled: HashMap<AgentId, Resources>,
+    /// The quota pool of `settled`.
+    pool: Pool,
+    asking: BTreeMap<FrameworkId, Asking>,
+    quotas: BTreeMap<String, RoleQuota>,
+    min_allocatable: Vec<MinQuantities>,
+    /// The quota accounting as the last pass left it.
+    quota_after: Option<QuotaSnapshot>,
+    /// How many agents the last pass looked at (for tests and metrics).
+    pub last_pass_agents: usize,
+}
+
+impl Allocator {
+    pub fn new() -> Allocator {
+        Allocator::default()
+    }
+
+    /// One pass, over the agents where it can offer something; the same offers as
+    /// [`super::allocate`] on `request`.
+    pub fn allocate(&mut self, request: &AllocationRequest) -> Vec<Decision> {
+        let mut loosened = request.quotas != self.quotas
+            || request.min_allocatable != self.min_allocatable
+            || request.frameworks.iter().any(|f| {
+                self.asking
+                    .get(&f.framework_id)
+                    .is_none_or(|seen| seen.loosened_to(f))
+            });
+        let mut dirty = Vec::new();
+        let mut present = 0;
+        for (i, (agent_id, free)) in request.agents.iter().enumerate() {
+            match self.settled.get_mut(agent_id) {
+                Some(settled) if settled == free => present += 1,
+                Some(settled) => {
+                    present += 1;
+                    self.pool.add(settled, -1.0);
+                    self.pool.add(free, 1.0);
+                    settled.clone_from(free);
+                    dirty.push(i);
+                }
+                None => {
+                    self.pool.add(free, 1.0);
+                    self.settled.insert(agent_id.clone(), free.clone());
+                    dirty.push(i);
+                }
+            }
+        }
+        if present < self.settled.len() {
+            let current: HashSet<&AgentId> = request.agents.iter().map(|(id, _)| id).collect();
+            let pool = &mut self.pool;
+            self.settled.retain(|id, free| {
+                let keep = current.contains(id);
+                if !keep {
+                    pool.add(free, -1.0);
+                }
+                keep
+            });
+        }
+        let quota = pass::quota_of(request, &self.pool);
+        if let (Some(before), Some(now)) = (&self.quota_after, &quota) {
+            loosened |= before.loosened_to(&now.snapshot());
+        }
+        let agents: Vec<usize> = if loosened {
+            (0..request.agents.len()).collect()
+        } else {
+            dirty
+        };
+        self.last_pass_agents = agents.len();
+        let (decisions, quota_after) = pass::run(request, &agents, quota);
+        for d in &decisions {
+            if let Some(settled) = self.settled.get_mut(&d.agent_id) {
+                settled.subtract_all(&d.resources);
+                self.pool.add(&d.resources, -1.0);
+            }
+        }
+        self.quota_after = quota_after.map(|q| q.snapshot());
+        self.asking = request
+            .frameworks
+            .iter()
+            .map(|f| (f.framework_id.clone(), Asking::of(f)))
+            .collect();
+        self.quotas.clone_from(&request.quotas);
+        self.min_allocatable.clone_from(&request.min_allocatable);
+        decisions
+    }
+}

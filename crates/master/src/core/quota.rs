@@ -1,0 +1,343 @@
+//! Role quotas (Mesos 1.9+): UPDATE_QUOTA, GET_QUOTA, the deprecated SET_QUOTA and
+//! REMOVE_QUOTA, and what each role consumes.
+//!
+//! An update is all or nothing and is stored in the registry before it is answered. It is
+//! refused (400) when a role is invalid or `*`, a resource is not a scalar (`ports`, or a
+//! name the agents offer as ranges or sets) or a quantity is negative or not finite, a
+//! guarantee exceeds its limit, a child role's limit exceeds its nearest configured
+//! ancestor's, or the children's guarantees add up to more than that ancestor's. Unless
+//! `force` is set, it is also refused when the guarantees of the topmost roles add up to
+//! more than the cluster has, or a limit is below what the role consumes now. A config
+//! with neither guarantees nor limits removes the role's quota.
+
+use super::*;
+use crate::allocator::quota::{consumption, Pool};
+use crate::allocator::{Quantities, RoleQuota};
+use meseta_api::quota::{QuotaConfig, QuotaRequest, ScalarMap, UpdateQuota};
+use serde_json::{json, Value};
+
+/// The allocator's view of a config.
+pub fn role_quota(config: &QuotaConfig) -> RoleQuota {
+    let quantities = |m: &ScalarMap| m.iter().map(|(n, s)| (n.clone(), s.value)).collect();
+    RoleQuota {
+        guarantees: quantities(&config.guarantees),
+        limits: quantities(&config.limits),
+    }
+}
+
+fn quota_error(role: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid QuotaConfig for role '{role}': {why}"))
+}
+
+/// Checks one config on its own; `non_scalar` holds the names agents have as ranges or
+/// sets.
+fn validate_config(config: &QuotaConfig, non_scalar: &BTreeSet<String>) -> Result<(), ApiError> {
+    let role = &config.role;
+    validate_role(role).map_err(|e| quota_error(role, e.message))?;
+    if role == "*" {
+        return Err(quota_error(
+            role,
+            "quota cannot be set for the default role '*'",
+        ));
+    }
+    for (kind, map) in [("guarantee", &config.guarantees), ("limit", &config.limits)] {
+        for (name, scalar) in map {
+            let bad_name = name.is_empty()
+                || name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "()[]{}:;,/".contains(c));
+            if bad_name {
+                return Err(quota_error(role, format!("invalid resource name '{name}'")));
+            }
+            if name == "ports" || non_scalar.contains(name) {
+                return Err(quota_error(
+                    role,
+                    format!(
+                        "'{name}' is not a scalar resource; quota covers scalar resources only"
+                    ),
+                ));
+            }
+            if !(scalar.value.is_finite() && scalar.value >= 0.0) {
+                return Err(quota_error(
+                    role,
+                    format!(
+                        "{kind} of '{name}' must be a non-negative number, got {}",
+                        scalar.value
+                    ),
+                ));
+            }
+        }
+    }
+    for (name, guarantee) in &config.guarantees {
+        if let Some(limit) = config.limits.get(name) {
+            if guarantee.value > limit.value {
+                return Err(quota_error(
+                    role,
+                    format!(
+                        "the guarantee of '{name}' ({}) is larger than its limit ({})",
+                        guarantee.value, limit.value
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The nearest ancestor of `role` with a config.
+fn configured_parent<'a>(
+    quotas: &'a BTreeMap<String, QuotaConfig>,
+    role: &str,
+) -> Option<&'a QuotaConfig> {
+    let mut at = crate::allocator::sorter::parent_role(role);
+    while let Some(parent) = at {
+        if let Some(config) = quotas.get(parent) {
+            return Some(config);
+        }
+        at = crate::allocator::sorter::parent_role(parent);
+    }
+    None
+}
+
+/// Checks the configs together: children within their nearest configured ancestor.
+fn validate_hierarchy(quotas: &BTreeMap<String, QuotaConfig>) -> Result<(), ApiError> {
+    let mut children_guarantees: BTreeMap<&str, Quantities> = BTreeMap::new();
+    for (role, config) in quotas {
+        let Some(parent) = configured_parent(quotas, role) else {
+            continue;
+        };
+        for (name, limit) in &parent.limits {
+            let Some(child) = config.limits.get(name) else {
+                continue;
+            };
+            if child.value > limit.value {
+                return Err(quota_error(
+                    role,
+                    format!(
+                        "its limit of '{name}' ({}) is larger than the limit of its parent role '{}' ({})",
+                        child.value, parent.role, limit.value
+                    ),
+                ));
+            }
+        }
+        let sums = children_guarantees.entry(parent.role.as_str()).or_default();
+        for (name, g) in &config.guarantees {
+            *sums.entry(name.clone()).or_insert(0.0) += g.value;
+        }
+    }
+    for (parent, sums) in children_guarantees {
+        let config = &quotas[parent];
+        if config.guarantees.is_empty() {
+            continue;
+        }
+        for (name, sum) in sums {
+            let own = config.guarantees.get(&name).map_or(0.0, |s| s.value);
+            if sum > own + 1e-9 {
+                return Err(quota_error(
+                    parent,
+                    format!(
+                        "its guarantee of '{name}' ({own}) is smaller than the sum of its child roles' guarantees ({sum})"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Core {
+    /// The quotas as the allocator takes them.
+    pub fn role_quotas(&self) -> BTreeMap<String, RoleQuota> {
+        self.quotas
+            .iter()
+            .map(|(role, config)| (role.clone(), role_quota(config)))
+            .collect()
+    }
+
+    /// What each role with a quota consumes now (see [`consumption`]).
+    pub fn quota_consumption(&self) -> BTreeMap<String, Quantities> {
+        self.consumption_of(&self.role_quotas())
+    }
+
+    fn consumption_of(&self, quotas: &BTreeMap<String, RoleQuota>) -> BTreeMap<String, Quantities> {
+        let held = self.role_allocations();
+        let free: Vec<Resources> = self
+            .agents
+            .values()
+            .filter(|a| a.link == AgentLink::Connected)
+            .map(Agent::available)
+            .collect();
+        let pool = Pool::of(free.iter());
+        consumption(
+            quotas,
+            held.iter().map(|(role, r)| (role.as_str(), r)),
+            &pool.reserved,
+        )
+    }
+
+    /// UPDATE_QUOTA: all or nothing; stored in the registry before it is answered.
+    pub fn update_quota(&mut self, update: &UpdateQuota) -> Result<(), ApiError> {
+        let non_scalar: BTreeSet<String> = self
+            .agents
+            .values()
+            .flat_map(|a| a.total.iter())
+            .filter(|r| r.scalar.is_none())
+            .map(|r| r.name.clone())
+            .collect();
+        let mut roles = BTreeSet::new();
+        for config in &update.quota_configs {
+            validate_config(config, &non_scalar)?;
+            if !roles.insert(config.role.as_str()) {
+                return Err(quota_error(&config.role, "the role appears more than once"));
+            }
+        }
+        let mut after = self.quotas.clone();
+        for config in &update.quota_configs {
+            if config.is_default() {
+                after.remove(&config.role);
+            } else {
+                after.insert(config.role.clone(), config.clone());
+            }
+        }
+        validate_hierarchy(&after)?;
+        if !update.force {
+            self.check_capacity(&after, &update.quota_configs)?;
+        }
+        if update.quota_configs.is_empty() {
+            return Ok(());
+        }
+        self.quotas = after;
+        self.emit(Effect::Persist(RegistryChange::PutQuotas(
+            update.quota_configs.clone(),
+        )));
+        Ok(())
+    }
+
+    /// The checks `force` skips: the topmost guarantees fit in the cluster, and no new
+    /// limit is below what its role consumes now.
+    fn check_capacity(
+        &self,
+        after: &BTreeMap<String, QuotaConfig>,
+        updated: &[QuotaConfig],
+    ) -> Result<(), ApiError> {
+        let mut total = Resources::new();
+        for agent in self
+            .agents
+            .values()
+            .filter(|a| a.link == AgentLink::Connected)
+        {
+            total.add_all(&agent.total);
+        }
+        let mut guaranteed = Quantities::new();
+        for (role, config) in after {
+            for (name, g) in &config.guarantees {
+                let nested =
+                    configured_parent(after, role).is_some_and(|p| p.guarantees.contains_key(name));
+                if !nested {
+                    *guaranteed.entry(name.clone()).or_insert(0.0) += g.value;
+                }
+            }
+        }
+        for (name, sum) in &guaranteed {
+            let have = total.scalar(name);
+            if *sum > have + 1e-9 {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid QuotaConfig: the total quota guarantees of '{name}' ({sum}) exceed the cluster's capacity ({have}); use 'force' to set them anyway"
+                )));
+            }
+        }
+        let consumed = self.consumption_of(
+            &updated
+                .iter()
+                .map(|c| (c.role.clone(), role_quota(c)))
+                .collect(),
+        );
+        for config in updated {
+            for (name, limit) in &config.limits {
+                let now = consumed
+                    .get(&config.role)
+                    .and_then(|q| q.get(name))
+                    .copied()
+                    .unwrap_or(0.0);
+                if limit.value < now {
+                    return Err(quota_error(
+                        &config.role,
+                        format!(
+                            "its limit of '{name}' ({}) is below what the role consumes now ({now}); use 'force' to set it anyway",
+                            limit.value
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deprecated SET_QUOTA: the guarantee becomes both guarantees and limits (as in
+    /// Mesos 1.9+).
+    pub fn set_quota(&mut self, request: &QuotaRequest) -> Result<(), ApiError> {
+        let mut quantities = ScalarMap::new();
+        for r in &request.guarantee {
+            let Some(scalar) = r.scalar else {
+                return Err(quota_error(
+                    &request.role,
+                    format!(
+                        "'{}' is not a scalar resource; quota covers scalar resources only",
+                        r.name
+                    ),
+                ));
+            };
+            quantities
+                .entry(r.name.clone())
+                .or_insert(meseta_api::resources::Scalar { value: 0.0 })
+                .value += scalar.value;
+        }
+        if quantities.is_empty() {
+            return Err(quota_error(&request.role, "the guarantee is empty"));
+        }
+        self.update_quota(&UpdateQuota {
+            force: request.force,
+            quota_configs: vec![QuotaConfig {
+                role: request.role.clone(),
+                guarantees: quantities.clone(),
+                limits: quantities,
+            }],
+        })
+    }
+
+    /// Deprecated REMOVE_QUOTA: 400 when the role has no quota.
+    pub fn remove_quota(&mut self, role: &str) -> Result<(), ApiError> {
+        if !self.quotas.contains_key(role) {
+            return Err(ApiError::bad_request(format!(
+                "Failed to remove quota: role '{role}' has no quota set"
+            )));
+        }
+        self.update_quota(&UpdateQuota {
+            force: true,
+            quota_configs: vec![QuotaConfig {
+                role: role.to_string(),
+                ..Default::default()
+            }],
+        })
+    }
+
+    /// GET_QUOTA's `status` (and v0 `/quota`): the configs, and the deprecated `infos`
+    /// (each role's guarantee as resources).
+    pub fn quota_status(&self) -> Value {
+        let infos: Vec<Value> = self
+            .quotas
+            .values()
+            .filter(|c| !c.guarantees.is_empty())
+            .map(|c| {
+                let guarantee: Vec<Resource> = c
+                    .guarantees
+                    .iter()
+                    .map(|(name, s)| Resource::scalar(name, s.value))
+                    .collect();
+                json!({"role": c.role, "guarantee": guarantee})
+            })
+            .collect();
+        let configs: Vec<&QuotaConfig> = self.quotas.values().collect();
+        json!({"infos": infos, "configs": configs})
+    }
+}
