@@ -12,7 +12,7 @@ use crate::launch::{self, RunContext};
 use crate::outbox::{Batch, Outbox};
 use crate::store::{ExecutorRecord, Recovered, StoreOp, TaskRecord};
 use crate::updates::{Action, Persist, UpdateManager};
-use crate::{paths, views, AgentConfig, RecoverPolicy};
+use crate::{paths, views, volumes, AgentConfig, RecoverPolicy};
 use meseta_api::executor::{self as exec, CallKind, Event};
 use meseta_api::internal::{self, RegisterAgent, Registered, ToAgent, ToMaster};
 use meseta_api::json::new_uuid_bytes;
@@ -74,6 +74,8 @@ pub struct Agent {
     pub(crate) agent_info: AgentInfo,
     pub(crate) total: Resources,
     pub(crate) master: Option<MasterInfo>,
+    /// Dynamic reservations and persistent volumes, as the master last sent them.
+    checkpointed: Resources,
     pub(crate) registered: bool,
     pub(crate) start_time: f64,
     pub(crate) counters: Counters,
@@ -132,6 +134,7 @@ impl Agent {
             start_time: now_secs(),
             counters: Counters::default(),
             endpoint,
+            checkpointed: Resources::new(),
             executor_endpoint,
             launcher: parts.launcher,
             streams: HashMap::new(),
@@ -266,6 +269,13 @@ impl Agent {
                     self.signal(orphan.process, Signal::Kill);
                 }
                 let id = record.info.executor_id;
+        match Resources::from_list(recovered.checkpointed_resources) {
+            Ok(checkpointed) => self.set_checkpointed(checkpointed),
+            Err(e) => {
+                tracing::error!("ignoring unreadable checkpointed resources: {e}");
+                self.counters.recovery_errors += 1;
+            }
+        }
                 self.batch
                     .ops
                     .push(StoreOp::DeleteExecutor(framework_id, id));
@@ -418,6 +428,41 @@ impl Agent {
         self.registered = true;
         let actions = self.updates.resend_all(Instant::now());
         self.run_actions(actions);
+            checkpointed_resources: self.checkpointed.clone().into_vec(),
+        }
+    }
+
+    /// CHECKPOINT_RESOURCES: stores the master's list and brings the volumes in step.
+    fn checkpoint_resources(&mut self, message: internal::CheckpointResources) {
+        match Resources::from_list(message.resources) {
+            Ok(checkpointed) => {
+                self.batch.ops.push(StoreOp::CheckpointedResources(
+                    checkpointed.clone().into_vec(),
+                ));
+                self.set_checkpointed(checkpointed);
+            }
+            Err(e) => {
+                tracing::error!("ignoring invalid checkpointed resources from the master: {e}")
+            }
+        }
+    }
+
+    /// Takes a new set of checkpointed resources: volume directories and the total.
+    fn set_checkpointed(&mut self, checkpointed: Resources) {
+        let mut in_use = Resources::new();
+        for framework in self.book.frameworks.values() {
+            for executor in framework.executors.values() {
+                in_use.add_all(&executor.used_resources());
+            }
+        }
+        let before = std::mem::replace(&mut self.checkpointed, checkpointed);
+        for problem in volumes::sync(&self.config.work_dir, &before, &self.checkpointed, &in_use) {
+            tracing::warn!("{problem}");
+        }
+        let base = Resources::from_list(self.agent_info.resources.clone()).unwrap_or_default();
+        match base.apply_checkpointed(&self.checkpointed) {
+            Ok(total) => self.total = total,
+            Err(e) => tracing::error!("{e}"),
     }
 
     fn master_message(&mut self, message: ToAgent) {
@@ -444,6 +489,7 @@ impl Agent {
                 let _ = self.book.reap(&fid, None);
             }
             ToAgent::KillTask(kill) => self.kill_task(kill),
+            ToAgent::CheckpointResources(message) => self.checkpoint_resources(message),
             ToAgent::Acknowledge(ack) => {
                 match self.updates.acknowledge(
                     &ack.framework_id,
@@ -598,6 +644,28 @@ impl Agent {
                 self.agent_update(&fid, task.task_id, Some(eid), termination);
                 let _ = self.book.reap(&fid, None);
             }
+        let sandbox = match self.book.executor(&fid, &eid) {
+            Some(e) if e.state != ExecutorState::Terminated => e.directory.clone(),
+            _ => directory.clone(),
+        };
+        let resources: Vec<_> = task
+            .resources
+            .iter()
+            .chain(&executor.resources)
+            .cloned()
+            .collect();
+        if let Err(message) =
+            volumes::link_into_sandbox(&self.config.work_dir, &sandbox, &resources)
+        {
+            let termination = Termination {
+                state: TaskState::TaskFailed,
+                reason: Reason::ReasonContainerLaunchFailed,
+                message,
+            };
+            self.agent_update(&fid, task.task_id, Some(eid), termination);
+            let _ = self.book.reap(&fid, None);
+            return;
+        }
         }
     }
 

@@ -21,6 +21,7 @@ mod paths;
 mod store;
 mod updates;
 mod views;
+mod volumes;
 
 use anyhow::Context;
 use meseta_api::AgentInfo;

@@ -1,11 +1,13 @@
-//! The checkpoint store (`<work_dir>/meta/agent.redb`): the agent id, and for
+//! The checkpoint store (`<work_dir>/meta/agent.redb`): the agent id, its checkpointed
+//! resources (dynamic reservations and persistent volumes, as the master last sent them),
+//! and for
 //! checkpointing frameworks their info, executors (with container id, sandbox and pid),
 //! tasks and unacknowledged status updates. Writes come in batches ([`Store::apply`]),
 //! one durable transaction each, so that many updates share one fsync.
 
 use meseta_api::{
-    AgentId, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Task, TaskId,
-    TaskInfo, TaskStatus,
+    AgentId, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Resource, Task,
+    TaskId, TaskInfo, TaskStatus,
 };
 use meseta_containerizer::ProcessRef;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -17,6 +19,8 @@ const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("framework
 const EXECUTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("executors");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const UPDATES: TableDefinition<&str, &[u8]> = TableDefinition::new("updates");
+/// The `meta` key of the checkpointed resources.
+const CHECKPOINTED_KEY: &str = "checkpointed_resources";
 const TABLES: [TableDefinition<&str, &[u8]>; 5] = [META, FRAMEWORKS, EXECUTORS, TASKS, UPDATES];
 
 /// Why the store failed.
@@ -70,6 +74,8 @@ pub struct TaskRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoreOp {
     AgentId(AgentId),
+    /// Replaces the checkpointed resources.
+    CheckpointedResources(Vec<Resource>),
     PutFramework(FrameworkInfo),
     /// Removes the framework with its executors, tasks and updates.
     DeleteFramework(FrameworkId),
@@ -95,6 +101,7 @@ pub enum StoreOp {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Recovered {
     pub agent_id: Option<AgentId>,
+    pub checkpointed_resources: Vec<Resource>,
     pub frameworks: Vec<FrameworkInfo>,
     pub executors: Vec<(FrameworkId, ExecutorRecord)>,
     pub tasks: Vec<(FrameworkId, TaskRecord)>,
@@ -153,8 +160,10 @@ impl Store {
         }
         let mut out = Recovered::default();
         for (k, v) in read(META)? {
-            if k == "agent_id" {
-                out.agent_id = Some(AgentId::new(String::from_utf8_lossy(&v)));
+            match k.as_str() {
+                "agent_id" => out.agent_id = Some(AgentId::new(String::from_utf8_lossy(&v))),
+                CHECKPOINTED_KEY => out.checkpointed_resources = parse(&k, &v)?,
+                _ => {}
             }
         }
         for (k, v) in read(FRAMEWORKS)? {
@@ -207,6 +216,9 @@ impl Store {
                     }
                     StoreOp::AgentId(id) => {
                         meta.insert("agent_id", id.value.as_bytes())?;
+                    }
+                    StoreOp::CheckpointedResources(resources) => {
+                        meta.insert(CHECKPOINTED_KEY, to_json(resources).as_slice())?;
                     }
                     StoreOp::PutFramework(info) => {
                         let id = info
@@ -361,5 +373,29 @@ mod tests {
         assert!(r.updates.is_empty());
         store.apply(&[StoreOp::ForgetAll]).unwrap();
         assert_eq!(store.load().unwrap(), Recovered::default());
+    }
+
+    #[test]
+    fn checkpointed_resources_are_replaced_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta/agent.redb");
+        let reserved: Vec<Resource> = serde_json::from_value(serde_json::json!([
+            {"name":"cpus","type":"SCALAR","scalar":{"value":1.0},
+             "reservations":[{"type":"DYNAMIC","role":"r","principal":"p"}]}
+        ]))
+        .unwrap();
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .apply(&[
+                    StoreOp::CheckpointedResources(vec![Resource::scalar("mem", 1.0)]),
+                    StoreOp::CheckpointedResources(reserved.clone()),
+                ])
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load().unwrap().checkpointed_resources, reserved);
+        store.apply(&[StoreOp::ForgetAll]).unwrap();
+        assert!(store.load().unwrap().checkpointed_resources.is_empty());
     }
 }

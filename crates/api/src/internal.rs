@@ -20,7 +20,7 @@ use crate::resources::Resource;
 use serde::{Deserialize, Serialize};
 
 /// The link protocol version; both sides must speak the same one.
-pub const LINK_VERSION: u32 = 1;
+pub const LINK_VERSION: u32 = 2;
 
 /// The header carrying the link id on agent→master messages.
 pub const LINK_ID_HEADER: &str = "Meseta-Link-Id";
@@ -61,6 +61,10 @@ pub struct RegisterAgent {
     /// Agent capabilities, opaque to us for now.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The dynamic reservations and persistent volumes the agent has checkpointed; the
+    /// master takes them only when it does not know the agent's (its registry wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpointed_resources: Vec<Resource>,
 }
 
 tagged_union! {
@@ -76,6 +80,7 @@ tagged_union! {
         ShutdownExecutor(ShutdownExecutor) = "SHUTDOWN_EXECUTOR" in "shutdown_executor",
         UpdateFramework(UpdateFramework) = "UPDATE_FRAMEWORK" in "update_framework",
         ReconcileTasks(ReconcileTasks) = "RECONCILE_TASKS" in "reconcile_tasks",
+        CheckpointResources(CheckpointResources) = "CHECKPOINT_RESOURCES" in "checkpoint_resources",
         Shutdown(ShutdownAgent) = "SHUTDOWN" in "shutdown",
         Ping = "PING",
     }
@@ -163,6 +168,14 @@ pub struct UpdateFramework {
 pub struct ReconcileTasks {
     pub framework_id: FrameworkId,
     pub task_ids: Vec<TaskId>,
+}
+
+/// `CHECKPOINT_RESOURCES`: all of the agent's dynamic reservations and persistent
+/// volumes, sent after every change and after each (re)registration. The agent stores
+/// them, creates the volumes it lacks and removes the volumes no longer listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointResources {
+    pub resources: Vec<Resource>,
 }
 
 /// `SHUTDOWN`: the master no longer accepts this agent (for example, marked gone).

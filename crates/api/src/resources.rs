@@ -1061,8 +1061,10 @@ mod tests {
 
     #[test]
     fn old_format_upgrades_to_the_stack() {
-        let dynamic = one(serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
-            "role":"web","reservation":{"principal":"ops"}}))
+        let dynamic = one(
+            serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
+            "role":"web","reservation":{"principal":"ops"}}),
+        )
         .unwrap();
         assert_eq!(dynamic.role, None);
         assert_eq!(dynamic.reservation, None);
@@ -1073,11 +1075,17 @@ mod tests {
         let fixed = Resources::parse("cpus(web):1").unwrap();
         let fixed = fixed.iter().next().unwrap();
         assert_eq!(fixed.reservations[0].kind, Some(ReservationType::Static));
-        assert!(!fixed.same_kind(&dynamic), "static and dynamic are different kinds");
+        assert!(
+            !fixed.same_kind(&dynamic),
+            "static and dynamic are different kinds"
+        );
         // Back to the old format for frameworks without RESERVATION_REFINEMENT.
         let old = dynamic.in_format(ResourceFormat::PreRefinement).unwrap();
         assert_eq!(old.role.as_deref(), Some("web"));
-        assert_eq!(old.reservation.as_ref().unwrap().principal.as_deref(), Some("ops"));
+        assert_eq!(
+            old.reservation.as_ref().unwrap().principal.as_deref(),
+            Some("ops")
+        );
         assert!(old.reservations.is_empty());
         let unreserved = Resource::scalar("mem", 1.0);
         let old = unreserved.in_format(ResourceFormat::PreRefinement).unwrap();
@@ -1100,7 +1108,11 @@ mod tests {
         assert!(refined.has_refined_reservation());
         assert_eq!(refined.reservation_role(), "a/b");
         assert!(refined.in_format(ResourceFormat::PreRefinement).is_none());
-        assert!(refined.in_format(ResourceFormat::Endpoint).unwrap().role.is_none());
+        assert!(refined
+            .in_format(ResourceFormat::Endpoint)
+            .unwrap()
+            .role
+            .is_none());
         let bad = [
             serde_json::json!({"name":"cpus","type":"SCALAR","scalar":{"value":1},
                 "reservations":[{"type":"DYNAMIC","role":"a"},{"type":"DYNAMIC","role":"b"}]}),
@@ -1117,7 +1129,10 @@ mod tests {
         ];
         for json in bad {
             assert!(
-                matches!(one(json.clone()), Err(ResourceError::BadReservation(..) | ResourceError::BadDisk(..))),
+                matches!(
+                    one(json.clone()),
+                    Err(ResourceError::BadReservation(..) | ResourceError::BadDisk(..))
+                ),
                 "{json}"
             );
         }
@@ -1140,7 +1155,11 @@ mod tests {
         assert!(!have.contains(&Resources::from_list(vec![volume("v1", 32.0)]).unwrap()));
         assert!(!have.contains(&Resources::from_list(vec![volume("v3", 64.0)]).unwrap()));
         have.subtract(&volume("v1", 32.0));
-        assert_eq!(have.iter().count(), 2, "a part of a volume is not subtracted");
+        assert_eq!(
+            have.iter().count(),
+            2,
+            "a part of a volume is not subtracted"
+        );
         have.subtract(&volume("v1", 64.0));
         assert_eq!(have.iter().count(), 1);
         assert_eq!(have.iter().next().unwrap().persistence_id(), Some("v2"));

@@ -12,7 +12,8 @@ pub fn time_info(seconds: f64) -> Value {
 }
 
 fn resources_json(resources: &Resources) -> Value {
-    serde_json::to_value(resources.in_format(ResourceFormat::Endpoint)).expect("resources serialize")
+    serde_json::to_value(resources.in_format(ResourceFormat::Endpoint))
+        .expect("resources serialize")
 }
 
 fn framework_allocated(core: &Core, framework: &Framework) -> Resources {

@@ -38,6 +38,13 @@ impl Core {
         };
         info.id = Some(agent_id.clone());
         let deactivated = self.agents.get(&agent_id).is_some_and(|a| a.deactivated);
+        // The registry's checkpointed resources win; the agent's count only for an agent
+        // the master does not know.
+        let agent_checkpointed = Resources::from_list(register.checkpointed_resources.clone())
+            .map_err(|e| ApiError::bad_request(format!("Invalid checkpointed resources: {e}")))?;
+        let known = self.agents.get(&agent_id).map(|a| a.total.checkpointed());
+        let checkpointed = known.clone().unwrap_or_else(|| agent_checkpointed.clone());
+        let total = super::reservations::agent_total(&agent_id, &info, &checkpointed);
         self.emit(Effect::Persist(RegistryChange::PutAgent(
             agent_id.clone(),
             AdmittedAgent {
@@ -164,6 +171,12 @@ impl Core {
                 master_info: self.master_info.clone(),
             }),
         ));
+        if known.is_none() && !checkpointed.is_empty() {
+            self.persist_checkpointed(&agent_id, checkpointed.clone());
+        }
+        if !(checkpointed.is_empty() && agent_checkpointed.is_empty()) {
+            self.send_checkpointed(&agent_id, checkpointed);
+        }
         for (framework_id, task_ids) in missing {
             self.emit(Effect::ToLink(
                 link_id.clone(),

@@ -11,10 +11,12 @@ mod frameworks;
 mod offers;
 mod quota;
 mod reconcile;
+mod reservations;
 mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
+pub use reservations::ResourceOp;
 pub use quota::role_quota;
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
@@ -277,11 +279,12 @@ impl Core {
         };
         let deadline = now + core.config.agent_reregister_timeout;
         for (id, admitted) in registry.agents {
+            let checkpointed = registry.checkpointed.get(&id).cloned().unwrap_or_default();
+            let total = reservations::agent_total(&id, &admitted.info, &checkpointed);
             core.agents.insert(
                 id,
                 Agent {
-                    total: Resources::from_list(admitted.info.resources.clone())
-                        .unwrap_or_default(),
+                    total,
                     info: admitted.info,
                     endpoint: admitted.endpoint,
                     link: AgentLink::Recovering(deadline),

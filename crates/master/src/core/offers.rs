@@ -1,6 +1,7 @@
 //! Offers: making them (from the allocator's decisions), ACCEPT (with launch validation),
 //! DECLINE, refuse filters, rescinding and the offer timeout.
 
+use super::reservations::ResourceOp;
 use super::*;
 use meseta_api::internal::{RunTask, RunTaskGroup};
 use meseta_api::resources::ResourceFormat;
@@ -250,9 +251,14 @@ impl Core {
                     ),
                     None => tracing::warn!("LAUNCH_GROUP without 'launch_group' ignored"),
                 },
-                other => {
-                    tracing::warn!(?other, framework = %framework_id, "offer operation not supported yet; ignored");
-                }
+                other => match ResourceOp::from_offer_operation(&operation) {
+                    Some(op) => {
+                        self.accept_resource_op(framework_id, &agent_id, &role, &mut remaining, op)
+                    }
+                    None => {
+                        tracing::warn!(?other, framework = %framework_id, "offer operation not supported yet; ignored");
+                    }
+                },
             }
         }
         self.add_filter(framework_id, &agent_id, remaining, refuse, now);

@@ -42,6 +42,7 @@ fn register(core: &mut Core, link: &str, id: Option<&str>, tasks: Vec<Task>) -> 
         executors: vec![],
         frameworks: vec![],
         capabilities: vec![],
+        checkpointed_resources: vec![],
     };
     core.register_agent(T0, link.into(), reg).unwrap()
 }
@@ -470,6 +471,7 @@ fn unreachable_agent_and_mark_gone() {
             executors: vec![],
             frameworks: vec![],
             capabilities: vec![],
+            checkpointed_resources: vec![],
         },
     );
     assert_eq!(err.unwrap_err().status, 403);
@@ -874,3 +876,6 @@ fn operator_events_are_built_only_when_someone_listens() {
         Effect::Operator(meseta_api::operator::Event::TaskAdded(_))
     )));
 }
+
+#[path = "reservations_tests.rs"]
+mod reservations;

@@ -2,7 +2,7 @@
 
 use super::streams::GuardedStream;
 use super::{accepts_json, decode_call, error, json, unavailable, AppState};
-use crate::core::{ApiError, WeightInfo};
+use crate::core::{ApiError, ResourceOp, WeightInfo};
 use crate::service::{now, Service};
 use crate::views;
 use axum::body::Bytes;
@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meseta_api::operator::{response, Call, Event};
+use meseta_api::OperationType;
 use serde_json::{json, Value};
 
 pub async fn handle(
@@ -108,6 +109,18 @@ pub async fn handle(
                 .call(move |svc| svc.core.mark_agent_gone(now(), &gone.agent_id))
                 .await,
         ),
+        Call::ReserveResources(body) => {
+            accepted_or_error(resource_op(&app, OperationType::Reserve, &body).await)
+        }
+        Call::UnreserveResources(body) => {
+            accepted_or_error(resource_op(&app, OperationType::Unreserve, &body).await)
+        }
+        Call::CreateVolumes(body) => {
+            accepted_or_error(resource_op(&app, OperationType::Create, &body).await)
+        }
+        Call::DestroyVolumes(body) => {
+            accepted_or_error(resource_op(&app, OperationType::Destroy, &body).await)
+        }
         Call::DeactivateAgent(body) => {
             empty_or_error(set_agent_deactivated(&app, &body["agent_id"], true).await)
         }
@@ -236,6 +249,34 @@ async fn set_agent_deactivated(
             svc.flush_durably()
         })
         .await
+}
+
+/// RESERVE_RESOURCES, UNRESERVE_RESOURCES, CREATE_VOLUMES, DESTROY_VOLUMES; answers once
+/// the agent's new checkpointed resources are in the registry.
+async fn resource_op(
+    app: &AppState,
+    kind: OperationType,
+    body: &Value,
+) -> Result<Result<(), ApiError>, crate::service::Stopped> {
+    let (agent_id, op) = match ResourceOp::from_operator_call(kind, body) {
+        Ok(parsed) => parsed,
+        Err(message) => return Ok(Err(ApiError::bad_request(message))),
+    };
+    app.service
+        .call(move |svc| {
+            svc.core.operator_resource_op(&agent_id, op)?;
+            svc.flush_durably()
+        })
+        .await
+}
+
+/// 202 Accepted, as Mesos answers the resource operation calls.
+fn accepted_or_error(answer: Result<Result<(), ApiError>, crate::service::Stopped>) -> Response {
+    match answer {
+        Ok(Ok(())) => StatusCode::ACCEPTED.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => unavailable(),
+    }
 }
 
 fn empty_or_error(answer: Result<Result<(), ApiError>, crate::service::Stopped>) -> Response {

@@ -1,5 +1,6 @@
 //! The registry: what the master must not forget across restarts (admitted agents, agents
-//! marked gone, frameworks and the frameworks removed for good, role weights, role quotas). [`Registry`] is the
+//! marked gone, frameworks and the frameworks removed for good, role weights, role quotas,
+//! each agent's checkpointed resources). [`Registry`] is the
 //! storage seam a later replicated implementation plugs into; [`RedbRegistry`] is the
 //! durable local store (every commit is fsynced).
 
@@ -8,7 +9,7 @@ mod redb_store;
 pub use redb_store::RedbRegistry;
 
 use meseta_api::quota::QuotaConfig;
-use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo};
+use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -35,6 +36,8 @@ pub struct RegistryState {
     pub weights: BTreeMap<String, f64>,
     /// Role quotas set through UPDATE_QUOTA (or SET_QUOTA), by role.
     pub quotas: BTreeMap<String, QuotaConfig>,
+    /// Each agent's dynamic reservations and persistent volumes.
+    pub checkpointed: BTreeMap<AgentId, Resources>,
 }
 
 /// One durable change.
@@ -52,6 +55,8 @@ pub enum RegistryChange {
     PutWeights(BTreeMap<String, f64>),
     /// Set these roles' quotas; a default config (no guarantees, no limits) removes one.
     PutQuotas(Vec<QuotaConfig>),
+    /// Replace an agent's checkpointed resources (dynamic reservations, volumes).
+    PutCheckpointedResources(AgentId, Resources),
 }
 
 impl RegistryState {
@@ -63,6 +68,7 @@ impl RegistryState {
             }
             RegistryChange::MarkAgentGone(id) => {
                 self.agents.remove(id);
+                self.checkpointed.remove(id);
                 self.gone_agents.insert(id.clone());
             }
             RegistryChange::PutFramework(id, info) => {
@@ -75,6 +81,13 @@ impl RegistryState {
             RegistryChange::PutWeights(weights) => {
                 self.weights
                     .extend(weights.iter().map(|(r, w)| (r.clone(), *w)));
+            }
+            RegistryChange::PutCheckpointedResources(id, resources) => {
+                if resources.is_empty() {
+                    self.checkpointed.remove(id);
+                } else {
+                    self.checkpointed.insert(id.clone(), resources.clone());
+                }
             }
             RegistryChange::PutQuotas(configs) => {
                 for config in configs {

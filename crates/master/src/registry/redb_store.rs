@@ -2,7 +2,7 @@
 //! values as JSON, committed with immediate durability.
 
 use super::{AdmittedAgent, Registry, RegistryChange, RegistryError, RegistryState};
-use meseta_api::{AgentId, FrameworkId, FrameworkInfo};
+use meseta_api::{AgentId, FrameworkId, FrameworkInfo, Resources};
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ const GONE_AGENTS: TableDefinition<&str, ()> = TableDefinition::new("gone_agents
 const FRAMEWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("frameworks");
 const REMOVED_FRAMEWORKS: TableDefinition<&str, ()> = TableDefinition::new("removed_frameworks");
 const WEIGHTS: TableDefinition<&str, f64> = TableDefinition::new("weights");
+const CHECKPOINTED: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpointed_resources");
 /// Role → its `QuotaConfig` as JSON.
 const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quota");
 
@@ -53,6 +54,7 @@ impl RedbRegistry {
             .map_err(|e| self.corrupt(e))?;
         txn.open_table(WEIGHTS).map_err(|e| self.corrupt(e))?;
         txn.open_table(QUOTAS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(CHECKPOINTED).map_err(|e| self.corrupt(e))?;
         txn.commit().map_err(|e| self.corrupt(e))
     }
 }
@@ -105,6 +107,16 @@ impl Registry for RedbRegistry {
                 .map_err(|e| self.corrupt(format!("quota of role {}: {e}", key.value())))?;
             state.quotas.insert(key.value().to_string(), config);
         }
+        let checkpointed = txn.open_table(CHECKPOINTED).map_err(|e| self.corrupt(e))?;
+        for entry in checkpointed.iter().map_err(|e| self.corrupt(e))? {
+            let (key, value) = entry.map_err(|e| self.corrupt(e))?;
+            let resources: Resources = serde_json::from_slice(value.value()).map_err(|e| {
+                self.corrupt(format!("checkpointed resources of {}: {e}", key.value()))
+            })?;
+            state
+                .checkpointed
+                .insert(AgentId::new(key.value()), resources);
+        }
         Ok(state)
     }
 
@@ -117,6 +129,7 @@ impl Registry for RedbRegistry {
             let mut removed = txn.open_table(REMOVED_FRAMEWORKS).map_err(write_err)?;
             let mut weights = txn.open_table(WEIGHTS).map_err(write_err)?;
             let mut quotas = txn.open_table(QUOTAS).map_err(write_err)?;
+            let mut checkpointed = txn.open_table(CHECKPOINTED).map_err(write_err)?;
             for change in changes {
                 match change {
                     RegistryChange::PutAgent(id, agent) => {
@@ -127,6 +140,7 @@ impl Registry for RedbRegistry {
                     }
                     RegistryChange::MarkAgentGone(id) => {
                         agents.remove(id.as_str()).map_err(write_err)?;
+                        checkpointed.remove(id.as_str()).map_err(write_err)?;
                         gone.insert(id.as_str(), ()).map_err(write_err)?;
                     }
                     RegistryChange::PutFramework(id, info) => {
@@ -143,6 +157,17 @@ impl Registry for RedbRegistry {
                         for (role, weight) in update {
                             weights.insert(role.as_str(), *weight).map_err(write_err)?;
                         }
+                    }
+                    RegistryChange::PutCheckpointedResources(id, resources)
+                        if resources.is_empty() =>
+                    {
+                        checkpointed.remove(id.as_str()).map_err(write_err)?;
+                    }
+                    RegistryChange::PutCheckpointedResources(id, resources) => {
+                        let bytes = serde_json::to_vec(resources).map_err(write_err)?;
+                        checkpointed
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(write_err)?;
                     }
                     RegistryChange::PutQuotas(configs) => {
                         for config in configs {

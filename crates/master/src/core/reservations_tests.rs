@@ -1,0 +1,490 @@
+//! Unit tests of dynamic reservations and persistent volumes in the core: offer
+//! operations in ACCEPT, operator calls, offers by role and format, and recovery.
+
+use super::*;
+use meseta_api::internal::CheckpointResources;
+use meseta_api::resources::Resource;
+use proptest::prelude::*;
+
+fn reserved(json: serde_json::Value) -> Resource {
+    let mut r: Resource = serde_json::from_value(json).unwrap();
+    r.validate().unwrap();
+    r
+}
+
+fn reserve_json(role: &str, principal: &str, cpus: f64, disk: f64) -> serde_json::Value {
+    json!([
+        {"name":"cpus","type":"SCALAR","scalar":{"value":cpus},"role":role,"reservation":{"principal":principal}},
+        {"name":"disk","type":"SCALAR","scalar":{"value":disk},"role":role,"reservation":{"principal":principal}},
+    ])
+}
+
+fn volume_json(role: &str, principal: &str, id: &str, disk: f64) -> serde_json::Value {
+    json!({"name":"disk","type":"SCALAR","scalar":{"value":disk},"role":role,
+        "reservation":{"principal":principal},
+        "disk":{"persistence":{"id":id,"principal":principal},"volume":{"container_path":"data","mode":"RW"}}})
+}
+
+/// A core whose agent has disk, and a framework in role `r` with principal `p` holding an
+/// offer of all of it.
+fn with_disk_offer() -> (Core, AgentId, FrameworkId, Offer) {
+    let mut c = core();
+    let mut info: AgentInfo = serde_json::from_value(json!({"hostname":"h","port":5051})).unwrap();
+    info.resources = Resources::parse("cpus:4;mem:1024;disk:1000")
+        .unwrap()
+        .into_vec();
+    let agent = c
+        .register_agent(
+            T0,
+            "L1".into(),
+            RegisterAgent {
+                version: LINK_VERSION,
+                agent_info: info,
+                endpoint: "127.0.0.1:5051".into(),
+                tasks: vec![],
+                executors: vec![],
+                frameworks: vec![],
+                capabilities: vec![],
+                checkpointed_resources: vec![],
+            },
+        )
+        .unwrap();
+    let fid = c
+        .subscribe(
+            T0,
+            "S1".into(),
+            framework_info(json!({"role":"r","principal":"p"})),
+            vec![],
+        )
+        .unwrap();
+    c.drain_effects();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("an offer");
+    (c, agent, fid, offer)
+}
+
+fn accept(c: &mut Core, fid: &FrameworkId, offer: &Offer, operations: serde_json::Value) {
+    let accept: Accept = serde_json::from_value(json!({
+        "offer_ids": [offer.id], "operations": operations, "filters": {"refuse_seconds": 0}
+    }))
+    .unwrap();
+    c.accept(T0, fid, accept);
+}
+
+fn checkpointed_persisted(fx: &[Effect]) -> Vec<Resources> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Persist(RegistryChange::PutCheckpointedResources(_, r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reserve_create_and_launch_on_the_volume_in_one_accept() {
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    let mut task = task("t1", &agent, 1.0);
+    task.resources = serde_json::from_value(json!([
+        {"name":"cpus","type":"SCALAR","scalar":{"value":1},"role":"r","reservation":{"principal":"p"}},
+        volume_json("r", "p", "v1", 64.0),
+    ]))
+    .unwrap();
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([
+            {"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 64.0)}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v1", 64.0)]}},
+            {"type":"LAUNCH","launch":{"task_infos":[task]}},
+        ]),
+    );
+    let fx = c.drain_effects();
+    assert!(updates(&fx, "S1").is_empty(), "no task error: {fx:?}");
+    // Each change is stored, then sent, and the agent hears of the volume before the task.
+    let order: Vec<&str> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(RegistryChange::PutCheckpointedResources(..)) => Some("persist"),
+            Effect::ToLink(_, ToAgent::CheckpointResources(_)) => Some("checkpoint"),
+            Effect::ToLink(_, ToAgent::RunTask(_)) => Some("run"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["persist", "checkpoint", "persist", "checkpoint", "run"]
+    );
+    let last = checkpointed_persisted(&fx).pop().unwrap();
+    assert_eq!(last.to_string(), "cpus(r):1;disk(r)[v1:data]:64");
+    let a = &c.agents[&agent];
+    assert_eq!(a.total.scalar("cpus"), 4.0);
+    assert_eq!(a.total.unreserved().to_string(), "cpus:3;mem:1024;disk:936");
+    assert_eq!(a.used_total().to_string(), "cpus(r):1;disk(r)[v1:data]:64");
+    // The task holds the volume: destroying it is refused.
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().unwrap();
+    assert!(offer.resources.iter().all(|r| !r.is_persistent_volume()));
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([{"type":"DESTROY","destroy":{"volumes":[volume_json("r", "p", "v1", 64.0)]}}]),
+    );
+    assert!(checkpointed_persisted(&c.drain_effects()).is_empty());
+    assert_eq!(c.metrics["master/invalid_operations"], 1);
+}
+
+#[test]
+fn invalid_operations_are_dropped_and_change_nothing() {
+    let refined = json!([{"name":"cpus","type":"SCALAR","scalar":{"value":1},
+        "reservations":[{"type":"DYNAMIC","role":"r","principal":"p"},{"type":"DYNAMIC","role":"r/s","principal":"p"}]}]);
+    let cases = [
+        json!({"type":"RESERVE","reserve":{"resources": reserve_json("other", "p", 1.0, 1.0)}}),
+        json!({"type":"RESERVE","reserve":{"resources": reserve_json("r", "q", 1.0, 1.0)}}),
+        json!({"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 99.0, 1.0)}}),
+        json!({"type":"RESERVE","reserve":{"resources": [{"name":"cpus","type":"SCALAR","scalar":{"value":1}}]}}),
+        json!({"type":"RESERVE","reserve":{"resources": refined}}),
+        json!({"type":"RESERVE"}),
+        json!({"type":"UNRESERVE","unreserve":{"resources": reserve_json("r", "p", 1.0, 1.0)}}),
+        json!({"type":"CREATE","create":{"volumes":[{"name":"disk","type":"SCALAR","scalar":{"value":10},
+            "disk":{"persistence":{"id":"v","principal":"p"},"volume":{"container_path":"d","mode":"RW"}}}]}}),
+        json!({"type":"DESTROY","destroy":{"volumes":[volume_json("r", "p", "v1", 64.0)]}}),
+    ];
+    for (i, op) in cases.iter().enumerate() {
+        let (mut c, agent, fid, offer) = with_disk_offer();
+        let before = c.agents[&agent].total.clone();
+        accept(&mut c, &fid, &offer, json!([op]));
+        let fx = c.drain_effects();
+        assert!(checkpointed_persisted(&fx).is_empty(), "case {i}: {op}");
+        assert_eq!(c.agents[&agent].total, before, "case {i}");
+        assert_eq!(c.metrics["master/invalid_operations"], 1, "case {i}");
+    }
+}
+
+#[test]
+fn volume_checks() {
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    let mut escaping = volume_json("r", "p", "v1", 10.0);
+    escaping["disk"]["volume"]["container_path"] = json!("/abs");
+    let mut other_principal = volume_json("r", "p", "v2", 10.0);
+    other_principal["disk"]["persistence"]["principal"] = json!("q");
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([
+            {"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 100.0)}},
+            {"type":"CREATE","create":{"volumes":[escaping]}},
+            {"type":"CREATE","create":{"volumes":[other_principal]}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v3", 10.0), volume_json("r", "p", "v3", 10.0)]}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v4", 10.0)]}},
+            {"type":"UNRESERVE","unreserve":{"resources":[volume_json("r", "p", "v4", 10.0)]}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v4", 10.0)]}},
+        ]),
+    );
+    assert_eq!(c.metrics["master/invalid_operations"], 5);
+    let volumes: Vec<&str> = c.agents[&agent]
+        .total
+        .iter()
+        .filter_map(|r| r.persistence_id())
+        .collect();
+    assert_eq!(volumes, ["v4"]);
+}
+
+#[test]
+fn destroy_and_unreserve_give_the_resources_back() {
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([
+            {"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 64.0)}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v1", 64.0)]}},
+            {"type":"DESTROY","destroy":{"volumes":[volume_json("r", "p", "v1", 64.0)]}},
+            {"type":"UNRESERVE","unreserve":{"resources": reserve_json("r", "p", 1.0, 64.0)}},
+        ]),
+    );
+    let fx = c.drain_effects();
+    assert_eq!(checkpointed_persisted(&fx).len(), 4);
+    assert!(checkpointed_persisted(&fx).last().unwrap().is_empty());
+    let a = &c.agents[&agent];
+    assert_eq!(
+        a.total,
+        Resources::parse("cpus:4;mem:1024;disk:1000").unwrap()
+    );
+}
+
+#[test]
+fn offers_carry_reservations_in_the_framework_format() {
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([
+            {"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 64.0)}},
+            {"type":"CREATE","create":{"volumes":[volume_json("r", "p", "v1", 64.0)]}},
+        ]),
+    );
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().unwrap();
+    let volume = offer
+        .resources
+        .iter()
+        .find(|r| r.is_persistent_volume())
+        .expect("the volume is offered to its role");
+    assert_eq!(volume.role.as_deref(), Some("r"));
+    assert_eq!(
+        volume.reservation.as_ref().unwrap().principal.as_deref(),
+        Some("p")
+    );
+    assert!(volume.reservations.is_empty(), "old format only");
+    let unreserved = offer.resources.iter().find(|r| r.name == "mem").unwrap();
+    assert_eq!(unreserved.role.as_deref(), Some("*"));
+    // A framework with RESERVATION_REFINEMENT reads the stack; one in another role gets
+    // none of the reserved resources.
+    c.teardown(T0, &fid).unwrap();
+    let refined_fid = c
+        .subscribe(
+            T0,
+            "S2".into(),
+            framework_info(json!({"role":"r","principal":"p",
+                "capabilities":[{"type":"RESERVATION_REFINEMENT"}]})),
+            vec![],
+        )
+        .unwrap();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S2").pop().unwrap();
+    let volume = offer
+        .resources
+        .iter()
+        .find(|r| r.is_persistent_volume())
+        .unwrap();
+    assert!(volume.role.is_none() && volume.reservation.is_none());
+    assert_eq!(volume.reservation_role(), "r");
+    c.teardown(T0, &refined_fid).unwrap();
+    c.subscribe(
+        T0,
+        "S3".into(),
+        framework_info(json!({"role":"other"})),
+        vec![],
+    )
+    .unwrap();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S3").pop().unwrap();
+    assert!(offer
+        .resources
+        .iter()
+        .all(|r| r.role.as_deref() == Some("*")));
+    assert_eq!(
+        c.agents[&agent].available().reserved_by_role()["r"].scalar("disk"),
+        64.0
+    );
+}
+
+fn operator_op(kind: OperationType, body: serde_json::Value) -> (AgentId, ResourceOp) {
+    ResourceOp::from_operator_call(kind, &body).unwrap()
+}
+
+#[test]
+fn operator_reserve_rescinds_offers_and_refuses_what_tasks_use() {
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    // The framework's offer holds everything: reserving rescinds it.
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 2.0, 100.0)}),
+    );
+    c.operator_resource_op(&id, op).unwrap();
+    let fx = c.drain_effects();
+    assert!(stream_events(&fx, "S1")
+        .iter()
+        .any(|e| matches!(e, Event::Rescind(r) if r.offer_id == offer.id)));
+    assert_eq!(checkpointed_persisted(&fx).len(), 1);
+    assert!(link_messages(&fx, "L1")
+        .iter()
+        .any(|m| matches!(m, ToAgent::CheckpointResources(CheckpointResources { resources }) if resources.len() == 2)));
+    // A task takes the reserved cpus; unreserving them is a conflict.
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().unwrap();
+    let mut t = task("t1", &agent, 2.0);
+    t.resources = serde_json::from_value(json!([
+        {"name":"cpus","type":"SCALAR","scalar":{"value":2},"role":"r","reservation":{"principal":"ops"}}
+    ]))
+    .unwrap();
+    c.accept(T0, &fid, launch(&offer, vec![t]));
+    c.drain_effects();
+    let (id, op) = operator_op(
+        OperationType::Unreserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 2.0, 100.0)}),
+    );
+    let err = c.operator_resource_op(&id, op).unwrap_err();
+    assert_eq!(err.status, 409, "{err:?}");
+    assert!(err.message.contains("in use by tasks"), "{}", err.message);
+    // More than the agent has: also a conflict, saying so.
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 1.0, 5000.0)}),
+    );
+    let err = c.operator_resource_op(&id, op).unwrap_err();
+    assert_eq!(err.status, 409);
+    assert!(err.message.contains("does not have"), "{}", err.message);
+    // Unknown agent, bad input.
+    let (_, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 1.0, 1.0)}),
+    );
+    assert_eq!(
+        c.operator_resource_op(&AgentId::new("nope"), op)
+            .unwrap_err()
+            .status,
+        404
+    );
+    let (_, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": [{"name":"cpus","type":"SCALAR","scalar":{"value":1}}]}),
+    );
+    assert_eq!(c.operator_resource_op(&agent, op).unwrap_err().status, 400);
+    for bad in [
+        json!({"resources": reserve_json("r", "ops", 1.0, 1.0)}),
+        json!({"agent_id": agent, "resources": []}),
+        json!({"agent_id": agent, "resources": [{"name":"cpus"}]}),
+    ] {
+        assert!(ResourceOp::from_operator_call(OperationType::Reserve, &bad).is_err());
+    }
+}
+
+#[test]
+fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
+    let (mut c, agent, _, _) = with_disk_offer();
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 1.0, 100.0)}),
+    );
+    c.operator_resource_op(&id, op).unwrap();
+    let (id, op) = operator_op(
+        OperationType::Create,
+        json!({"agent_id": agent, "volumes": [volume_json("r", "ops", "v1", 100.0)]}),
+    );
+    c.operator_resource_op(&id, op).unwrap();
+    let mut registry = RegistryState::default();
+    registry.apply(&RegistryChange::PutAgent(
+        agent.clone(),
+        crate::registry::AdmittedAgent {
+            info: c.agents[&agent].info.clone(),
+            endpoint: "127.0.0.1:5051".into(),
+            deactivated: false,
+        },
+    ));
+    for fx in checkpointed_persisted(&c.drain_effects()) {
+        registry.apply(&RegistryChange::PutCheckpointedResources(agent.clone(), fx));
+    }
+    let total = c.agents[&agent].total.clone();
+    let info = c.agents[&agent].info.clone();
+    let master: MasterInfo = serde_json::from_value(json!({"id":"m2","ip":1,"port":1})).unwrap();
+    let mut restarted = Core::new(master, c.config.clone(), registry, T0);
+    assert_eq!(restarted.agents[&agent].total, total);
+    // The agent comes back reporting stale checkpointed resources: the registry wins and
+    // the agent is told.
+    let stale = vec![reserved(
+        json!({"name":"cpus","type":"SCALAR","scalar":{"value":3},
+        "reservations":[{"type":"DYNAMIC","role":"old"}]}),
+    )];
+    restarted
+        .register_agent(
+            T0,
+            "L9".into(),
+            RegisterAgent {
+                version: LINK_VERSION,
+                agent_info: info.clone(),
+                endpoint: "127.0.0.1:5051".into(),
+                tasks: vec![],
+                executors: vec![],
+                frameworks: vec![],
+                capabilities: vec![],
+                checkpointed_resources: stale.clone(),
+            },
+        )
+        .unwrap();
+    assert_eq!(restarted.agents[&agent].total, total);
+    let fx = restarted.drain_effects();
+    assert!(checkpointed_persisted(&fx).is_empty());
+    let sent: Vec<_> = link_messages(&fx, "L9")
+        .into_iter()
+        .filter_map(|m| match m {
+            ToAgent::CheckpointResources(c) => Some(c.resources),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![total.checkpointed().into_vec()]);
+    // A master that does not know the agent takes the agent's word, and stores it.
+    let mut fresh = core();
+    fresh
+        .register_agent(
+            T0,
+            "L1".into(),
+            RegisterAgent {
+                version: LINK_VERSION,
+                agent_info: info,
+                endpoint: "127.0.0.1:5051".into(),
+                tasks: vec![],
+                executors: vec![],
+                frameworks: vec![],
+                capabilities: vec![],
+                checkpointed_resources: stale,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        fresh.agents[&agent].total.reserved_by_role()["old"].scalar("cpus"),
+        3.0
+    );
+    assert_eq!(checkpointed_persisted(&fresh.drain_effects()).len(), 1);
+}
+
+proptest! {
+    /// Whatever is reserved for whichever roles, each offer holds only unreserved
+    /// resources and those reserved for the offer's role or one of its ancestors.
+    #[test]
+    fn reserved_resources_are_offered_only_to_their_role(
+        reservations in proptest::collection::vec((0usize..4, 1u32..4), 0..6),
+        framework_roles in proptest::collection::vec(0usize..4, 1..5),
+    ) {
+        let roles = ["a", "a/b", "c", "d/e"];
+        let (mut c, agent, fid, _) = with_disk_offer();
+        c.teardown(T0, &fid).unwrap();
+        for (role, cpus) in &reservations {
+            let cpus = *cpus as f64 / 4.0;
+            let (id, op) = operator_op(
+                OperationType::Reserve,
+                json!({"agent_id": agent, "resources": [{"name":"cpus","type":"SCALAR",
+                    "scalar":{"value":cpus},"reservations":[{"type":"DYNAMIC","role":roles[*role]}]}]}),
+            );
+            c.operator_resource_op(&id, op).unwrap();
+        }
+        for (i, role) in framework_roles.iter().enumerate() {
+            c.subscribe(
+                T0,
+                format!("F{i}"),
+                framework_info(json!({"roles":[roles[*role]],
+                    "capabilities":[{"type":"MULTI_ROLE"},{"type":"RESERVATION_REFINEMENT"}]})),
+                vec![],
+            )
+            .unwrap();
+        }
+        c.drain_effects();
+        c.allocate(T0);
+        for entry in c.offers.values() {
+            for r in entry.resources.iter() {
+                let reservation = r.reservation_role();
+                prop_assert!(
+                    reservation == "*"
+                        || reservation == entry.role
+                        || entry.role.starts_with(&format!("{reservation}/")),
+                    "{} offered to role {}", reservation, entry.role
+                );
+            }
+        }
+    }
+}
