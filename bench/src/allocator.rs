@@ -2,13 +2,19 @@
 //! over a synthetic cluster shaped like Mesos's `HierarchicalAllocator_BENCHMARK_Test`
 //! DeclineOffers setup, timed repeatedly in-process. No master, no network: the pure
 //! function only. Every pass gets the same request (the allocator does not mutate it), so
-//! each pass does the full work.
+//! each pass does the full work. With `--quota-roles R`, every framework has a role of
+//! its own with a guarantee (like Mesos's quota benchmark), so stage 1 runs too.
+//!
+//! Then the incremental allocator (`meseta_master::allocator::Allocator`): after a first
+//! pass whose offers are all taken, each cycle frees one task's resources on 1% of the
+//! agents (a different 1% each time) and times the pass that follows.
 
 use crate::stats::percentile;
 use anyhow::{bail, Result};
 use meseta_api::{AgentId, FrameworkId, Resources};
 use meseta_master::allocator::{
-    allocate, default_min_allocatable, AllocationRequest, FrameworkDemand,
+    allocate, default_min_allocatable, AllocationRequest, Allocator, Decision, FrameworkDemand,
+    RoleQuota,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,19 +26,25 @@ const AGENT_TOTAL: &str = "cpus:24;mem:4096;ports:[31000-32000]";
 const AGENT_USED: &str = "cpus:12;mem:2048;ports:[31000-31499]";
 /// What is then still free on a used agent (`AGENT_TOTAL` less `AGENT_USED`).
 const AGENT_FREE_WHEN_USED: &str = "cpus:12;mem:2048;ports:[31500-32000]";
+/// Each quota role's guarantee (what one used agent holds).
+const ROLE_GUARANTEE: [(&str, f64); 2] = [("cpus", 12.0), ("mem", 2048.0)];
+/// What an ending task frees in the incremental cycles.
+const TASK: &str = "cpus:1;mem:128";
 
 #[derive(clap::Args)]
 pub struct AllocatorArgs {
-    /// How many agents.
-    #[arg(long, default_value_t = 10_000)]
-    agents: usize,
-    /// How many frameworks asking for offers.
-    #[arg(long, default_value_t = 1_000)]
-    frameworks: usize,
+    /// How many agents (default 10,000, or the number of quota roles).
+    #[arg(long)]
+    agents: Option<usize>,
+    /// How many frameworks asking for offers (default 1,000, or the number of quota
+    /// roles).
+    #[arg(long)]
+    frameworks: Option<usize>,
     /// How many roles the frameworks are spread over, round-robin (1: all in `*`).
     #[arg(long, default_value_t = 1)]
     roles: usize,
-    /// Roles with a quota (not implemented yet: the run fails if this is given).
+    /// Roles with a quota guarantee of cpus:12;mem:2048 each; the frameworks are spread
+    /// over them (this replaces --roles).
     #[arg(long)]
     quota_roles: Option<usize>,
     /// How many timed allocation passes.
@@ -45,22 +57,33 @@ pub struct AllocatorReport {
     agents: usize,
     frameworks: usize,
     roles: usize,
+    quota_roles: usize,
     cycles: usize,
     p50_cycle_ms: f64,
     p99_cycle_ms: f64,
     offers_per_cycle: usize,
+    /// Incremental passes after 1% of the agents freed a task.
+    p50_incremental_ms: f64,
+    p99_incremental_ms: f64,
+    incremental_agents_per_cycle: usize,
     goal_ms: Option<f64>,
     mesos_published_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_to_mesos: Option<f64>,
 }
 
-/// Our goal and Mesos 1.8's published figure (ms per pass) for a cluster size, where known.
-pub fn reference_ms(agents: usize, frameworks: usize) -> (Option<f64>, Option<f64>) {
-    match (agents, frameworks) {
-        (1_000, 100) => (Some(10.0), None),
-        (10_000, 1_000) => (Some(100.0), Some(1100.0)),
-        (20_000, 2_000) => (Some(250.0), Some(3800.0)),
+/// Our goal and Mesos's published figure (ms per pass) for a cluster size (and number of
+/// quota roles), where known.
+pub fn reference_ms(
+    agents: usize,
+    frameworks: usize,
+    quota_roles: usize,
+) -> (Option<f64>, Option<f64>) {
+    match (agents, frameworks, quota_roles) {
+        (1_000, 100, 0) => (Some(10.0), None),
+        (10_000, 1_000, 0) => (Some(100.0), Some(1100.0)),
+        (20_000, 2_000, 0) => (Some(250.0), Some(3800.0)),
+        (3_000, 3_000, 3_000) => (Some(300.0), Some(15000.0)),
         _ => (None, None),
     }
 }
@@ -76,8 +99,14 @@ fn role_name(index: usize, roles: usize) -> String {
 
 /// The request: `agents` agents of `AGENT_TOTAL`, every even-numbered one half used by
 /// a framework (agent 2k by framework k mod `frameworks`, in that framework's role);
-/// framework i is in role i mod `roles`.
-pub fn build_request(agents: usize, frameworks: usize, roles: usize) -> Result<AllocationRequest> {
+/// framework i is in role i mod `roles`. With `quota`, each role has a guarantee of
+/// `ROLE_GUARANTEE`.
+pub fn build_request(
+    agents: usize,
+    frameworks: usize,
+    roles: usize,
+    quota: bool,
+) -> Result<AllocationRequest> {
     if frameworks == 0 {
         bail!("--frameworks must be at least 1");
     }
@@ -112,8 +141,23 @@ pub fn build_request(agents: usize, frameworks: usize, roles: usize) -> Result<A
         };
         agent_list.push((AgentId::new(format!("agent-{i:06}")), free));
     }
+    let guarantee = RoleQuota {
+        guarantees: ROLE_GUARANTEE
+            .iter()
+            .map(|(n, v)| (n.to_string(), *v))
+            .collect(),
+        limits: BTreeMap::new(),
+    };
+    let quotas = if quota {
+        (0..roles)
+            .map(|i| (role_name(i, roles), guarantee.clone()))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     Ok(AllocationRequest {
         agents: agent_list,
+        quotas,
         role_allocated: AllocationRequest::sum_role_allocations(&demands),
         frameworks: demands,
         cluster_total,
@@ -124,20 +168,25 @@ pub fn build_request(agents: usize, frameworks: usize, roles: usize) -> Result<A
 }
 
 pub fn run(args: AllocatorArgs) -> Result<AllocatorReport> {
-    if let Some(n) = args.quota_roles {
-        bail!("--quota-roles {n}: quota is not implemented yet in the allocator");
-    }
     if args.cycles == 0 {
         bail!("--cycles must be at least 1");
     }
-    let roles = args.roles.max(1);
+    let quota_roles = args.quota_roles.unwrap_or(0);
+    if args.quota_roles == Some(0) {
+        bail!("--quota-roles must be at least 1");
+    }
+    let default_size = |plain: usize| if quota_roles > 0 { quota_roles } else { plain };
+    let agents = args.agents.unwrap_or(default_size(10_000));
+    let frameworks = args.frameworks.unwrap_or(default_size(1_000));
+    let roles = if quota_roles > 0 {
+        quota_roles
+    } else {
+        args.roles.max(1)
+    };
     let started = Instant::now();
-    let request = build_request(args.agents, args.frameworks, roles)?;
+    let mut request = build_request(agents, frameworks, roles, quota_roles > 0)?;
     eprintln!(
-        "allocator: built {} agents × {} frameworks in {} role(s) in {:.0} ms",
-        args.agents,
-        args.frameworks,
-        roles,
+        "allocator: built {agents} agents × {frameworks} frameworks in {roles} role(s) ({quota_roles} with quota) in {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
     );
     let mut cycle_ms = Vec::with_capacity(args.cycles);
@@ -166,21 +215,107 @@ pub fn run(args: AllocatorArgs) -> Result<AllocatorReport> {
         cycle_ms.push(ms);
         drop(decisions);
     }
+    let (incremental_ms, incremental_agents) = time_incremental(&mut request, args.cycles)?;
     let p50 = percentile(&cycle_ms, 50.0).unwrap_or(f64::NAN);
-    let p99 = percentile(&cycle_ms, 99.0).unwrap_or(f64::NAN);
-    let (goal_ms, mesos_published_ms) = reference_ms(args.agents, args.frameworks);
+    let (goal_ms, mesos_published_ms) = reference_ms(agents, frameworks, quota_roles);
     Ok(AllocatorReport {
-        agents: args.agents,
-        frameworks: args.frameworks,
+        agents,
+        frameworks,
         roles,
+        quota_roles,
         cycles: args.cycles,
         p50_cycle_ms: p50,
-        p99_cycle_ms: p99,
+        p99_cycle_ms: percentile(&cycle_ms, 99.0).unwrap_or(f64::NAN),
         offers_per_cycle: offers.unwrap_or(0),
+        p50_incremental_ms: percentile(&incremental_ms, 50.0).unwrap_or(f64::NAN),
+        p99_incremental_ms: percentile(&incremental_ms, 99.0).unwrap_or(f64::NAN),
+        incremental_agents_per_cycle: incremental_agents,
         goal_ms,
         mesos_published_ms,
         ratio_to_mesos: mesos_published_ms.map(|m| p50 / m),
     })
+}
+
+/// Makes the offers: each agent gives up what it was offered, each framework holds it.
+fn take(
+    request: &mut AllocationRequest,
+    index: &BTreeMap<FrameworkId, usize>,
+    decisions: &[Decision],
+) {
+    let agents: BTreeMap<AgentId, usize> = request
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.clone(), i))
+        .collect();
+    for d in decisions {
+        request.agents[agents[&d.agent_id]]
+            .1
+            .subtract_all(&d.resources);
+        let f = &mut request.frameworks[index[&d.framework_id]];
+        f.allocated
+            .entry(d.role.clone())
+            .or_default()
+            .add_all(&d.resources);
+        request
+            .role_allocated
+            .entry(d.role.clone())
+            .or_default()
+            .add_all(&d.resources);
+    }
+}
+
+/// Times `cycles` incremental passes, each after 1% of the agents (at least one) freed a
+/// task of the framework holding it. Returns the times and the agents per cycle.
+fn time_incremental(request: &mut AllocationRequest, cycles: usize) -> Result<(Vec<f64>, usize)> {
+    let index: BTreeMap<FrameworkId, usize> = request
+        .frameworks
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.framework_id.clone(), i))
+        .collect();
+    let mut allocator = Allocator::new();
+    let first = allocator.allocate(request);
+    take(request, &index, &first);
+    // Who holds what where, to free a task of theirs.
+    let mut holders: Vec<(usize, usize, String)> = Vec::new();
+    for d in &first {
+        let a = request.agents.iter().position(|(id, _)| *id == d.agent_id);
+        if let Some(a) = a {
+            holders.push((a, index[&d.framework_id], d.role.clone()));
+        }
+    }
+    if holders.is_empty() {
+        bail!("the first pass made no offers");
+    }
+    let task = Resources::parse(TASK)?;
+    let per_cycle = (request.agents.len() / 100).max(1).min(holders.len());
+    let mut times = Vec::with_capacity(cycles);
+    for cycle in 0..cycles {
+        for k in 0..per_cycle {
+            let (a, f, role) = holders[(cycle * per_cycle + k) % holders.len()].clone();
+            request.agents[a].1.add_all(&task);
+            if let Some(held) = request.frameworks[f].allocated.get_mut(&role) {
+                held.subtract_all(&task);
+            }
+            if let Some(held) = request.role_allocated.get_mut(&role) {
+                held.subtract_all(&task);
+            }
+        }
+        let start = Instant::now();
+        let decisions = allocator.allocate(request);
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "allocator: incremental pass {}: {:.2} ms over {} agents, {} offers",
+            cycle + 1,
+            ms,
+            allocator.last_pass_agents,
+            decisions.len()
+        );
+        times.push(ms);
+        take(request, &index, &decisions);
+    }
+    Ok((times, per_cycle))
 }
 
 #[cfg(test)]
@@ -189,7 +324,7 @@ mod tests {
 
     #[test]
     fn request_shape() {
-        let request = build_request(10, 3, 2).unwrap();
+        let request = build_request(10, 3, 2, false).unwrap();
         assert_eq!(request.agents.len(), 10);
         assert_eq!(request.frameworks.len(), 3);
         assert_eq!(request.cluster_total.scalar("cpus"), 240.0);
@@ -221,24 +356,53 @@ mod tests {
 
     #[test]
     fn one_role_is_star() {
-        let request = build_request(4, 2, 1).unwrap();
+        let request = build_request(4, 2, 1, false).unwrap();
         assert!(request.frameworks.iter().all(|f| f.roles == ["*"]));
         assert_eq!(request.role_allocated["*"].scalar("mem"), 4096.0);
     }
 
     #[test]
     fn small_pass_offers_every_agent() {
-        let request = build_request(20, 5, 1).unwrap();
+        let request = build_request(20, 5, 1, false).unwrap();
         let decisions = allocate(&request);
         // Each agent's free resources go whole to one framework.
         assert_eq!(decisions.len(), 20);
     }
 
     #[test]
+    fn quota_roles_are_guaranteed_first() {
+        // 4 agents, 4 frameworks in 4 quota roles: frameworks 0 and 1 hold a used agent
+        // each (their guarantee met); 2 and 3 get their guarantees in stage 1.
+        let request = build_request(4, 4, 4, true).unwrap();
+        assert_eq!(request.quotas.len(), 4);
+        let decisions = allocate(&request);
+        for role in ["role2", "role3"] {
+            let cpus: f64 = decisions
+                .iter()
+                .filter(|d| d.role == role)
+                .map(|d| d.resources.scalar("cpus"))
+                .sum();
+            assert!(cpus >= 12.0, "{role} got {cpus} cpus");
+        }
+    }
+
+    #[test]
+    fn incremental_cycles_free_and_reoffer() {
+        let mut request = build_request(200, 10, 1, false).unwrap();
+        let (times, per_cycle) = time_incremental(&mut request, 3).unwrap();
+        assert_eq!(times.len(), 3);
+        assert_eq!(per_cycle, 2);
+    }
+
+    #[test]
     fn references() {
-        assert_eq!(reference_ms(10_000, 1_000), (Some(100.0), Some(1100.0)));
-        assert_eq!(reference_ms(20_000, 2_000), (Some(250.0), Some(3800.0)));
-        assert_eq!(reference_ms(1_000, 100), (Some(10.0), None));
-        assert_eq!(reference_ms(50_000, 1_000), (None, None));
+        assert_eq!(reference_ms(10_000, 1_000, 0), (Some(100.0), Some(1100.0)));
+        assert_eq!(reference_ms(20_000, 2_000, 0), (Some(250.0), Some(3800.0)));
+        assert_eq!(reference_ms(1_000, 100, 0), (Some(10.0), None));
+        assert_eq!(
+            reference_ms(3_000, 3_000, 3_000),
+            (Some(300.0), Some(15000.0))
+        );
+        assert_eq!(reference_ms(50_000, 1_000, 0), (None, None));
     }
 }
