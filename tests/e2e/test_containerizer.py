@@ -21,8 +21,11 @@ All but the flag check need root (namespaces, cgroups); they skip with a reason
 otherwise.
 """
 
+import contextlib
 import getpass
 import os
+import subprocess
+import tempfile
 import socket
 import uuid
 from pathlib import Path
@@ -44,12 +47,7 @@ ISOLATION = (
     "cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid,namespaces/ipc,"
     "filesystem/linux,volume/host_path,volume/sandbox_path"
 )
-AGENT_ARGS = (
-    "--resources",
-    "cpus:4;mem:4096;disk:4096;ports:[31000-32000]",
-    "--isolation",
-    ISOLATION,
-)
+AGENT_ARGS = ("--resources", "cpus:4;mem:4096;disk:4096;ports:[31000-32000]")
 # An agent that restarts recovers, reregisters and hears again from its executors.
 RECOVERY_TIMEOUT = 90.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -94,13 +92,16 @@ class Framework(RawFramework):
         )
 
 
-def task_info(agent_id, command, *, mem=32, container=None, name=None):
+def task_info(agent_id, command, *, mem=32, disk=None, container=None, name=None):
     task_id = name or f"t-{uuid.uuid4().hex[:8]}"
+    resources = [scalar_resource("cpus", 0.1), scalar_resource("mem", mem)]
+    if disk is not None:
+        resources.append(scalar_resource("disk", disk))
     task = {
         "name": task_id,
         "task_id": {"value": task_id},
         "agent_id": {"value": agent_id},
-        "resources": [scalar_resource("cpus", 0.1), scalar_resource("mem", mem)],
+        "resources": resources,
         "command": {"value": command, "shell": True},
     }
     if container is not None:
@@ -111,10 +112,11 @@ def task_info(agent_id, command, *, mem=32, container=None, name=None):
 class Linux:
     """A master, an agent with Linux isolators, and a framework on them."""
 
-    def __init__(self, meseta):
+    def __init__(self, meseta, isolation=ISOLATION, extra_args=()):
         self.meseta = meseta
         self.master = meseta.master()
-        self.agent = meseta.agent(self.master, extra_args=AGENT_ARGS)
+        args = (*AGENT_ARGS, "--isolation", isolation, *extra_args)
+        self.agent = meseta.agent(self.master, extra_args=args)
         self.agent_id = meseta.wait_registered(self.agent, self.master.api)["agent_info"]["id"][
             "value"
         ]
@@ -182,12 +184,20 @@ def remove_cgroups_of(containers_dir):
                 pass
 
 
+@contextlib.contextmanager
+def linux_cluster(meseta, isolation=ISOLATION, extra_args=()):
+    cluster = Linux(meseta, isolation, extra_args)
+    try:
+        yield cluster
+    finally:
+        meseta.shutdown()
+        remove_cgroups_of(cluster.containers_dir)
+
+
 @pytest.fixture
 def linux(meseta):
-    cluster = Linux(meseta)
-    yield cluster
-    meseta.shutdown()
-    remove_cgroups_of(cluster.containers_dir)
+    with linux_cluster(meseta) as cluster:
+        yield cluster
 
 
 def test_unknown_isolator_stops_the_agent(meseta):
@@ -197,6 +207,70 @@ def test_unknown_isolator_stops_the_agent(meseta):
     stderr = agent.output()
     assert "unknown isolator 'network/cni'" in stderr, stderr
     assert "cgroups/mem" in stderr, "the message lists the known isolators"
+
+
+def test_linux_isolators_need_root(meseta_bin):
+    """Not root (the test drops to `nobody` when it is): the agent refuses to start."""
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o777)
+        result = run_unprivileged(
+            [str(meseta_bin), "agent", "--master", "127.0.0.1:1", "--port", "0",
+             "--work-dir", work, "--isolation", "cgroups/mem"]
+        )
+    assert result.returncode != 0, result
+    assert "must run as root" in result.stderr, result.stderr
+    assert "posix/cpu,posix/mem" in result.stderr, "the message says what works instead"
+
+
+def run_unprivileged(argv):
+    """Runs ``argv`` as `nobody` when root, else as is."""
+    demote = None
+    if os.geteuid() == 0:
+
+        def demote():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=demote,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+
+
+@needs_root
+def test_usage_statistics_come_from_the_cgroup(linux):
+    task = linux.run("python3 -c \"a = bytearray(40 * 1024 * 1024); import time; time.sleep(1000)\"", mem=128)
+    linux.framework.wait_state(task, "TASK_RUNNING")
+
+    def statistics():
+        for entry in linux.agent.api.get("/monitor/statistics").json():
+            stats = entry["statistics"]
+            if entry["executor_id"] == task and stats["mem_rss_bytes"] > 40 * 1024 * 1024:
+                return stats
+        return None
+
+    stats = wait_for(statistics, what="the task's 40MB in its statistics")
+    assert stats["mem_limit_bytes"] == (128 + 32) * 1024 * 1024, stats
+    assert stats["cpus_limit"] == pytest.approx(0.2), stats
+    assert stats["processes"] >= 2, stats
+    assert stats["cpus_user_time_secs"] + stats["cpus_system_time_secs"] > 0, stats
+    linux.framework.kill(task, linux.agent_id)
+    linux.framework.wait_state(task, "TASK_KILLED")
+
+
+@needs_root
+def test_disk_quota_fails_the_task_with_its_reason(meseta):
+    extra = ("--enforce-container-disk-quota", "--container-disk-watch-interval", "200ms")
+    with linux_cluster(meseta, ISOLATION + ",disk/du", extra) as linux:
+        task = linux.run("dd if=/dev/zero of=big bs=1M count=20 && sleep 1000", disk=8)
+        status = linux.framework.wait_state(task, "TASK_FAILED")
+        assert status["reason"] == "REASON_CONTAINER_LIMITATION_DISK", status
+        assert "exceeds quota (8MB)" in status["message"], status
 
 
 @needs_root

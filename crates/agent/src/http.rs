@@ -58,7 +58,8 @@ impl App {
         Ok(files::confine(path, &roots)?)
     }
 
-    /// Live containers with their usage (read from /proc off the async threads).
+    /// Live containers with their usage (read from /proc or the cgroups off the async
+    /// threads).
     pub async fn containers(&self) -> Result<Vec<(ContainerEntry, Value)>, HttpError> {
         let entries = self.ask(Command::Containers).await?;
         let launcher = self.launcher.clone();
@@ -79,9 +80,12 @@ impl App {
                         "processes": usage.processes,
                         "cpus_user_time_secs": usage.cpus_user_time_secs,
                         "cpus_system_time_secs": usage.cpus_system_time_secs,
-                        "cpus_limit": limits.scalar("cpus"),
+                        // The cgroup's limits when the launcher enforces some.
+                        "cpus_limit": usage.cpus_limit.unwrap_or(limits.scalar("cpus")),
                         "mem_rss_bytes": usage.mem_rss_bytes,
-                        "mem_limit_bytes": (limits.scalar("mem") * 1024.0 * 1024.0) as u64,
+                        "mem_limit_bytes": usage
+                            .mem_limit_bytes
+                            .unwrap_or((limits.scalar("mem") * 1024.0 * 1024.0) as u64),
                     });
                     (entry, stats)
                 })
