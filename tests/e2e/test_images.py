@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from conftest import free_port, wait_for
+from helpers import scalar_resource, wait_sandbox
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ["sh", "cat", "ls", "env", "echo", "test", "sleep", "id", "pwd", "true", "false"]
@@ -362,3 +363,136 @@ def test_registry_basic_auth(meseta_bin, tmp_path, auth_registry):
     )
     good.run("unpack", name, str(tmp_path / "rootfs"))
     check_busybox_rootfs(tmp_path / "rootfs")
+
+
+# ---------------------------------------------------------------------------
+# The agent: tasks in the image, through the scheduler API (root: Linux launcher)
+
+
+@pytest.fixture
+def image_agent(meseta, registry):
+    """A master and an agent with the Linux launcher and docker/runtime whose default
+    registry is the test registry; a framework on them."""
+    if os.geteuid() != 0:
+        pytest.skip("images run under the Linux launcher, which needs root")
+    from test_containerizer import AGENT_ARGS, ISOLATION, Framework, remove_cgroups_of
+
+    master = meseta.master()
+    args = (AGENT_ARGS[0], AGENT_ARGS[1], "--isolation", ISOLATION + ",docker/runtime")
+    agent = meseta.agent(master, extra_args=(*args, "--docker-registry", f"http://{registry.address}"))
+    agent_id = meseta.wait_registered(agent, master.api)["agent_info"]["id"]["value"]
+    framework = Framework(master.api, "images-test")
+    yield agent, agent_id, framework
+    meseta.shutdown()
+    remove_cgroups_of(agent.work_dir / "containers")
+
+
+def image_container(image, kind="MESOS"):
+    if kind == "MESOS":
+        return {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}
+    if kind == "DOCKER":
+        return {"type": "DOCKER", "docker": {"image": image}}
+    return {"type": "MESOS", "mesos": {"image": {"type": "APPC", "appc": {"name": image}}}}
+
+
+def image_task(agent_id, command, image, *, kind="MESOS"):
+    """A command task in ``image``."""
+    from test_containerizer import task_info
+
+    return task_info(agent_id, command, container=image_container(image, kind))
+
+
+def executor_task(agent_id, script, image, *, kind="MESOS"):
+    """A task whose own executor (``sh -c script``, never subscribing) runs in
+    ``image``: what it writes to its sandbox shows what it saw."""
+    from test_containerizer import task_info
+
+    task = task_info(agent_id, "unused")
+    del task["command"]
+    task["executor"] = {
+        "executor_id": {"value": task["task_id"]["value"]},
+        "command": {"value": script, "shell": True},
+        "container": image_container(image, kind),
+        "resources": [scalar_resource("cpus", 0.1), scalar_resource("mem", 32)],
+    }
+    return task
+
+
+def test_executors_run_in_the_pulled_image(image_agent, registry):
+    agent, agent_id, framework = image_agent
+    script = (
+        'out=$MESOS_SANDBOX/seen; echo "greeting=$GREETING" > $out; ls /data >> $out; '
+        "test -e /etc/os-release || echo no-os-release >> $out; "
+        "test -e /etc/removed || echo no-removed >> $out; "
+        "test -x /bin/busybox && echo busybox >> $out; echo done >> $out; exec sleep 600"
+    )
+    before = registry.manifest_requests("busybox")
+    tasks = [executor_task(agent_id, script, "busybox", kind=k) for k in ("MESOS", "DOCKER")]
+    for task in tasks:
+        framework.launch_task(agent_id, task)
+    for task in tasks:
+        task_id = task["task_id"]["value"]
+        seen = Path(wait_sandbox(agent.api, framework.id, task_id)) / "seen"
+        wait_for(lambda: seen.exists() and "done" in seen.read_text(), what=f"{task_id} to run")
+        assert seen.read_text().split("\n") == [
+            "greeting=hello from the image",
+            "new",
+            "no-os-release",
+            "no-removed",
+            "busybox",
+            "done",
+            "",
+        ]
+    # Two launches of one image, one pull.
+    assert registry.manifest_requests("busybox") - before == 1
+    images = agent.work_dir / "images"
+    record = json.loads((images / "index.json").read_text())["images"][f"{registry.address}/busybox:latest"]
+    assert record["manifest"] == registry.manifest_digest("busybox:latest")
+    assert len(list((images / "containers").iterdir())) == 2
+    for task in tasks:
+        framework.kill(task["task_id"]["value"], agent_id)
+        framework.wait_state(task["task_id"]["value"], "TASK_KILLED")
+    # Destroyed containers keep no root filesystem and no mount.
+    wait_for(lambda: not any((images / "containers").iterdir()), what="root filesystems released")
+    with open("/proc/self/mountinfo") as f:
+        assert str(images) not in f.read()
+
+
+def test_task_that_cannot_get_its_image_fails_with_the_reason(image_agent, registry):
+    _, agent_id, framework = image_agent
+    cases = [
+        (image_task(agent_id, "true", "nothing/here"), "not found"),
+        (image_task(agent_id, "true", "x", kind="APPC"), "APPC images are not supported"),
+        (image_task(agent_id, "true", "Bad/Name"), "invalid image reference"),
+    ]
+    for task, why in cases:
+        framework.launch_task(agent_id, task)
+        status = framework.wait_state(task["task_id"]["value"], "TASK_FAILED")
+        assert status["reason"] == "REASON_CONTAINER_LAUNCH_FAILED", status
+        assert why in status["message"], status
+
+
+def test_prune_images_keeps_excluded_and_used(image_agent, meseta_bin, registry, layout):
+    agent, agent_id, framework = image_agent
+    images = ImageCli(meseta_bin, agent.work_dir)
+    images.run("import", str(layout[0]), "--name", "docker.io/keep/me")
+    images.run("import", str(layout[0]), "--name", "docker.io/drop/me")
+    task = executor_task(agent_id, "echo up > $MESOS_SANDBOX/up; exec sleep 600", "busybox")
+    framework.launch_task(agent_id, task)
+    up = Path(wait_sandbox(agent.api, framework.id, task["task_id"]["value"])) / "up"
+    wait_for(up.exists, what="the executor in busybox to start")
+
+    def prune(*excluded):
+        excluded = [{"type": "DOCKER", "docker": {"name": n}} for n in excluded]
+        call = {"type": "PRUNE_IMAGES", "prune_images": {"excluded_images": excluded}}
+        return requests.post(f"{agent.api.url}/api/v1", json=call, timeout=60)
+
+    response = prune("docker.io/keep/me")
+    assert response.status_code == 200, response.text
+    in_use = f"{registry.address}/busybox:latest"
+    assert sorted(images.images()) == [in_use, "docker.io/keep/me:latest"]
+    check_blobs_verified(images.store())
+
+    response = prune("UP")
+    assert response.status_code == 400 and "Invalid excluded image 'UP'" in response.text
+    assert len(images.images()) == 2

@@ -20,6 +20,7 @@ use meseta_api::{
     AgentInfo, CapabilityType, ContainerId, ExecutorId, FrameworkId, MasterInfo, Reason, Resources,
     StatusSource, TaskId, TaskState, TaskStatus,
 };
+use meseta_containerizer::image::{ImageService, Provisioned};
 use meseta_containerizer::{ExitFuture, Launcher, Signal};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,9 +74,9 @@ pub struct Agent {
     pub(crate) updates: UpdateManager,
     pub(crate) agent_info: AgentInfo,
     pub(crate) total: Resources,
-    pub(crate) master: Option<MasterInfo>,
     /// Dynamic reservations and persistent volumes, as the master last sent them.
     checkpointed: Resources,
+    pub(crate) master: Option<MasterInfo>,
     pub(crate) registered: bool,
     pub(crate) start_time: f64,
     pub(crate) counters: Counters,
@@ -84,6 +85,9 @@ pub struct Agent {
     /// Where executors reach the agent.
     executor_endpoint: String,
     launcher: Arc<dyn Launcher>,
+    images: Arc<ImageService>,
+    /// Root filesystems provisioned for containers about to be launched.
+    provisioned: HashMap<ContainerId, Provisioned>,
     streams: HashMap<(FrameworkId, ExecutorId), mpsc::UnboundedSender<Event>>,
     batch: Batch,
     outbox: Outbox,
@@ -107,6 +111,7 @@ pub struct Parts {
     pub agent_info: AgentInfo,
     pub total: Resources,
     pub launcher: Arc<dyn Launcher>,
+    pub images: Arc<ImageService>,
     pub outbox: Outbox,
     pub commands: mpsc::Sender<Command>,
 }
@@ -129,14 +134,16 @@ impl Agent {
             updates: UpdateManager::new(),
             agent_info: parts.agent_info,
             total: parts.total,
+            checkpointed: Resources::new(),
             master: None,
             registered: false,
             start_time: now_secs(),
             counters: Counters::default(),
             endpoint,
-            checkpointed: Resources::new(),
             executor_endpoint,
             launcher: parts.launcher,
+            images: parts.images,
+            provisioned: HashMap::new(),
             streams: HashMap::new(),
             batch: Batch::default(),
             outbox: parts.outbox,
@@ -213,6 +220,12 @@ impl Agent {
                 container_id,
                 status,
             } => self.executor_exited(&framework_id, &executor_id, &container_id, status),
+            Command::ImageProvisioned {
+                framework_id,
+                executor_id,
+                container_id,
+                result,
+            } => self.image_provisioned(&framework_id, &executor_id, container_id, result),
             Command::RegistrationTimeout {
                 framework_id,
                 executor_id,
@@ -256,6 +269,13 @@ impl Agent {
             tracing::info!("recovering agent {id}");
             self.agent_info.id = Some(id);
         }
+        match Resources::from_list(recovered.checkpointed_resources) {
+            Ok(checkpointed) => self.set_checkpointed(checkpointed),
+            Err(e) => {
+                tracing::error!("ignoring unreadable checkpointed resources: {e}");
+                self.counters.recovery_errors += 1;
+            }
+        }
         for framework in recovered.frameworks {
             self.book.upsert_framework(framework);
         }
@@ -269,13 +289,6 @@ impl Agent {
                     self.signal(orphan.process, Signal::Kill);
                 }
                 let id = record.info.executor_id;
-        match Resources::from_list(recovered.checkpointed_resources) {
-            Ok(checkpointed) => self.set_checkpointed(checkpointed),
-            Err(e) => {
-                tracing::error!("ignoring unreadable checkpointed resources: {e}");
-                self.counters.recovery_errors += 1;
-            }
-        }
                 self.batch
                     .ops
                     .push(StoreOp::DeleteExecutor(framework_id, id));
@@ -381,6 +394,14 @@ impl Agent {
             .filter_map(|e| e.process)
             .collect();
         self.launcher.destroy_unknown(&known);
+        let containers = self
+            .book
+            .frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .map(|e| e.container_id.value.clone())
+            .collect();
+        crate::images::release_orphans(&self.images, containers);
         self.flush();
     }
 
@@ -407,27 +428,6 @@ impl Agent {
                 .map(|f| f.info.clone())
                 .collect(),
             capabilities: Vec::new(),
-        }
-    }
-
-    fn registered(&mut self, registered: Registered) {
-        if self.agent_info.id.as_ref() != Some(&registered.agent_id) {
-            if let Some(old) = &self.agent_info.id {
-                tracing::warn!(
-                    "the master gave this agent a new id {} (was {old})",
-                    registered.agent_id
-                );
-            }
-            self.agent_info.id = Some(registered.agent_id.clone());
-            self.batch
-                .ops
-                .push(StoreOp::AgentId(registered.agent_id.clone()));
-        }
-        tracing::info!("registered with the master as {}", registered.agent_id);
-        self.master = Some(registered.master_info);
-        self.registered = true;
-        let actions = self.updates.resend_all(Instant::now());
-        self.run_actions(actions);
             checkpointed_resources: self.checkpointed.clone().into_vec(),
         }
     }
@@ -463,11 +463,33 @@ impl Agent {
         match base.apply_checkpointed(&self.checkpointed) {
             Ok(total) => self.total = total,
             Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn registered(&mut self, registered: Registered) {
+        if self.agent_info.id.as_ref() != Some(&registered.agent_id) {
+            if let Some(old) = &self.agent_info.id {
+                tracing::warn!(
+                    "the master gave this agent a new id {} (was {old})",
+                    registered.agent_id
+                );
+            }
+            self.agent_info.id = Some(registered.agent_id.clone());
+            self.batch
+                .ops
+                .push(StoreOp::AgentId(registered.agent_id.clone()));
+        }
+        tracing::info!("registered with the master as {}", registered.agent_id);
+        self.master = Some(registered.master_info);
+        self.registered = true;
+        let actions = self.updates.resend_all(Instant::now());
+        self.run_actions(actions);
     }
 
     fn master_message(&mut self, message: ToAgent) {
         match message {
             ToAgent::Registered(registered) => self.registered(registered),
+            ToAgent::CheckpointResources(message) => self.checkpoint_resources(message),
             ToAgent::RunTask(run) => self.run_task(run),
             ToAgent::RunTaskGroup(group) => {
                 let fid = group.framework.id.clone().unwrap_or_default();
@@ -489,7 +511,6 @@ impl Agent {
                 let _ = self.book.reap(&fid, None);
             }
             ToAgent::KillTask(kill) => self.kill_task(kill),
-            ToAgent::CheckpointResources(message) => self.checkpoint_resources(message),
             ToAgent::Acknowledge(ack) => {
                 match self.updates.acknowledge(
                     &ack.framework_id,
@@ -623,27 +644,6 @@ impl Agent {
             &eid,
             &container_id.value,
         );
-        let new_run = NewRun {
-            container_id,
-            directory,
-        };
-        match self
-            .book
-            .run_task(&fid, executor, command_executor, task.clone(), new_run)
-        {
-            RunOutcome::LaunchExecutor => {
-                self.checkpoint_task(&fid, &eid, &task.task_id, true);
-                self.launch_executor(&fid, &eid);
-            }
-            RunOutcome::Queued => self.checkpoint_task(&fid, &eid, &task.task_id, true),
-            RunOutcome::Deliver(task) => {
-                self.checkpoint_task(&fid, &eid, &task.task_id, false);
-                self.send_event(&fid, &eid, Event::Launch(exec::Launch { task }));
-            }
-            RunOutcome::Rejected(termination) => {
-                self.agent_update(&fid, task.task_id, Some(eid), termination);
-                let _ = self.book.reap(&fid, None);
-            }
         let sandbox = match self.book.executor(&fid, &eid) {
             Some(e) if e.state != ExecutorState::Terminated => e.directory.clone(),
             _ => directory.clone(),
@@ -666,6 +666,27 @@ impl Agent {
             let _ = self.book.reap(&fid, None);
             return;
         }
+        let new_run = NewRun {
+            container_id,
+            directory,
+        };
+        match self
+            .book
+            .run_task(&fid, executor, command_executor, task.clone(), new_run)
+        {
+            RunOutcome::LaunchExecutor => {
+                self.checkpoint_task(&fid, &eid, &task.task_id, true);
+                self.launch_executor(&fid, &eid);
+            }
+            RunOutcome::Queued => self.checkpoint_task(&fid, &eid, &task.task_id, true),
+            RunOutcome::Deliver(task) => {
+                self.checkpoint_task(&fid, &eid, &task.task_id, false);
+                self.send_event(&fid, &eid, Event::Launch(exec::Launch { task }));
+            }
+            RunOutcome::Rejected(termination) => {
+                self.agent_update(&fid, task.task_id, Some(eid), termination);
+                let _ = self.book.reap(&fid, None);
+            }
         }
     }
 
@@ -768,6 +789,14 @@ impl Agent {
         let Some(e) = framework.executors.get(eid) else {
             return;
         };
+        if !self.provisioned.contains_key(&e.container_id) {
+            let cid = e.container_id.clone();
+            match crate::images::requested_by(&e.info) {
+                Ok(None) => {}
+                Ok(Some(request)) => return self.provision_image(fid, eid, cid, request),
+                Err(message) => return self.launch_failed(fid, eid, &cid, message),
+            }
+        }
         let ctx = RunContext {
             container_id: &e.container_id.value,
             resources: e.used_resources(),
@@ -783,6 +812,7 @@ impl Agent {
             ),
             switch_user: self.switch_user,
             inherited: std::env::vars().collect(),
+            image: self.provisioned.get(&e.container_id),
         };
         let cid = e.container_id.clone();
         let launched = paths::create_sandbox(&e.directory)
@@ -802,18 +832,72 @@ impl Agent {
                 self.watch(fid, eid, &cid, launched.exited);
                 self.registration_timer(fid, eid, &cid);
             }
-            Err(message) => {
-                tracing::warn!("failed to launch executor {eid} of framework {fid}: {message}");
-                self.counters.container_launch_errors += 1;
-                if let Some(e) = self.book.executor_mut(fid, eid) {
-                    e.termination = Some(Termination {
-                        state: TaskState::TaskFailed,
-                        reason: Reason::ReasonContainerLaunchFailed,
-                        message: format!("Failed to launch container: {message}"),
-                    });
-                }
-                self.executor_exited(fid, eid, &cid, None);
+            Err(message) => self.launch_failed(fid, eid, &cid, message),
+        }
+    }
+
+    /// Fails the executor's tasks with REASON_CONTAINER_LAUNCH_FAILED and `message`.
+    fn launch_failed(&mut self, fid: &FrameworkId, eid: &ExecutorId, cid: &ContainerId, message: String) {
+        tracing::warn!("failed to launch executor {eid} of framework {fid}: {message}");
+        self.counters.container_launch_errors += 1;
+        if let Some(e) = self.book.executor_mut(fid, eid) {
+            e.termination = Some(Termination {
+                state: TaskState::TaskFailed,
+                reason: Reason::ReasonContainerLaunchFailed,
+                message: format!("Failed to launch container: {message}"),
+            });
+        }
+        self.executor_exited(fid, eid, cid, None);
+    }
+
+    /// Provisions the executor's image off the actor; [`Command::ImageProvisioned`]
+    /// brings the result back.
+    fn provision_image(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        cid: ContainerId,
+        request: crate::images::ImageRequest,
+    ) {
+        let (images, commands) = (self.images.clone(), self.commands.clone());
+        let (framework_id, executor_id) = (fid.clone(), eid.clone());
+        tokio::spawn(async move {
+            let result = crate::images::provision(&images, &cid.value, &request).await;
+            let _ = commands
+                .send(Command::ImageProvisioned {
+                    framework_id,
+                    executor_id,
+                    container_id: cid,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Launches the executor whose image is ready, fails its tasks when it could not be
+    /// provisioned, and cleans up when it was shut down meanwhile.
+    fn image_provisioned(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        cid: ContainerId,
+        result: Result<Provisioned, String>,
+    ) {
+        let state = self
+            .book
+            .executor(fid, eid)
+            .filter(|e| e.container_id == cid && e.process.is_none())
+            .map(|e| e.state);
+        match (state, result) {
+            (Some(ExecutorState::Registering), Ok(provisioned)) => {
+                self.provisioned.insert(cid, provisioned);
+                self.launch_executor(fid, eid);
             }
+            (Some(ExecutorState::Registering), Err(message)) => {
+                self.launch_failed(fid, eid, &cid, message)
+            }
+            (Some(_), _) => self.executor_exited(fid, eid, &cid, None),
+            (None, _) => crate::images::release(&self.images, &cid.value),
         }
     }
 
@@ -897,6 +981,8 @@ impl Agent {
         let Some(exited) = self.book.executor_exited(fid, eid, cid) else {
             return;
         };
+        self.provisioned.remove(cid);
+        crate::images::release(&self.images, &cid.value);
         tracing::info!("executor {eid} of framework {fid} exited (wait status {status:?})");
         self.counters.executors_terminated += 1;
         self.streams.remove(&(fid.clone(), eid.clone()));

@@ -29,6 +29,8 @@ pub struct App {
     pub recovered: watch::Receiver<bool>,
     pub launcher: Arc<dyn Launcher>,
     pub flags: Arc<Vec<(String, String)>>,
+    /// The image store (PRUNE_IMAGES).
+    pub images: Arc<meseta_containerizer::image::ImageService>,
 }
 
 impl App {

@@ -13,6 +13,7 @@ use meseta_api::{
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
 };
+use meseta_containerizer::image::Provisioned;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -94,6 +95,8 @@ pub struct RunContext<'a> {
     pub switch_user: bool,
     /// The agent's own environment, inherited by the executor.
     pub inherited: Vec<(String, String)>,
+    /// The image's root filesystem, provisioned before the launch.
+    pub image: Option<&'a Provisioned>,
 }
 
 impl RunContext<'_> {
@@ -196,7 +199,7 @@ impl RunContext<'_> {
             None => None,
         };
         let image = match &container {
-            Some(info) => provision_image(info)?,
+            Some(info) => provision_image(info, self.image)?,
             None => None,
         };
         let (rootfs, image) = image.unzip();
@@ -244,13 +247,18 @@ impl RunContext<'_> {
     }
 }
 
-/// The root filesystem and config of the image `info` asks for; `None` without one.
-/// This is where the image store provisions images.
-pub fn provision_image(info: &ContainerInfo) -> Result<Option<(PathBuf, ImageConfig)>, String> {
-    match info.image_name() {
-        None => Ok(None),
-        Some(name) => Err(format!(
-            "Container images are not supported yet (asked for '{name}')"
+/// The root filesystem and config of the image `info` asks for; `None` without one. The
+/// agent provisions it (`crate::images`) before it builds the spec.
+pub fn provision_image(
+    info: &ContainerInfo,
+    provisioned: Option<&Provisioned>,
+) -> Result<Option<(PathBuf, ImageConfig)>, String> {
+    match (crate::images::requested(info)?, provisioned) {
+        (None, _) => Ok(None),
+        (Some(_), Some(p)) => Ok(Some((p.rootfs.clone(), p.config.clone()))),
+        (Some(request), None) => Err(format!(
+            "image '{}' was not provisioned before the launch",
+            request.name
         )),
     }
 }
@@ -416,6 +424,7 @@ mod tests {
                 ("MESOS_STALE".into(), "x".into()),
                 ("TERM".into(), "xterm".into()),
             ],
+            image: None,
         };
         let env = env_of(&ctx);
         assert_eq!(env["MESOS_FRAMEWORK_ID"], "F-0000");
@@ -485,6 +494,7 @@ mod tests {
             shutdown_grace_period: Duration::from_secs(5),
             switch_user: false,
             inherited: vec![],
+            image: None,
         };
         let spec = ctx.launch_spec().unwrap();
         assert_eq!(spec.container_id, "c1");

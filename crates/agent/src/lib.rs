@@ -13,6 +13,7 @@ pub mod detect;
 mod executor_api;
 mod files;
 mod http;
+mod images;
 mod launch;
 mod link;
 mod operator_api;
@@ -25,6 +26,7 @@ mod volumes;
 
 use anyhow::Context;
 use meseta_api::AgentInfo;
+use meseta_containerizer::image::{Backend, ImageService, ImageStore, RegistryConfig};
 use meseta_containerizer::linux::{Isolation, LinuxConfig, LinuxLauncher};
 use meseta_containerizer::{Launcher, PosixLauncher};
 use std::future::Future;
@@ -98,6 +100,17 @@ pub struct AgentConfig {
     pub executor_shutdown_grace_period: Duration,
     /// The `meseta` binary, run as `meseta executor` for command tasks.
     pub meseta_binary: PathBuf,
+    pub images: ImageOptions,
+}
+
+/// Container images: where they come from and how root filesystems are made.
+#[derive(Clone, Debug, Default)]
+pub struct ImageOptions {
+    /// `--docker-registry`, `--docker-config`, `--docker-insecure-registries`.
+    pub registry: RegistryConfig,
+    /// `--image-provisioner-backend`; overlay when the kernel has it (and we are root),
+    /// else copy, when absent.
+    pub backend: Option<Backend>,
 }
 
 impl AgentConfig {
@@ -136,6 +149,17 @@ impl AgentConfig {
                 duration(self.containerizer.container_disk_watch_interval),
             ),
         ];
+        flags.push((
+            "docker_registry",
+            self.images.registry.default_registry.clone(),
+        ));
+        if let Some(backend) = self.images.backend {
+            let name = match backend {
+                Backend::Overlay => "overlay",
+                Backend::Copy => "copy",
+            };
+            flags.push(("image_provisioner_backend", name.to_string()));
+        }
         for (name, value) in [
             ("hostname", &self.hostname),
             ("resources", &self.resources),
@@ -196,6 +220,11 @@ pub async fn run(
         id: None,
         domain: None,
     };
+    let images = Arc::new(ImageService::new(
+        ImageStore::open(config.work_dir.join("images"))?,
+        config.images.registry.clone(),
+        config.images.backend.unwrap_or_else(Backend::detect),
+    ));
     let store = store::Store::open(&paths::checkpoint_db(&config.work_dir))?;
     let recovered = store.load()?;
     let listener = tokio::net::TcpListener::bind((config.ip, config.port))
@@ -219,6 +248,7 @@ pub async fn run(
         recovered: recovered_rx,
         launcher: launcher.clone(),
         flags: flags.clone(),
+        images: images.clone(),
     };
     let server = tokio::spawn(serve(listener, app, stop_rx.clone()));
 
@@ -230,6 +260,7 @@ pub async fn run(
         agent_info,
         total,
         launcher,
+        images,
         outbox,
         commands: commands_tx.clone(),
     });

@@ -1,6 +1,7 @@
 //! The agent's operator API (`/api/v1`, `/api/v1/operator`): the read calls Mesos's
 //! agent serves (health, flags, version, metrics, state, frameworks, executors, tasks,
-//! agent, containers, files); every other call is answered 501 with its name.
+//! agent, containers, files) and PRUNE_IMAGES; every other call is answered 501 with
+//! its name.
 
 use crate::command::View;
 use crate::http::{check_json_body, check_post, error, json_response, App, HttpError};
@@ -43,12 +44,40 @@ pub async fn handle(
     let call: Call =
         meseta_api::json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
     let name = call.type_name();
+    if let Call::PruneImages(body) = &call {
+        return prune_images(&app, body.as_ref()).await;
+    }
     match answer(&app, call).await? {
         Some(payload) => Ok(json_response(&operator::response(name, payload))),
         None => {
             let message = format!("The agent operator call {name} is not supported by this agent");
             Err(error(StatusCode::NOT_IMPLEMENTED, &message))
         }
+    }
+}
+
+/// PRUNE_IMAGES: removes the images no container uses (but those excluded); 200 with an
+/// empty body, as Mesos answers it.
+async fn prune_images(app: &App, body: Option<&Value>) -> Result<Response, HttpError> {
+    let excluded =
+        crate::images::excluded_images(body).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    match app.images.prune(&excluded).await {
+        Ok(pruned) => {
+            tracing::info!(
+                "pruned images {:?} ({} files)",
+                pruned.images,
+                pruned.files
+            );
+            Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
+        }
+        Err(meseta_containerizer::image::ImageError::InvalidReference(name, why)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid excluded image '{name}': {why}"),
+        )),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Failed to prune images: {e}"),
+        )),
     }
 }
 

@@ -328,6 +328,7 @@ fn config(
         executor_registration_timeout: registration_timeout,
         executor_shutdown_grace_period: Duration::from_secs(1),
         meseta_binary: executor_script(dir),
+        images: Default::default(),
     }
 }
 

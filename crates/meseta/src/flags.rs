@@ -164,6 +164,12 @@ pub struct AgentCommonFlags {
     /// With `disk/du`: how often sandboxes are measured.
     #[arg(long = "container-disk-watch-interval", alias = "container_disk_watch_interval", env = "MESETA_CONTAINER_DISK_WATCH_INTERVAL", default_value = "15secs", value_parser = parse_duration)]
     pub container_disk_watch_interval: Duration,
+    #[command(flatten)]
+    pub registry: crate::image::RegistryFlags,
+    /// How containers' root filesystems are made from images: `overlay` or `copy`
+    /// (default: overlay when the kernel has it and the agent is root, else copy).
+    #[arg(long = "image-provisioner-backend", alias = "image_provisioner_backend", env = "MESETA_IMAGE_PROVISIONER_BACKEND")]
+    pub image_provisioner_backend: Option<meseta_containerizer::image::Backend>,
 }
 
 impl AgentFlags {
@@ -209,6 +215,10 @@ fn agent_config(
         executor_registration_timeout: common.executor_registration_timeout,
         executor_shutdown_grace_period: common.executor_shutdown_grace_period,
         meseta_binary: launcher,
+        images: meseta_agent::ImageOptions {
+            registry: common.registry.config()?,
+            backend: common.image_provisioner_backend,
+        },
     })
 }
 

@@ -1,19 +1,10 @@
-//! The image configuration blob: what the launcher needs from it ([`ImageConfig`]:
-//! Entrypoint, Cmd, Env, WorkingDir, User) and the layers' uncompressed digests.
+//! The image configuration blob: what the launcher needs from it (the launcher's
+//! [`ImageConfig`]: Entrypoint, Cmd, Env, WorkingDir, User) and the layers' uncompressed
+//! digests.
 
 use super::{Digest, ImageError};
+use crate::ImageConfig;
 use serde::Deserialize;
-
-/// How an image wants its process run, as Mesos's `docker/runtime` isolator applies it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ImageConfig {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    /// `NAME=value` pairs, split at the first `=`.
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-}
 
 /// A parsed config blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,15 +52,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedConfig, ImageError> {
         .map(|c| ImageConfig {
             entrypoint: c.entrypoint.unwrap_or_default(),
             cmd: c.cmd.unwrap_or_default(),
-            env: c
-                .env
-                .unwrap_or_default()
-                .into_iter()
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (kv, String::new()),
-                })
-                .collect(),
+            env: c.env.unwrap_or_default(),
             working_dir: c.working_dir.filter(|w| !w.is_empty()),
             user: c.user.filter(|u| !u.is_empty()),
         })
@@ -96,14 +79,7 @@ mod tests {
         let parsed = parse(&serde_json::to_vec(&blob).unwrap()).unwrap();
         assert_eq!(parsed.runtime.entrypoint, ["/bin/sh", "-c"]);
         assert!(parsed.runtime.cmd.is_empty());
-        assert_eq!(
-            parsed.runtime.env,
-            [
-                ("PATH".into(), "/bin".into()),
-                ("EMPTY".into(), "".into()),
-                ("ODD".into(), "".into())
-            ]
-        );
+        assert_eq!(parsed.runtime.env, ["PATH=/bin", "EMPTY=", "ODD"]);
         assert_eq!(parsed.runtime.working_dir, None);
         assert_eq!(parsed.runtime.user.as_deref(), Some("1000:1000"));
         assert_eq!(parsed.diff_ids, [diff]);

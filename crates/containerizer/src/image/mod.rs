@@ -26,7 +26,6 @@ pub mod registry;
 pub mod service;
 pub mod store;
 
-pub use config::ImageConfig;
 pub use digest::Digest;
 pub use provision::{Backend, Provisioned};
 pub use reference::Reference;

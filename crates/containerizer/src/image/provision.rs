@@ -8,9 +8,10 @@
 //! `containers/<id>/image.json` records which image a container uses, which is how
 //! [`super::gc`] knows what is in use. [`release`] undoes a provision.
 
-use super::config::{self, ImageConfig};
+use super::config;
 use super::layer::{self, Mode};
 use super::{Digest, ImageError, ImageRecord, ImageStore};
+use crate::ImageConfig;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -266,10 +267,7 @@ mod tests {
         assert_eq!(fs::read_to_string(p.rootfs.join("bin/tool")).unwrap(), "v2");
         assert!(!p.rootfs.join("etc/removed").exists());
         assert!(p.rootfs.join("etc/kept").exists());
-        assert_eq!(
-            p.config.env,
-            [("GREETING".to_string(), "hello".to_string())]
-        );
+        assert_eq!(p.config.env, ["GREETING=hello"]);
         assert_eq!(in_use(&store).unwrap().len(), 1);
         release(&store, "c1").unwrap();
         assert!(in_use(&store).unwrap().is_empty());
