@@ -41,6 +41,46 @@ const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
+/// Where the host's `meseta` binary and the libraries it links appear inside an image.
+const IMAGE_MESETA: &str = "/.meseta/bin/meseta";
+const IMAGE_LIBS: &str = "/.meseta/lib";
+
+/// What the host's `meseta` binary needs to run inside an image that lacks the host's
+/// libraries: its dynamic loader and the directories of the libraries it links (none
+/// for a static build).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostRuntime {
+    pub loader: Option<PathBuf>,
+    pub lib_dirs: Vec<PathBuf>,
+}
+
+impl HostRuntime {
+    /// The runtime of the current process, from the shared objects in its memory map
+    /// (`/proc/self/maps` text); the loader is the `ld-*.so*` among them.
+    pub fn from_maps(maps: &str) -> HostRuntime {
+        let mut runtime = HostRuntime::default();
+        for path in maps.lines().filter_map(|l| l.split_whitespace().nth(5)) {
+            let path = Path::new(path);
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !name.contains(".so") {
+                continue;
+            }
+            if name.starts_with("ld-") && runtime.loader.is_none() {
+                runtime.loader = Some(path.to_path_buf());
+            }
+            if let Some(dir) = path.parent() {
+                if !runtime.lib_dirs.iter().any(|d| d == dir) {
+                    runtime.lib_dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        runtime
+    }
+}
+
 /// The numeric identity the container's process runs as.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ids {
@@ -63,6 +103,7 @@ pub struct SpecInput<'a> {
     pub cgroups_path: &'a str,
     /// The `meseta` binary, bound into image containers so the command executor runs.
     pub meseta_binary: &'a Path,
+    pub host_runtime: &'a HostRuntime,
 }
 
 /// Why no spec can be built.
@@ -149,6 +190,24 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
             }
             argv
         }
+        // The host's `meseta` (the command executor) in an image: through the host's
+        // loader, so that it needs nothing of the image.
+        Program::Argv { path, args }
+            if launch.rootfs.is_some() && Path::new(path) == input.meseta_binary =>
+        {
+            let binary = IMAGE_MESETA.to_string();
+            let mut argv = match loader_in_image(input.host_runtime) {
+                Some(loader) => vec![
+                    loader,
+                    "--library-path".into(),
+                    libs_in_image(input.host_runtime),
+                    binary,
+                ],
+                None => vec![binary],
+            };
+            argv.extend(args.iter().skip(1).cloned());
+            argv
+        }
         // libcontainer executes `args[0]`, so the path takes its place.
         Program::Argv { path, args } => std::iter::once(path.clone())
             .chain(args.iter().skip(1).cloned())
@@ -217,6 +276,26 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
     }))
 }
 
+/// Where library directory `i` of the host runtime is bound in an image.
+fn lib_in_image(i: usize) -> String {
+    format!("{IMAGE_LIBS}/{i}")
+}
+
+fn libs_in_image(runtime: &HostRuntime) -> String {
+    let dirs: Vec<String> = (0..runtime.lib_dirs.len()).map(lib_in_image).collect();
+    dirs.join(":")
+}
+
+fn loader_in_image(runtime: &HostRuntime) -> Option<String> {
+    let loader = runtime.loader.as_ref()?;
+    let dir = runtime
+        .lib_dirs
+        .iter()
+        .position(|d| Some(d.as_path()) == loader.parent())?;
+    let name = loader.file_name()?.to_str()?;
+    Some(format!("{}/{name}", lib_in_image(dir)))
+}
+
 fn cap_name(name: &str) -> String {
     let upper = name.to_ascii_uppercase();
     match upper.starts_with("CAP_") {
@@ -256,7 +335,10 @@ fn mounts(input: &SpecInput, sandbox: &Path) -> Result<Vec<Value>, SpecError> {
             "options": ["nosuid", "noexec", "nodev", "ro"]}),
         );
         mounts.push(bind(&launch.working_dir, sandbox, false));
-        mounts.push(bind(input.meseta_binary, input.meseta_binary, true));
+        mounts.push(bind(input.meseta_binary, Path::new(IMAGE_MESETA), true));
+        for (i, dir) in input.host_runtime.lib_dirs.iter().enumerate() {
+            mounts.push(bind(dir, Path::new(&lib_in_image(i)), true));
+        }
         for file in ["/etc/resolv.conf", "/etc/hosts"] {
             mounts.push(bind(Path::new(file), Path::new(file), true));
         }
@@ -361,7 +443,73 @@ mod tests {
             rootfs: Path::new("/run/c1/rootfs"),
             cgroups_path: "/meseta/c1",
             meseta_binary: Path::new("/usr/bin/meseta"),
+            host_runtime: &runtime(),
         })
+    }
+
+    fn runtime() -> HostRuntime {
+        HostRuntime::from_maps(
+            "55d0-55d1 r--p 00000000 08:01 1 /usr/bin/meseta\n\
+             7f00-7f01 r-xp 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n\
+             7f02-7f03 r-xp 00000000 08:01 3 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n\
+             7f04-7f05 r-xp 00000000 08:01 4 /opt/lib/libgcc_s.so.1\n\
+             7f06-7f07 rw-p 00000000 00:00 0 [heap]\n",
+        )
+    }
+
+    #[test]
+    fn host_runtime_is_the_loader_and_library_directories() {
+        let r = runtime();
+        assert_eq!(
+            r.loader.as_deref(),
+            Some(Path::new("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+        );
+        assert_eq!(
+            r.lib_dirs,
+            [
+                Path::new("/usr/lib/x86_64-linux-gnu"),
+                Path::new("/opt/lib")
+            ]
+        );
+        assert_eq!(
+            HostRuntime::from_maps("1-2 r-xp 0 0:0 0 /bin/static\n"),
+            HostRuntime::default()
+        );
+    }
+
+    #[test]
+    fn the_command_executor_runs_in_an_image_through_the_host_loader() {
+        let mut l = launch();
+        l.rootfs = Some("/images/busybox".into());
+        l.program = Program::Argv {
+            path: "/usr/bin/meseta".into(),
+            args: vec!["/usr/bin/meseta".into(), "executor".into()],
+        };
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        assert_eq!(
+            spec["process"]["args"],
+            json!([
+                "/.meseta/lib/0/ld-linux-x86-64.so.2",
+                "--library-path",
+                "/.meseta/lib/0:/.meseta/lib/1",
+                "/.meseta/bin/meseta",
+                "executor"
+            ])
+        );
+        let mounts = spec["mounts"].as_array().unwrap();
+        let lib1 = mounts
+            .iter()
+            .find(|m| m["destination"] == "/.meseta/lib/1")
+            .unwrap();
+        assert_eq!(lib1["source"], "/opt/lib");
+        assert_eq!(lib1["options"], json!(["rbind", "rprivate", "ro"]));
+        // Without an image the binary runs as it is.
+        l.rootfs = None;
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        assert_eq!(
+            spec["process"]["args"],
+            json!(["/usr/bin/meseta", "executor"])
+        );
     }
 
     fn destinations(spec: &Value) -> Vec<String> {
@@ -431,6 +579,7 @@ mod tests {
                 rootfs: Path::new("/r"),
                 cgroups_path: "/meseta/c1",
                 meseta_binary: Path::new("/m"),
+                host_runtime: &HostRuntime::default(),
             })
             .unwrap()
         };
@@ -476,7 +625,7 @@ mod tests {
             .find(|m| m["destination"] == IMAGE_SANDBOX)
             .unwrap();
         assert_eq!(sandbox["source"], "/w/sb");
-        assert!(destinations(&spec).contains(&"/usr/bin/meseta".to_string()));
+        assert!(destinations(&spec).contains(&"/.meseta/bin/meseta".to_string()));
     }
 
     #[test]
