@@ -428,8 +428,9 @@ def test_executors_run_in_the_pulled_image(image_agent, registry):
     )
     before = registry.manifest_requests("busybox")
     tasks = [executor_task(agent_id, script, "busybox", kind=k) for k in ("MESOS", "DOCKER")]
-    for task in tasks:
-        framework.launch_task(agent_id, task)
+    # One ACCEPT: both executors are provisioned at once, and must share one pull.
+    offer = framework.wait(lambda: next(iter(framework.offers.values()), None), what="an offer")
+    framework.accept([offer], tasks)
     for task in tasks:
         task_id = task["task_id"]["value"]
         seen = Path(wait_sandbox(agent.api, framework.id, task_id)) / "seen"
@@ -443,7 +444,6 @@ def test_executors_run_in_the_pulled_image(image_agent, registry):
             "done",
             "",
         ]
-    # Two launches of one image, one pull.
     assert registry.manifest_requests("busybox") - before == 1
     images = agent.work_dir / "images"
     record = json.loads((images / "index.json").read_text())["images"][f"{registry.address}/busybox:latest"]
