@@ -3,8 +3,8 @@
 //! offers allow, and count what the agents report.
 //!
 //! [`pack`] decides how many tasks fit in one offer (pure); [`run_framework`] is the loop
-//! around it: take offers, ACCEPT the tasks that fit, decline what is left once every task
-//! is placed, and count updates. `meseta sim frameworks` and the `placements` benchmark
+//! around it: take offers, ACCEPT the tasks that fit, SUPPRESS once every task is placed
+//! (declining what is still offered), and count updates. `meseta sim frameworks` and the `placements` benchmark
 //! both run it.
 
 use meseta_api::scheduler::Event;
@@ -126,6 +126,7 @@ pub async fn run_framework(
     let (scheduler, mut events) =
         meseta_scheduler::subscribe(meseta_scheduler::Config::new(master, info))?;
     let mut next = 0usize;
+    let mut suppressed = false;
     let mut accepts = tokio::task::JoinSet::new();
     let result = loop {
         let event = tokio::select! {
@@ -171,12 +172,16 @@ pub async fn run_framework(
                             .await
                     });
                 }
+                let done = next >= plan.tasks;
+                if done && !suppressed {
+                    // Every task is placed: no more offers, as a well-behaved framework.
+                    suppressed = true;
+                    if let Err(e) = scheduler.suppress(Vec::new()).await {
+                        tracing::warn!("{}: SUPPRESS failed: {e}", plan.name);
+                    }
+                }
                 if !unused.is_empty() {
-                    let refuse = if next >= plan.tasks {
-                        REFUSE_WHEN_DONE
-                    } else {
-                        Duration::ZERO
-                    };
+                    let refuse = if done { REFUSE_WHEN_DONE } else { Duration::ZERO };
                     let filters = Filters {
                         refuse_seconds: refuse.as_secs_f64(),
                     };
