@@ -385,6 +385,17 @@ def image_agent(meseta, registry):
     yield agent, agent_id, framework
     meseta.shutdown()
     remove_cgroups_of(agent.work_dir / "containers")
+    # Hygiene after a failed test: root filesystems the killed agent could not release.
+    for rootfs in (agent.work_dir / "images" / "containers").glob("*/rootfs"):
+        subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)
+
+
+def assert_released(agent):
+    """Every root filesystem of the agent's ended containers is gone, and unmounted."""
+    images = agent.work_dir / "images"
+    wait_for(lambda: not any((images / "containers").iterdir()), what="root filesystems released")
+    with open("/proc/self/mountinfo") as f:
+        assert str(images) not in f.read()
 
 
 def image_container(image, kind="MESOS"):
@@ -453,9 +464,7 @@ def test_executors_run_in_the_pulled_image(image_agent, registry):
         framework.kill(task["task_id"]["value"], agent_id)
         framework.wait_state(task["task_id"]["value"], "TASK_KILLED")
     # Destroyed containers keep no root filesystem and no mount.
-    wait_for(lambda: not any((images / "containers").iterdir()), what="root filesystems released")
-    with open("/proc/self/mountinfo") as f:
-        assert str(images) not in f.read()
+    assert_released(agent)
 
 
 def test_task_that_cannot_get_its_image_fails_with_the_reason(image_agent, registry):
@@ -496,3 +505,28 @@ def test_prune_images_keeps_excluded_and_used(image_agent, meseta_bin, registry,
     response = prune("UP")
     assert response.status_code == 400 and "Invalid excluded image 'UP'" in response.text
     assert len(images.images()) == 2
+    framework.kill(task["task_id"]["value"], agent_id)
+    framework.wait_state(task["task_id"]["value"], "TASK_KILLED")
+    assert_released(agent)
+
+
+def test_periodic_image_gc(meseta, meseta_bin, layout):
+    """--image-gc-interval removes unused images but the excluded ones (posix agent:
+    no root needed)."""
+    master = meseta.master()
+    agent = meseta.agent(
+        master,
+        extra_args=("--image-gc-interval", "1secs", "--image-gc-excluded-images", "keep/me,other:1"),
+    )
+    images = ImageCli(meseta_bin, agent.work_dir)
+    images.run("import", str(layout[0]), "--name", "keep/me")
+    images.run("import", str(layout[0]), "--name", "drop/me")
+    wait_for(lambda: list(images.images()) == ["docker.io/keep/me:latest"], what="image GC to run")
+    assert len(list((images.store() / "blobs/sha256").iterdir())) == 4, "the kept image's blobs stay"
+
+
+def test_bad_gc_exclusion_stops_the_agent(meseta):
+    master = meseta.master()
+    agent = meseta.agent(master, extra_args=("--image-gc-excluded-images", "Not/Valid"), wait=False)
+    assert agent.wait_exit() != 0
+    assert "invalid image reference 'Not/Valid'" in agent.output()

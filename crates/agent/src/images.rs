@@ -10,6 +10,8 @@ use meseta_containerizer::image::{ImageService, Provisioned};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// An image an executor's container asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +96,31 @@ pub fn release_orphans(images: &Arc<ImageService>, known: HashSet<String>) {
             Err(e) => tracing::warn!("listing provisioned containers: {e}"),
         }
     });
+}
+
+/// Prunes the images no container uses, but `excluded`, every `interval` until `stop`
+/// turns true (`--image-gc-interval`).
+pub async fn collect_periodically(
+    images: Arc<ImageService>,
+    interval: Duration,
+    excluded: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match images.prune(&excluded).await {
+            Ok(pruned) if pruned.images.is_empty() && pruned.files == 0 => {}
+            Ok(pruned) => tracing::info!(
+                "image GC removed {:?} ({} files)",
+                pruned.images,
+                pruned.files
+            ),
+            Err(e) => tracing::warn!("image GC: {e}"),
+        }
+    }
 }
 
 /// The DOCKER names in PRUNE_IMAGES's `excluded_images` (APPC entries name no image of

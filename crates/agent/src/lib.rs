@@ -111,6 +111,10 @@ pub struct ImageOptions {
     /// `--image-provisioner-backend`; overlay when the kernel has it (and we are root),
     /// else copy, when absent.
     pub backend: Option<Backend>,
+    /// `--image-gc-interval`: how often unused images are removed (never when absent).
+    pub gc_interval: Option<Duration>,
+    /// `--image-gc-excluded-images`: images periodic GC keeps even when unused.
+    pub gc_excluded: Vec<String>,
 }
 
 impl AgentConfig {
@@ -225,6 +229,9 @@ pub async fn run(
         config.images.registry.clone(),
         config.images.backend.unwrap_or_else(Backend::detect),
     ));
+    for name in &config.images.gc_excluded {
+        images.reference(name).context("--image-gc-excluded-images")?;
+    }
     let store = store::Store::open(&paths::checkpoint_db(&config.work_dir))?;
     let recovered = store.load()?;
     let listener = tokio::net::TcpListener::bind((config.ip, config.port))
@@ -260,12 +267,20 @@ pub async fn run(
         agent_info,
         total,
         launcher,
-        images,
+        images: images.clone(),
         outbox,
         commands: commands_tx.clone(),
     });
     actor.recover(recovered);
     recovered_tx.send_replace(true);
+    if let Some(interval) = config.images.gc_interval {
+        tokio::spawn(crate::images::collect_periodically(
+            images,
+            interval,
+            config.images.gc_excluded.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let link = tokio::spawn(link::run(
         config.master.clone(),
         commands_tx,

@@ -170,6 +170,12 @@ pub struct AgentCommonFlags {
     /// (default: overlay when the kernel has it and the agent is root, else copy).
     #[arg(long = "image-provisioner-backend", alias = "image_provisioner_backend", env = "MESETA_IMAGE_PROVISIONER_BACKEND")]
     pub image_provisioner_backend: Option<meseta_containerizer::image::Backend>,
+    /// Remove the images no container uses this often (`1hrs`; never by default).
+    #[arg(long = "image-gc-interval", alias = "image_gc_interval", env = "MESETA_IMAGE_GC_INTERVAL", value_parser = parse_duration)]
+    pub image_gc_interval: Option<Duration>,
+    /// Images the periodic GC keeps even when unused, `name,name,...`.
+    #[arg(long = "image-gc-excluded-images", alias = "image_gc_excluded_images", env = "MESETA_IMAGE_GC_EXCLUDED_IMAGES", value_delimiter = ',')]
+    pub image_gc_excluded_images: Vec<String>,
 }
 
 impl AgentFlags {
@@ -218,6 +224,8 @@ fn agent_config(
         images: meseta_agent::ImageOptions {
             registry: common.registry.config()?,
             backend: common.image_provisioner_backend,
+            gc_interval: common.image_gc_interval,
+            gc_excluded: common.image_gc_excluded_images,
         },
     })
 }
