@@ -304,6 +304,10 @@ def test_pull_failures_say_why(meseta_bin, tmp_path, registry):
     unreachable = ImageCli(meseta_bin, tmp_path / "agent", "--docker-insecure-registries", f"127.0.0.1:{dead}")
     result = unreachable.run("pull", f"127.0.0.1:{dead}/busybox", check=False)
     assert result.returncode != 0 and f"registry 127.0.0.1:{dead}" in result.stderr, result.stderr
+    # Not listed as insecure: spoken to over https (TLS), which a plain-http registry fails.
+    secure = ImageCli(meseta_bin, tmp_path / "agent").run("pull", f"{registry.address}/busybox", check=False)
+    assert secure.returncode != 0
+    assert f"https://{registry.address}/v2/busybox/manifests/latest" in secure.stderr, secure.stderr
     bad = cli.run("pull", "UPPER/case", check=False)
     assert bad.returncode != 0 and "invalid image reference 'UPPER/case'" in bad.stderr
     assert cli.images() == {}

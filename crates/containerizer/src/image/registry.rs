@@ -60,6 +60,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
+        // reqwest's rustls takes the process's default crypto provider: aws-lc-rs.
+        // Installing fails only when one is installed already, which is as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("meseta/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -193,11 +196,6 @@ impl Session<'_> {
         while let Some(cause) = source {
             message.push_str(&format!(": {cause}"));
             source = cause.source();
-        }
-        if self.base.starts_with("https") && message.contains("scheme is not http") {
-            message = "https registries need TLS, which this build lacks; list the registry in \
-                       --docker-insecure-registries to use plain http"
-                .to_string();
         }
         self.registry_error(message)
     }
