@@ -11,7 +11,7 @@
 //! Outside what counts toward the role's own topmost guarantee, an offer may take only
 //! the surplus of available over required headroom. Quota covers scalar resources only.
 
-use super::sorter::is_ancestor_or_self;
+use super::sorter::{is_ancestor_or_self, parent_role};
 use super::RoleQuota;
 use meseta_api::Resources;
 use std::collections::BTreeMap;
@@ -79,7 +79,7 @@ pub fn consumption<'a>(
                 let v = q.entry(name.to_string()).or_insert(0.0);
                 *v = fixed(*v + value);
             }
-            at = super::sorter::parent_role(r);
+            at = parent_role(r);
         }
     };
     for (role, held) in allocated {
@@ -169,11 +169,13 @@ impl QuotaPass {
             .collect();
         for role in roles.iter_mut() {
             for (n, name) in names.iter().enumerate() {
+                let mut ancestors =
+                    std::iter::successors(parent_role(&role.role), |r| parent_role(r));
                 role.topmost[n] = role.guarantees[n].is_some()
-                    && !quotas.iter().any(|(other, q)| {
-                        other != &role.role
-                            && is_ancestor_or_self(other, &role.role)
-                            && q.guarantees.contains_key(name)
+                    && !ancestors.any(|a| {
+                        quotas
+                            .get(a)
+                            .is_some_and(|q| q.guarantees.contains_key(name))
                     });
             }
         }
@@ -203,7 +205,7 @@ impl QuotaPass {
                     if let Some(i) = index.get(r) {
                         chain.push(*i);
                     }
-                    at = super::sorter::parent_role(r);
+                    at = parent_role(r);
                 }
                 (client.to_string(), chain)
             })
@@ -346,10 +348,16 @@ impl QuotaPass {
     pub fn snapshot(&self) -> QuotaSnapshot {
         QuotaSnapshot {
             names: self.names.clone(),
-            consumed: self
+            roles: self
                 .roles
                 .iter()
-                .map(|c| (c.role.clone(), c.consumed.clone()))
+                .map(|c| {
+                    let limited = (0..self.names.len())
+                        .map(|n| c.limits[n].map(|_| c.consumed[n]))
+                        .collect();
+                    let unsatisfied = (0..self.names.len()).map(|n| c.unsatisfied(n)).collect();
+                    (c.role.clone(), (limited, unsatisfied))
+                })
                 .collect(),
             surplus: self
                 .available
@@ -365,25 +373,29 @@ impl QuotaPass {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuotaSnapshot {
     names: Vec<String>,
-    consumed: BTreeMap<String, Vec<f64>>,
+    /// Per role: what it consumes of each limited resource, and its unsatisfied
+    /// guarantees.
+    roles: BTreeMap<String, (Vec<Option<f64>>, Vec<f64>)>,
     /// Available less required headroom, where some headroom is required.
     surplus: Vec<Option<f64>>,
 }
 
 impl QuotaSnapshot {
     /// Whether going from `self` to `now` may let some role be offered more: a role
-    /// consumes less (more room under its limit, or a larger unsatisfied guarantee), or
-    /// the headroom surplus grew where headroom is required.
+    /// consumes less of a limited resource, a guarantee is less satisfied, or the
+    /// headroom surplus grew where headroom is required.
     pub fn loosened_to(&self, now: &QuotaSnapshot) -> bool {
-        if self.names != now.names || self.consumed.len() != now.consumed.len() {
+        if self.names != now.names || self.roles.len() != now.roles.len() {
             return true;
         }
         let less = self
-            .consumed
+            .roles
             .iter()
-            .zip(&now.consumed)
+            .zip(&now.roles)
             .any(|((r0, c0), (r1, c1))| {
-                r0 != r1 || c0.iter().zip(c1).any(|(before, after)| after < before)
+                let room = c0.0.iter().zip(&c1.0).any(|(before, after)| after < before);
+                let unsatisfied = c0.1.iter().zip(&c1.1).any(|(before, after)| after > before);
+                r0 != r1 || room || unsatisfied
             });
         let surplus_grew = self
             .surplus

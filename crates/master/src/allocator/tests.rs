@@ -537,17 +537,22 @@ proptest! {
         // Room for every guarantee: each role with a guarantee and a framework gets it.
         let guaranteed: f64 = req.quotas.values().filter_map(|q| q.guarantees.get("cpus")).sum();
         let free: f64 = req.agents.iter().map(|(_, f)| f.scalar("cpus")).sum();
-        if guaranteed <= free {
+        // Guarantees can all be met only if each limit leaves room for what the
+        // guarantees below it still need.
+        let need = |role: &str| -> f64 {
+            req.quotas.iter()
+                .filter(|(r, _)| sorter::is_ancestor_or_self(role, r))
+                .filter_map(|(r, q)| q.guarantees.get("cpus").map(|g| (g - subtree_held(r)).max(0.0)))
+                .sum()
+        };
+        let satisfiable = req.quotas.iter().all(|(r, q)| {
+            q.limits.get("cpus").is_none_or(|l| need(r) <= l - subtree_held(r))
+        });
+        if guaranteed <= free && satisfiable {
             for (role, q) in &req.quotas {
                 let Some(g) = q.guarantees.get("cpus") else { continue };
                 if !req.frameworks.iter().any(|f| f.roles.contains(role)) { continue }
                 let held = subtree_held(role);
-                // Only where the limits on the way up leave room for the guarantee.
-                let room = req.quotas.iter()
-                    .filter(|(r, _)| sorter::is_ancestor_or_self(r, role))
-                    .filter_map(|(r, q)| q.limits.get("cpus").map(|l| l - subtree_held(r)))
-                    .fold(f64::INFINITY, f64::min);
-                if room < g - held { continue }
                 let offered = role_offered(&decisions, role, "cpus");
                 prop_assert!(held + offered >= g - 1e-9 || req.agents.len() * 4 < (guaranteed as usize),
                     "role {} holds {} and is offered {}, guaranteed {}", role, held, offered, g);

@@ -341,3 +341,174 @@ impl Core {
         json!({"infos": infos, "configs": configs})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegistryState;
+    use meseta_api::internal::RegisterAgent;
+
+    /// A core with one agent of 4 cpus, 2 of them reserved for `dev` (unheld).
+    fn core() -> Core {
+        let info: MasterInfo =
+            serde_json::from_value(json!({"id":"m","ip":16777343,"port":5050})).unwrap();
+        let config = CoreConfig {
+            offer_timeout: None,
+            agent_ping_timeout: 75.0,
+            agent_reregister_timeout: 600.0,
+            min_allocatable: crate::allocator::default_min_allocatable(),
+        };
+        let mut core = Core::new(info, config, RegistryState::default(), 0.0);
+        let resources = Resources::parse("cpus:2;cpus(dev):2;mem:1024;ports:[1-9]").unwrap();
+        let register: RegisterAgent = serde_json::from_value(json!({
+            "version": meseta_api::internal::LINK_VERSION,
+            "agent_info": {"hostname": "h", "port": 5051, "resources": resources},
+            "endpoint": "127.0.0.1:5051",
+        }))
+        .unwrap();
+        core.register_agent(0.0, "L".into(), register).unwrap();
+        core.drain_effects();
+        core
+    }
+
+    fn update(core: &mut Core, configs: Value, force: bool) -> Result<(), ApiError> {
+        let update: UpdateQuota =
+            serde_json::from_value(json!({"force": force, "quota_configs": configs})).unwrap();
+        core.update_quota(&update)
+    }
+
+    fn persisted(core: &mut Core) -> Vec<RegistryChange> {
+        core.drain_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Persist(change @ RegistryChange::PutQuotas(_)) => Some(change),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn valid_updates_are_stored_and_reported() {
+        let mut c = core();
+        let configs = json!([
+            {"role": "dev", "guarantees": {"cpus": {"value": 1}}, "limits": {"cpus": {"value": 3}}},
+            {"role": "dev/web", "limits": {"cpus": {"value": 2}}},
+        ]);
+        update(&mut c, configs, false).unwrap();
+        assert_eq!(persisted(&mut c).len(), 1);
+        let status = c.quota_status();
+        assert_eq!(status["configs"].as_array().unwrap().len(), 2);
+        assert_eq!(status["infos"][0]["role"], "dev");
+        assert_eq!(c.role_quotas()["dev/web"].limits["cpus"], 2.0);
+        // The unheld reservation counts toward dev's consumption.
+        assert_eq!(c.quota_consumption()["dev"]["cpus"], 2.0);
+        // A default config removes the quota.
+        update(&mut c, json!([{"role": "dev/web"}]), false).unwrap();
+        assert!(!c.quotas.contains_key("dev/web"));
+        assert_eq!(persisted(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn invalid_updates_are_refused_and_change_nothing() {
+        let cases = [
+            (
+                json!([{"role": "*", "limits": {"cpus": {"value": 1}}}]),
+                "'*'",
+            ),
+            (
+                json!([{"role": "a/../b", "limits": {"cpus": {"value": 1}}}]),
+                "a/../b",
+            ),
+            (
+                json!([{"role": "x", "limits": {"ports": {"value": 1}}}]),
+                "not a scalar",
+            ),
+            (
+                json!([{"role": "x", "limits": {"cpu s": {"value": 1}}}]),
+                "invalid resource name",
+            ),
+            (
+                json!([{"role": "x", "limits": {"cpus": {"value": -1}}}]),
+                "non-negative",
+            ),
+            (
+                json!([{"role": "x", "guarantees": {"cpus": {"value": 2}}, "limits": {"cpus": {"value": 1}}}]),
+                "larger than its limit",
+            ),
+            (
+                json!([{"role": "p", "limits": {"cpus": {"value": 1}}}, {"role": "p/c", "limits": {"cpus": {"value": 2}}}]),
+                "parent role 'p'",
+            ),
+            (
+                json!([{"role": "p", "guarantees": {"cpus": {"value": 1}}}, {"role": "p/c", "guarantees": {"cpus": {"value": 2}}}]),
+                "child roles' guarantees",
+            ),
+            (
+                json!([{"role": "x", "limits": {"cpus": {"value": 1}}}, {"role": "x"}]),
+                "more than once",
+            ),
+            (
+                json!([{"role": "x", "guarantees": {"cpus": {"value": 5}}}]),
+                "capacity",
+            ),
+            (
+                json!([{"role": "dev", "limits": {"cpus": {"value": 1}}}]),
+                "consumes now",
+            ),
+        ];
+        for (configs, message) in cases {
+            let mut c = core();
+            update(
+                &mut c,
+                json!([{"role": "kept", "limits": {"mem": {"value": 1}}}]),
+                false,
+            )
+            .unwrap();
+            c.drain_effects();
+            let error = update(&mut c, configs.clone(), false).unwrap_err();
+            assert_eq!(error.status, 400, "{configs}");
+            assert!(
+                error.message.contains(message),
+                "{configs}: {}",
+                error.message
+            );
+            assert_eq!(c.quotas.keys().collect::<Vec<_>>(), ["kept"], "{configs}");
+            assert!(persisted(&mut c).is_empty(), "{configs}");
+        }
+    }
+
+    #[test]
+    fn force_skips_the_capacity_checks_only() {
+        let mut c = core();
+        update(
+            &mut c,
+            json!([{"role": "x", "guarantees": {"cpus": {"value": 5}}}]),
+            true,
+        )
+        .unwrap();
+        update(
+            &mut c,
+            json!([{"role": "dev", "limits": {"cpus": {"value": 1}}}]),
+            true,
+        )
+        .unwrap();
+        let bad = json!([{"role": "x", "guarantees": {"cpus": {"value": 2}}, "limits": {"cpus": {"value": 1}}}]);
+        assert_eq!(update(&mut c, bad, true).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn deprecated_set_and_remove() {
+        let mut c = core();
+        let request: QuotaRequest = serde_json::from_value(json!({
+            "role": "old",
+            "guarantee": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}],
+        }))
+        .unwrap();
+        c.set_quota(&request).unwrap();
+        assert_eq!(c.role_quotas()["old"].limits["cpus"], 1.0);
+        assert_eq!(c.role_quotas()["old"].guarantees["cpus"], 1.0);
+        c.remove_quota("old").unwrap();
+        assert!(c.quotas.is_empty());
+        assert_eq!(c.remove_quota("old").unwrap_err().status, 400);
+    }
+}
