@@ -471,6 +471,25 @@ def test_executors_run_in_the_pulled_image(image_agent, registry):
     assert_released(agent)
 
 
+def test_command_task_runs_in_the_image(image_agent):
+    """A command task (the command executor from the host, the task's shell from the
+    image) sees the image's files and Env."""
+    agent, agent_id, framework = image_agent
+    script = (
+        'echo "greeting=$GREETING"; ls /data; test -e /etc/os-release || echo no-os-release; '
+        "test -e /etc/removed || echo no-removed"
+    )
+    task = image_task(agent_id, script, "busybox")
+    framework.launch_task(agent_id, task)
+    task_id = task["task_id"]["value"]
+    framework.wait_state(task_id, "TASK_FINISHED")
+    out = (Path(wait_sandbox(agent.api, framework.id, task_id)) / "stdout").read_text()
+    for line in ["greeting=hello from the image", "new", "no-os-release", "no-removed"]:
+        assert line in out.splitlines(), out
+    assert "old" not in out.splitlines()
+    assert_released(agent)
+
+
 def test_task_that_cannot_get_its_image_fails_with_the_reason(image_agent, registry):
     _, agent_id, framework = image_agent
     cases = [

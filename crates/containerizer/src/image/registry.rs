@@ -60,9 +60,6 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
-        // reqwest's rustls takes the process's default crypto provider: aws-lc-rs.
-        // Installing fails only when one is installed already, which is as good.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("meseta/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
