@@ -184,8 +184,8 @@ mod tests {
         let problems = sync(
             work.path(),
             &set(&[a.clone(), b.clone()]),
-            &set(&[b.clone()]),
-            &set(&[a.clone()]),
+            &set(std::slice::from_ref(&b)),
+            &set(std::slice::from_ref(&a)),
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(dir_a.is_dir());

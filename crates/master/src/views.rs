@@ -242,10 +242,16 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
 
 fn v0_agent(a: &Agent) -> Value {
     let used = a.used_total();
-    let mut unreserved = Resources::new();
-    for r in a.total.iter().filter(|r| r.is_unreserved()) {
-        unreserved.add(r);
-    }
+    let unreserved = a.total.unreserved();
+    let reserved = a.total.reserved_by_role();
+    let reserved_map: Map<String, Value> = reserved
+        .iter()
+        .map(|(role, r)| (role.clone(), Value::Object(r.to_v0_map())))
+        .collect();
+    let reserved_full: Map<String, Value> = reserved
+        .iter()
+        .map(|(role, r)| (role.clone(), resources_json(r)))
+        .collect();
 
     json!({
         "id": a.id().value,
@@ -257,8 +263,12 @@ fn v0_agent(a: &Agent) -> Value {
         "resources": a.total.to_v0_map(),
         "used_resources": used.to_v0_map(),
         "offered_resources": a.offered.to_v0_map(),
-        "reserved_resources": {},
+        "reserved_resources": reserved_map,
         "unreserved_resources": unreserved.to_v0_map(),
+        "reserved_resources_full": reserved_full,
+        "unreserved_resources_full": resources_json(&unreserved),
+        "used_resources_full": resources_json(&used),
+        "offered_resources_full": resources_json(&a.offered),
         "attributes": meseta_api::v0::attributes(&a.info.attributes),
         "active": a.link == AgentLink::Connected && !a.deactivated,
         "deactivated": a.deactivated,
