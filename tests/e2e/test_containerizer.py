@@ -120,7 +120,14 @@ class Linux:
         self.agent_id = meseta.wait_registered(self.agent, self.master.api)["agent_info"]["id"][
             "value"
         ]
-        self.framework = Framework(self.master.api, "containerizer-test")
+        self._framework = None
+
+    @property
+    def framework(self):
+        """The test's framework, subscribed on first use (it holds the offers)."""
+        if self._framework is None:
+            self._framework = Framework(self.master.api, "containerizer-test")
+        return self._framework
 
     @property
     def containers_dir(self):
@@ -431,3 +438,82 @@ def test_agent_restart_reattaches_and_loses_no_update(linux):
         states = [s for s in by_uuid.values() if s != "TASK_STARTING"]
         assert states == ["TASK_RUNNING", end], (task, list(by_uuid.values()))
     assert process_alive(linux.agent.pid)
+
+
+@needs_root
+def test_command_task_runs_in_an_imported_image(meseta, meseta_bin, tmp_path):
+    """A command task in a busybox image: the command executor (the host's meseta,
+    run through the host's loader) runs in the image's root and starts the task there."""
+    from test_images import build_oci_layout
+
+    layout = tmp_path / "layout"
+    build_oci_layout(layout)
+    with linux_cluster(meseta, ISOLATION + ",docker/runtime") as linux:
+        subprocess.run(
+            [str(meseta_bin), "image", "import", str(layout), "--name", "busybox:latest",
+             "--work-dir", str(linux.agent.work_dir)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        container = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox"}}}}
+        command = (
+            'echo "sandbox=$MESOS_SANDBOX pwd=$(pwd)"; ls /bin/busybox; '
+            "test -e /etc/os-release || echo no-os-release; cat /etc/kept"
+        )
+        task = linux.run(command, container=container)
+        linux.framework.wait_state(task, "TASK_FINISHED")
+        out = linux.output(task).splitlines()
+        assert out == [
+            "sandbox=/mnt/mesos/sandbox pwd=/mnt/mesos/sandbox",
+            "/bin/busybox",
+            "no-os-release",
+            "kept",
+        ], out
+        # The image's root filesystem is released with the container.
+        work = str(linux.agent.work_dir)
+        wait_for(
+            lambda: not [m for m in host_mount_points() if m.startswith(work)],
+            what="the container's root filesystem to be unmounted",
+        )
+
+
+@needs_root
+def test_execute_mounts_volumes(linux, meseta_bin, tmp_path):
+    ro, rw = tmp_path / "in", tmp_path / "out"
+    ro.mkdir()
+    rw.mkdir()
+    (ro / "f").write_text("input\n")
+    result = subprocess.run(
+        [str(meseta_bin), "execute", "--master", linux.master.address,
+         "--command", "cat data/f && echo result > w/f && ! touch data/g",
+         "--volume", f"{ro}:data:ro", "--volume", f"{rw}:w:rw"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "TASK_FINISHED" in result.stdout, result.stdout
+    assert (rw / "f").read_text() == "result\n"
+    assert not (ro / "g").exists()
+    bad = subprocess.run(
+        [str(meseta_bin), "execute", "--master", linux.master.address, "--command", "true",
+         "--volume", f"{ro}:data:rx"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode != 0 and "must be 'ro' or 'rw'" in bad.stderr, bad.stderr
+    # Without an image an absolute mount point must exist: nothing is created on the host.
+    missing = f"/meseta-missing-{uuid.uuid4().hex[:8]}"
+    failed = subprocess.run(
+        [str(meseta_bin), "execute", "--master", linux.master.address, "--command", "true",
+         "--volume", f"{ro}:{missing}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "TASK_FAILED" in failed.stdout, failed.stdout
+    assert "REASON_CONTAINER_LAUNCH_FAILED" in failed.stdout, failed.stdout
+    assert f"'{missing}' does not exist on the host" in failed.stdout, failed.stdout
+    assert not os.path.exists(missing)

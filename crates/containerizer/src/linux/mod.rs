@@ -133,6 +133,19 @@ impl LinuxLauncher {
                 groups: Vec::new(),
             },
         };
+        if spec.rootfs.is_none() {
+            // On the host's root a missing mount point would be created on the host.
+            let missing = spec
+                .volumes
+                .iter()
+                .find(|v| v.container_path.is_absolute() && !v.container_path.exists());
+            if let Some(v) = missing {
+                return Err(LaunchError::Unsupported(format!(
+                    "volume container path '{}' does not exist on the host; without an image it must exist, or be relative to the sandbox",
+                    v.container_path.display()
+                )));
+            }
+        }
         let dir = self.run_dir(&spec.container_id);
         let cgroups_path = cgroup::path_of(&spec.container_id);
         let rootfs = spec.rootfs.clone().unwrap_or_else(|| dir.rootfs());
