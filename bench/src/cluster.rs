@@ -95,17 +95,27 @@ pub fn free_port_pair() -> Result<u16> {
 impl LocalCluster {
     /// Starts `meseta local` with its state under `work_dir` and waits for its agent.
     pub async fn start(binary: &Path, work_dir: &Path) -> Result<LocalCluster> {
+        LocalCluster::start_with(binary, work_dir, &[]).await
+    }
+
+    /// [`LocalCluster::start`] with more flags for `meseta local`.
+    pub async fn start_with(
+        binary: &Path,
+        work_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<LocalCluster> {
         let port = free_port_pair()?;
         std::fs::create_dir_all(work_dir)?;
         let state = work_dir.join("state");
         let port_text = port.to_string();
-        let args = [
+        let mut args = vec![
             "local",
             "--port",
             &port_text,
             "--work-dir",
             state.to_str().context("a UTF-8 work dir")?,
         ];
+        args.extend_from_slice(extra_args);
         let daemon = Daemon::start(binary, &args, work_dir.join("meseta-local.log"))?;
         let cluster = LocalCluster {
             daemon,

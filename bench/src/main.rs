@@ -3,6 +3,7 @@
 
 mod allocator;
 mod cluster;
+mod container_launch;
 mod launch;
 mod placements;
 mod slurm;
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Launch trivial tasks through the scheduler API; compare with Slurm's `sbatch --wrap true`.
     Launch(launch::LaunchArgs),
+    /// Launch containers in a busybox image through the scheduler API (Linux isolators);
+    /// compare with `runc run` of the same rootfs and namespaces. Needs root.
+    ContainerLaunch(container_launch::ContainerLaunchArgs),
     /// Time full allocation passes of the allocator over a synthetic cluster; compare with
     /// Mesos's published `HierarchicalAllocator_BENCHMARK` figures.
     Allocator(allocator::AllocatorArgs),
@@ -42,6 +46,9 @@ fn main() -> Result<()> {
     // Each report is printed as its own struct, keeping its fields in order.
     let line = match cli.command {
         Command::Launch(args) => serde_json::to_string(&block_on(launch::run(args))??)?,
+        Command::ContainerLaunch(args) => {
+            serde_json::to_string(&block_on(container_launch::run(args))??)?
+        }
         Command::Allocator(args) => serde_json::to_string(&allocator::run(args)?)?,
         Command::Placements(args) => serde_json::to_string(&block_on(placements::run(args))??)?,
         Command::State(args) => serde_json::to_string(&block_on(state::run(args))??)?,
