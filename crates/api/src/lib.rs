@@ -16,6 +16,7 @@ pub mod executor;
 pub mod ids;
 pub mod internal;
 pub mod json;
+pub mod maintenance;
 pub mod mesos;
 pub mod operator;
 pub mod quota;

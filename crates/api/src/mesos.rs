@@ -654,6 +654,9 @@ pub struct Offer {
     pub attributes: Vec<Attribute>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executor_ids: Vec<ExecutorId>,
+    /// When the agent's machine is scheduled for maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailability: Option<crate::maintenance::Unavailability>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<Value>,
 }

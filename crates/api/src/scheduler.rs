@@ -3,6 +3,7 @@
 
 use crate::ids::*;
 use crate::json::{self, Bytes};
+use crate::maintenance::{InverseOfferAnswerCall, InverseOffers};
 use crate::mesos::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,8 +22,8 @@ tagged_union! {
         Teardown = "TEARDOWN",
         Accept(Accept) = "ACCEPT" in "accept",
         Decline(Decline) = "DECLINE" in "decline",
-        AcceptInverseOffers(Value) = "ACCEPT_INVERSE_OFFERS" in "accept_inverse_offers",
-        DeclineInverseOffers(Value) = "DECLINE_INVERSE_OFFERS" in "decline_inverse_offers",
+        AcceptInverseOffers(InverseOfferAnswerCall) = "ACCEPT_INVERSE_OFFERS" in "accept_inverse_offers",
+        DeclineInverseOffers(InverseOfferAnswerCall) = "DECLINE_INVERSE_OFFERS" in "decline_inverse_offers",
         Revive(opt Roles) = "REVIVE" in "revive",
         Suppress(opt Roles) = "SUPPRESS" in "suppress",
         Kill(Kill) = "KILL" in "kill",
@@ -133,9 +134,9 @@ tagged_union! {
     pub enum Event ("scheduler event") {
         Subscribed(Subscribed) = "SUBSCRIBED" in "subscribed",
         Offers(Offers) = "OFFERS" in "offers",
-        InverseOffers(Value) = "INVERSE_OFFERS" in "inverse_offers",
+        InverseOffers(InverseOffers) = "INVERSE_OFFERS" in "inverse_offers",
         Rescind(Rescind) = "RESCIND" in "rescind",
-        RescindInverseOffer(Value) = "RESCIND_INVERSE_OFFER" in "rescind_inverse_offer",
+        RescindInverseOffer(RescindInverseOffer) = "RESCIND_INVERSE_OFFER" in "rescind_inverse_offer",
         Update(Update) = "UPDATE" in "update",
         UpdateOperationStatus(Value) = "UPDATE_OPERATION_STATUS" in "update_operation_status",
         Message(EventMessage) = "MESSAGE" in "message",
@@ -170,6 +171,12 @@ pub struct Offers {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rescind {
     pub offer_id: OfferId,
+}
+
+/// `Event.RescindInverseOffer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RescindInverseOffer {
+    pub inverse_offer_id: OfferId,
 }
 
 /// `Event.Update`.

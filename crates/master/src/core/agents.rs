@@ -27,6 +27,12 @@ impl Core {
         let total = Resources::from_list(info.resources.clone())
             .map_err(|e| ApiError::bad_request(format!("Invalid agent resources: {e}")))?;
         info.resources = total.clone().into_vec();
+        if self.machine_is_down(&info, &register.endpoint) {
+            return Err(ApiError::forbidden(format!(
+                "Agent on {} is refused: its machine is down for maintenance",
+                info.hostname
+            )));
+        }
         let agent_id = match info.id.clone() {
             Some(id) if self.gone_agents.contains(&id) => {
                 return Err(ApiError::forbidden(format!(
@@ -355,21 +361,44 @@ impl Core {
         if !self.agents.contains_key(agent_id) {
             return Err(ApiError::not_found(format!("Agent '{agent_id}' not found")));
         }
-        self.emit(Effect::Persist(RegistryChange::MarkAgentGone(
-            agent_id.clone(),
-        )));
+        self.remove_agent(now, agent_id, AgentRemoval::Gone);
+        Ok(())
+    }
+
+    /// Removes an agent: it is told to shut down, and its tasks are reported as the
+    /// removal says.
+    pub(super) fn remove_agent(&mut self, now: f64, agent_id: &AgentId, removal: AgentRemoval) {
+        let (change, state, reason, message) = match removal {
+            AgentRemoval::Gone => (
+                RegistryChange::MarkAgentGone(agent_id.clone()),
+                TaskState::TaskGoneByOperator,
+                Reason::ReasonAgentRemovedByOperator,
+                "Agent has been marked gone",
+            ),
+            AgentRemoval::Maintenance => (
+                RegistryChange::RemoveAgent(agent_id.clone()),
+                TaskState::TaskDropped,
+                Reason::ReasonAgentRemoved,
+                "Agent's machine is down for maintenance",
+            ),
+        };
+        self.emit(Effect::Persist(change));
         self.rescind_agent_offers(agent_id);
         if let Some(link) = self.agents.get(agent_id).and_then(|a| a.link_id.clone()) {
             self.emit(Effect::ToLink(
                 link.clone(),
                 ToAgent::Shutdown(ShutdownAgent {
-                    message: "Agent has been marked gone".into(),
+                    message: message.into(),
                 }),
             ));
             self.emit(Effect::CloseLink(link));
         }
-        let agent = self.agents.remove(agent_id).expect("checked");
-        self.gone_agents.insert(agent_id.clone());
+        let Some(agent) = self.agents.remove(agent_id) else {
+            return;
+        };
+        if removal == AgentRemoval::Gone {
+            self.gone_agents.insert(agent_id.clone());
+        }
         for ((framework_id, task_id), mut task) in agent.tasks {
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 framework.tasks.remove(&task_id);
@@ -377,15 +406,8 @@ impl Core {
             if task.state.is_terminal() {
                 continue;
             }
-            task.state = TaskState::TaskGoneByOperator;
-            let status = master_status(
-                &task_id,
-                TaskState::TaskGoneByOperator,
-                Reason::ReasonAgentRemovedByOperator,
-                "Agent has been marked gone",
-                Some(agent_id),
-                now,
-            );
+            task.state = state;
+            let status = master_status(&task_id, state, reason, message, Some(agent_id), now);
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 super::frameworks::push_bounded(
                     &mut framework.completed_tasks,
@@ -400,6 +422,15 @@ impl Core {
                 serde_json::json!({"agent_id": agent_id}),
             )));
         }
-        Ok(())
     }
+}
+
+/// Why an agent is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AgentRemoval {
+    /// MARK_AGENT_GONE: for good; its tasks are TASK_GONE_BY_OPERATOR.
+    Gone,
+    /// START_MAINTENANCE on its machine: it may register again once the machine is up;
+    /// its tasks are TASK_DROPPED (TASK_LOST to frameworks that are not partition-aware).
+    Maintenance,
 }

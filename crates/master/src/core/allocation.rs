@@ -20,6 +20,7 @@ impl Core {
                 decision.resources,
             );
         }
+        self.make_inverse_offers(now);
     }
 
     fn allocation_request(&self, now: f64) -> AllocationRequest {

@@ -8,6 +8,7 @@
 mod agents;
 mod allocation;
 mod frameworks;
+mod maintenance;
 mod offers;
 mod quota;
 mod reconcile;
@@ -16,8 +17,8 @@ mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
-pub use reservations::ResourceOp;
 pub use quota::role_quota;
+pub use reservations::ResourceOp;
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};
@@ -237,6 +238,8 @@ pub struct Core {
     pub weights: BTreeMap<String, f64>,
     /// Role quotas set by UPDATE_QUOTA (kept in the registry).
     pub quotas: BTreeMap<String, meseta_api::quota::QuotaConfig>,
+    /// The maintenance schedule, machine modes and inverse offers.
+    pub maintenance: maintenance::Maintenance,
     /// The allocator's memory between passes.
     allocator: crate::allocator::Allocator,
     next_framework: u64,
@@ -269,6 +272,7 @@ impl Core {
             offers: BTreeMap::new(),
             weights: registry.weights,
             quotas: registry.quotas,
+            maintenance: maintenance::Maintenance::from_record(registry.maintenance),
             allocator: crate::allocator::Allocator::new(),
             next_framework: 0,
             next_agent: 0,

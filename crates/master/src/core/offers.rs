@@ -40,6 +40,10 @@ impl Core {
             return;
         }
         let offer_id = self.new_offer_id();
+        let unavailability = self
+            .agents
+            .get(&agent_id)
+            .and_then(|a| self.agent_unavailability(a));
         let Some(agent) = self.agents.get_mut(&agent_id) else {
             return;
         };
@@ -72,6 +76,7 @@ impl Core {
             resources: wire_resources,
             attributes: agent.info.attributes.clone(),
             executor_ids,
+            unavailability,
             domain: agent.info.domain.clone(),
         };
         framework.offers.insert(offer_id.clone());

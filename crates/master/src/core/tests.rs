@@ -879,3 +879,187 @@ fn operator_events_are_built_only_when_someone_listens() {
 
 #[path = "reservations_tests.rs"]
 mod reservations;
+
+// ----- maintenance ---------------------------------------------------------------------
+
+/// The machine `register` puts its agents on.
+fn machine() -> meseta_api::maintenance::MachineId {
+    serde_json::from_value(json!({"hostname": "H", "ip": "127.0.0.1"})).unwrap()
+}
+
+fn schedule_of(machines: serde_json::Value) -> meseta_api::maintenance::Schedule {
+    serde_json::from_value(json!({"windows": [{
+        "machine_ids": machines,
+        "unavailability": {"start": {"nanoseconds": 2_000_000_000_000_000_000i64}}
+    }]}))
+    .unwrap()
+}
+
+fn inverse_offers(effects: &[Effect], stream: &str) -> Vec<meseta_api::maintenance::InverseOffer> {
+    stream_events(effects, stream)
+        .into_iter()
+        .flat_map(|e| match e {
+            Event::InverseOffers(o) => o.inverse_offers,
+            _ => vec![],
+        })
+        .collect()
+}
+
+#[test]
+fn scheduled_machines_drain_with_unavailability_and_inverse_offers() {
+    use meseta_api::maintenance::{InverseOfferAnswer, MachineMode};
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t1", &agent, 1.0)]));
+    c.drain_effects();
+    c.update_maintenance_schedule(T0, schedule_of(json!([machine()])))
+        .unwrap();
+    let fx = c.drain_effects();
+    assert!(matches!(
+        &fx[0],
+        Effect::Persist(RegistryChange::PutMaintenance(r)) if r.down.is_empty()
+    ));
+    assert_eq!(
+        c.maintenance.machines[&machine().normalized()].mode,
+        MachineMode::Draining
+    );
+    let asked = inverse_offers(&fx, "S1");
+    assert_eq!(asked.len(), 1, "the framework with a task there is asked");
+    assert_eq!(asked[0].agent_id.as_ref(), Some(&agent));
+    // Offers from the machine now carry its unavailability.
+    c.tick(T0 + 6.0);
+    c.allocate(T0 + 6.0);
+    let fx = c.drain_effects();
+    let offered = offers(&fx, "S1");
+    assert!(offered[0].unavailability.is_some());
+    assert!(
+        inverse_offers(&fx, "S1").is_empty(),
+        "one outstanding at a time"
+    );
+    // The answer is recorded; no new inverse offer while its filter lasts.
+    c.answer_inverse_offers(
+        T0 + 7.0,
+        &fid,
+        &[asked[0].id.clone()],
+        InverseOfferAnswer::Accept,
+        Some(60.0),
+    );
+    let status = c.maintenance_status();
+    assert_eq!(
+        status.draining_machines[0].statuses[0].status,
+        InverseOfferAnswer::Accept
+    );
+    c.allocate(T0 + 8.0);
+    assert!(inverse_offers(&c.drain_effects(), "S1").is_empty());
+    c.allocate(T0 + 68.0);
+    assert_eq!(inverse_offers(&c.drain_effects(), "S1").len(), 1);
+}
+
+#[test]
+fn maintenance_requests_are_validated() {
+    let mut c = core();
+    let bad = [
+        json!([]),
+        json!([{}]),
+        json!([{"hostname": "a", "ip": "not-an-ip"}]),
+        json!([{"hostname": "a"}, {"hostname": "A"}]),
+    ];
+    for machines in bad {
+        let err = c
+            .update_maintenance_schedule(T0, schedule_of(machines.clone()))
+            .unwrap_err();
+        assert_eq!(err.status, 400, "{machines}: {}", err.message);
+    }
+    assert!(c.drain_effects().is_empty(), "nothing persisted");
+    let err = c.start_maintenance(T0, &[machine()]).unwrap_err();
+    assert!(
+        err.message.contains("not in the maintenance schedule"),
+        "{}",
+        err.message
+    );
+    assert_eq!(c.start_maintenance(T0, &[]).unwrap_err().status, 400);
+    c.update_maintenance_schedule(T0, schedule_of(json!([machine()])))
+        .unwrap();
+    let err = c.stop_maintenance(T0, &[machine()]).unwrap_err();
+    assert!(
+        err.message.contains("not in maintenance"),
+        "{}",
+        err.message
+    );
+    c.start_maintenance(T0, &[machine()]).unwrap();
+    let err = c
+        .update_maintenance_schedule(T0, meseta_api::maintenance::Schedule::default())
+        .unwrap_err();
+    assert!(
+        err.message.contains("must stay in the schedule"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn machine_down_removes_its_agents_and_refuses_them_until_up() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t1", &agent, 1.0)]));
+    c.drain_effects();
+    c.update_maintenance_schedule(T0, schedule_of(json!([machine()])))
+        .unwrap();
+    c.start_maintenance(T0, &[machine()]).unwrap();
+    let fx = c.drain_effects();
+    assert!(fx.contains(&Effect::Persist(RegistryChange::RemoveAgent(agent.clone()))));
+    assert!(matches!(link_messages(&fx, "L1")[0], ToAgent::Shutdown(_)));
+    let lost = updates(&fx, "S1");
+    assert_eq!(lost[0].state, TaskState::TaskLost, "not partition-aware");
+    assert_eq!(lost[0].reason, Some(Reason::ReasonAgentRemoved));
+    assert!(c.agents.is_empty());
+    assert_eq!(c.maintenance_status().down_machines.len(), 1);
+    // Its agent may not come back while the machine is down…
+    let mut info: AgentInfo = serde_json::from_value(json!({"hostname":"h","port":5051})).unwrap();
+    info.resources = Resources::parse("cpus:1").unwrap().into_vec();
+    let registration = |info: AgentInfo| RegisterAgent {
+        version: LINK_VERSION,
+        agent_info: info,
+        endpoint: "127.0.0.1:5051".into(),
+        tasks: vec![],
+        executors: vec![],
+        frameworks: vec![],
+        capabilities: vec![],
+        checkpointed_resources: vec![],
+    };
+    let err = c
+        .register_agent(T0, "L2".into(), registration(info.clone()))
+        .unwrap_err();
+    assert_eq!(err.status, 403);
+    // …and may once it is up again, which also takes it out of the schedule.
+    c.stop_maintenance(T0, &[machine()]).unwrap();
+    assert!(c.maintenance.schedule.windows.is_empty());
+    c.register_agent(T0, "L2".into(), registration(info))
+        .unwrap();
+}
+
+#[test]
+fn maintenance_is_recovered_from_the_registry() {
+    use meseta_api::maintenance::MachineMode;
+    let mut c = core();
+    c.update_maintenance_schedule(
+        T0,
+        schedule_of(json!([machine(), {"hostname": "other", "ip": "10.0.0.2"}])),
+    )
+    .unwrap();
+    c.start_maintenance(T0, &[machine()]).unwrap();
+    let mut registry = RegistryState::default();
+    for effect in c.drain_effects() {
+        if let Effect::Persist(change) = effect {
+            registry.apply(&change);
+        }
+    }
+    let info: MasterInfo =
+        serde_json::from_value(json!({"id":"m","ip":16777343,"port":5050})).unwrap();
+    let recovered = Core::new(info, c.config.clone(), registry, T0);
+    let modes: Vec<MachineMode> = recovered
+        .maintenance
+        .machines
+        .values()
+        .map(|m| m.mode)
+        .collect();
+    assert_eq!(modes, [MachineMode::Down, MachineMode::Draining]);
+}

@@ -3,6 +3,7 @@
 //! response; they hold no state of their own.
 
 mod agent_link;
+mod maintenance;
 mod operator;
 mod scheduler;
 mod streams;
@@ -56,7 +57,20 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/flags"), get(v0::flags))
             .route(&format!("{prefix}/health"), get(v0::health))
             .route(&format!("{prefix}/redirect"), get(v0::redirect))
-            .route(&format!("{prefix}/teardown"), post(v0::teardown));
+            .route(&format!("{prefix}/teardown"), post(v0::teardown))
+            .route(
+                &format!("{prefix}/maintenance/schedule"),
+                any(maintenance::v0_schedule),
+            )
+            .route(
+                &format!("{prefix}/maintenance/status"),
+                get(maintenance::v0_status),
+            )
+            .route(
+                &format!("{prefix}/machine/down"),
+                post(maintenance::v0_down),
+            )
+            .route(&format!("{prefix}/machine/up"), post(maintenance::v0_up));
     }
     router
         .route("/version", get(v0::version))

@@ -1,5 +1,6 @@
 //! The master's operator API, `/api/v1` (also `/api/v1/operator`).
 
+use super::maintenance;
 use super::streams::GuardedStream;
 use super::{accepts_json, decode_call, error, json, unavailable, AppState};
 use crate::core::{ApiError, ResourceOp, WeightInfo};
@@ -45,9 +46,31 @@ pub async fn handle(
             json(&headers, &response(type_name, json!({"flags": flags})))
         }
         Call::GetLoggingLevel => json(&headers, &response(type_name, json!({"level": 0}))),
-        Call::GetMaintenanceStatus => json(&headers, &response(type_name, json!({"status": {}}))),
-        Call::GetMaintenanceSchedule => {
-            json(&headers, &response(type_name, json!({"schedule": {}})))
+        Call::GetMaintenanceStatus => match maintenance::status_payload(&app).await {
+            Ok(status) => json(&headers, &response(type_name, json!({"status": status}))),
+            Err(_) => unavailable(),
+        },
+        Call::GetMaintenanceSchedule => match maintenance::schedule_payload(&app).await {
+            Ok(schedule) => json(
+                &headers,
+                &response(type_name, json!({"schedule": schedule})),
+            ),
+            Err(_) => unavailable(),
+        },
+        Call::UpdateMaintenanceSchedule(body) => {
+            match maintenance::parse(
+                body["schedule"].clone(),
+                "update_maintenance_schedule.schedule",
+            ) {
+                Ok(schedule) => maintenance::update_schedule(&app, schedule).await,
+                Err(e) => e.into_response(),
+            }
+        }
+        Call::StartMaintenance(body) => {
+            maintenance::transition_call(&app, body, type_name, maintenance::Transition::Down).await
+        }
+        Call::StopMaintenance(body) => {
+            maintenance::transition_call(&app, body, type_name, maintenance::Transition::Up).await
         }
         Call::GetOperations => json(&headers, &response(type_name, json!({"operations": []}))),
         Call::Subscribe => subscribe(app).await,

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use meseta_api::maintenance::InverseOfferAnswer;
 use meseta_api::scheduler::{Call, CallKind, Subscribe};
 use meseta_api::FrameworkId;
 
@@ -180,11 +181,23 @@ fn dispatch(
             )?;
             return Ok(StatusCode::OK);
         }
-        // Mesos ignores REQUEST, and inverse offers are not made yet, so there is
-        // nothing to accept, decline, acknowledge or reconcile.
+        CallKind::AcceptInverseOffers(answer) => core.answer_inverse_offers(
+            t,
+            &framework_id,
+            &answer.inverse_offer_ids,
+            InverseOfferAnswer::Accept,
+            answer.filters.map(|f| f.refuse_seconds),
+        ),
+        CallKind::DeclineInverseOffers(answer) => core.answer_inverse_offers(
+            t,
+            &framework_id,
+            &answer.inverse_offer_ids,
+            InverseOfferAnswer::Decline,
+            answer.filters.map(|f| f.refuse_seconds),
+        ),
+        // Mesos ignores REQUEST, and offer operations are not tracked as operations, so
+        // there is nothing to acknowledge or reconcile.
         CallKind::Request(_)
-        | CallKind::AcceptInverseOffers(_)
-        | CallKind::DeclineInverseOffers(_)
         | CallKind::AcknowledgeOperationStatus(_)
         | CallKind::ReconcileOperations(_) => {}
     }

@@ -1,6 +1,6 @@
 //! The registry: what the master must not forget across restarts (admitted agents, agents
 //! marked gone, frameworks and the frameworks removed for good, role weights, role quotas,
-//! each agent's checkpointed resources). [`Registry`] is the
+//! each agent's checkpointed resources, the maintenance schedule and machines down). [`Registry`] is the
 //! storage seam a later replicated implementation plugs into; [`RedbRegistry`] is the
 //! durable local store (every commit is fsynced).
 
@@ -8,6 +8,7 @@ mod redb_store;
 
 pub use redb_store::RedbRegistry;
 
+use meseta_api::maintenance::{MachineId, Schedule};
 use meseta_api::quota::QuotaConfig;
 use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,15 @@ pub struct AdmittedAgent {
     pub deactivated: bool,
 }
 
+/// The maintenance schedule and the machines in maintenance (DOWN); the machines in the
+/// schedule but not down are DRAINING.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceRecord {
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub down: Vec<MachineId>,
+}
+
 /// Everything the registry holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RegistryState {
@@ -38,6 +48,7 @@ pub struct RegistryState {
     pub quotas: BTreeMap<String, QuotaConfig>,
     /// Each agent's dynamic reservations and persistent volumes.
     pub checkpointed: BTreeMap<AgentId, Resources>,
+    pub maintenance: MaintenanceRecord,
 }
 
 /// One durable change.
@@ -57,6 +68,10 @@ pub enum RegistryChange {
     PutQuotas(Vec<QuotaConfig>),
     /// Replace an agent's checkpointed resources (dynamic reservations, volumes).
     PutCheckpointedResources(AgentId, Resources),
+    /// Forget an agent (its machine went down for maintenance); it may register again.
+    RemoveAgent(AgentId),
+    /// Replace the maintenance schedule and the machines down.
+    PutMaintenance(MaintenanceRecord),
 }
 
 impl RegistryState {
@@ -88,6 +103,13 @@ impl RegistryState {
                 } else {
                     self.checkpointed.insert(id.clone(), resources.clone());
                 }
+            }
+            RegistryChange::RemoveAgent(id) => {
+                self.agents.remove(id);
+                self.checkpointed.remove(id);
+            }
+            RegistryChange::PutMaintenance(record) => {
+                self.maintenance = record.clone();
             }
             RegistryChange::PutQuotas(configs) => {
                 for config in configs {

@@ -14,6 +14,9 @@ const WEIGHTS: TableDefinition<&str, f64> = TableDefinition::new("weights");
 const CHECKPOINTED: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpointed_resources");
 /// Role → its `QuotaConfig` as JSON.
 const QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("quota");
+/// One entry, [`MAINTENANCE_KEY`] → the `MaintenanceRecord` as JSON.
+const MAINTENANCE: TableDefinition<&str, &[u8]> = TableDefinition::new("maintenance");
+const MAINTENANCE_KEY: &str = "maintenance";
 
 /// A redb-backed registry.
 pub struct RedbRegistry {
@@ -55,6 +58,7 @@ impl RedbRegistry {
         txn.open_table(WEIGHTS).map_err(|e| self.corrupt(e))?;
         txn.open_table(QUOTAS).map_err(|e| self.corrupt(e))?;
         txn.open_table(CHECKPOINTED).map_err(|e| self.corrupt(e))?;
+        txn.open_table(MAINTENANCE).map_err(|e| self.corrupt(e))?;
         txn.commit().map_err(|e| self.corrupt(e))
     }
 }
@@ -117,6 +121,14 @@ impl Registry for RedbRegistry {
                 .checkpointed
                 .insert(AgentId::new(key.value()), resources);
         }
+        let maintenance = txn.open_table(MAINTENANCE).map_err(|e| self.corrupt(e))?;
+        if let Some(value) = maintenance
+            .get(MAINTENANCE_KEY)
+            .map_err(|e| self.corrupt(e))?
+        {
+            state.maintenance = serde_json::from_slice(value.value())
+                .map_err(|e| self.corrupt(format!("maintenance: {e}")))?;
+        }
         Ok(state)
     }
 
@@ -130,6 +142,7 @@ impl Registry for RedbRegistry {
             let mut weights = txn.open_table(WEIGHTS).map_err(write_err)?;
             let mut quotas = txn.open_table(QUOTAS).map_err(write_err)?;
             let mut checkpointed = txn.open_table(CHECKPOINTED).map_err(write_err)?;
+            let mut maintenance = txn.open_table(MAINTENANCE).map_err(write_err)?;
             for change in changes {
                 match change {
                     RegistryChange::PutAgent(id, agent) => {
@@ -167,6 +180,16 @@ impl Registry for RedbRegistry {
                         let bytes = serde_json::to_vec(resources).map_err(write_err)?;
                         checkpointed
                             .insert(id.as_str(), bytes.as_slice())
+                            .map_err(write_err)?;
+                    }
+                    RegistryChange::RemoveAgent(id) => {
+                        agents.remove(id.as_str()).map_err(write_err)?;
+                        checkpointed.remove(id.as_str()).map_err(write_err)?;
+                    }
+                    RegistryChange::PutMaintenance(record) => {
+                        let bytes = serde_json::to_vec(record).map_err(write_err)?;
+                        maintenance
+                            .insert(MAINTENANCE_KEY, bytes.as_slice())
                             .map_err(write_err)?;
                     }
                     RegistryChange::PutQuotas(configs) => {
@@ -251,6 +274,34 @@ mod tests {
             ["q"],
             "a default config removes the quota"
         );
+    }
+
+    #[test]
+    fn maintenance_and_removed_agents_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.redb");
+        let record: super::super::MaintenanceRecord = serde_json::from_value(serde_json::json!({
+            "schedule": {"windows": [{
+                "machine_ids": [{"hostname": "h1", "ip": "10.0.0.1"}],
+                "unavailability": {"start": {"nanoseconds": 5}}
+            }]},
+            "down": [{"hostname": "h1", "ip": "10.0.0.1"}]
+        }))
+        .unwrap();
+        let changes = vec![
+            RegistryChange::PutAgent(AgentId::new("a1"), agent_info("a1")),
+            RegistryChange::PutAgent(AgentId::new("a2"), agent_info("a2")),
+            RegistryChange::RemoveAgent(AgentId::new("a1")),
+            RegistryChange::PutMaintenance(record.clone()),
+        ];
+        RedbRegistry::open(&path).unwrap().apply(&changes).unwrap();
+        let loaded = RedbRegistry::open(&path).unwrap().load().unwrap();
+        assert_eq!(loaded.maintenance, record);
+        assert_eq!(
+            loaded.agents.keys().collect::<Vec<_>>(),
+            [&AgentId::new("a2")]
+        );
+        assert!(loaded.gone_agents.is_empty(), "removed is not gone");
     }
 
     fn quota(role: &str, cpus: f64) -> QuotaConfig {
