@@ -308,7 +308,7 @@ def test_task_has_its_own_pid_ipc_and_uts_namespaces(linux):
     assert hostname == "meseta-box"
     assert socket.gethostname() != "meseta-box", "the hostname does not leak"
     # The executor is pid 1; the shell and its `for` loop: nothing of the host.
-    assert "1" in pids and len(pids) <= 4, pids
+    assert "1" in pids and len(pids) <= 5, pids
     linux.framework.kill(task, linux.agent_id)
     linux.framework.wait_state(task, "TASK_KILLED")
 
@@ -402,6 +402,7 @@ def test_agent_restart_reattaches_and_loses_no_update(linux):
         fw.wait_state(task, "TASK_RUNNING")
     victim_cid = container_id(linux.sandbox(victim))
     survivor_cid = container_id(linux.sandbox(survivor))
+    hog_cid = container_id(linux.sandbox(hog))
 
     linux.agent.kill()
     # While the agent is down: the victim's executor (its container's first process,
@@ -415,6 +416,7 @@ def test_agent_restart_reattaches_and_loses_no_update(linux):
     os.kill(executor, 9)
     wait_for(lambda: not processes_with(victim_marker), what="the victim's container to end")
     wait_for(lambda: not container_cgroups(victim_cid), what="the victim's cgroups to go")
+    wait_for(lambda: not container_cgroups(hog_cid), what="the hog's container to be OOM-killed")
     assert processes_with(survivor_marker), "the survivor keeps running"
 
     linux.agent.start()
