@@ -60,9 +60,9 @@ needs_root = pytest.mark.skipif(
 class Framework(RawFramework):
     """A checkpointing raw framework that launches one TaskInfo per offer."""
 
-    def __init__(self, endpoint, name):
+    def __init__(self, endpoint, name, user=None):
         info = {
-            "user": getpass.getuser(),
+            "user": user or getpass.getuser(),
             "name": name,
             "checkpoint": True,
             "failover_timeout": 300.0,
@@ -278,6 +278,22 @@ def test_disk_quota_fails_the_task_with_its_reason(meseta):
         status = linux.framework.wait_state(task, "TASK_FAILED")
         assert status["reason"] == "REASON_CONTAINER_LIMITATION_DISK", status
         assert "exceeds quota (8MB)" in status["message"], status
+
+
+@needs_root
+def test_task_runs_as_the_framework_user_without_capabilities(linux):
+    """As root the agent switches to the framework's user; the process keeps no
+    capability and cannot gain one (no_new_privs with linux/nnp is checked in units)."""
+    framework = Framework(linux.master.api, "as-nobody", user="nobody")
+    task = task_info(linux.agent_id, "id -u; grep CapEff /proc/self/status; touch mine")
+    framework.launch_task(linux.agent_id, task)
+    task_id = task["task_id"]["value"]
+    framework.wait_state(task_id, "TASK_FINISHED")
+    sandbox = Path(wait_sandbox(linux.agent.api, framework.id, task_id))
+    lines = (sandbox / "stdout").read_text().splitlines()
+    assert lines[0] == "65534", lines
+    assert lines[1].split() == ["CapEff:", "0000000000000000"], lines
+    assert (sandbox / "mine").stat().st_uid == 65534
 
 
 @needs_root
