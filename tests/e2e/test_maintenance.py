@@ -207,3 +207,80 @@ def test_machines_must_be_scheduled_to_go_down_and_down_to_go_up(meseta):
     response = master.api.post("/machine/up", json=[MACHINE])
     assert response.status_code == 200, response.text
     assert not master.api.get("/maintenance/status").json().get("down_machines")
+
+
+def agent_entry(master, agent_id):
+    return next(
+        (a for a in master.agents() if a["agent_info"]["id"]["value"] == agent_id), None
+    )
+
+
+@pytest.mark.parametrize("mark_gone", [False, True])
+def test_drain_agent(meseta, mark_gone):
+    """DRAIN_AGENT kills the agent's task within max_grace_period (the task ignores
+    SIGTERM and asks for 60 s of grace), reports it with REASON_AGENT_DRAINING, and the
+    agent ends DRAINED (then REACTIVATE_AGENT brings offers back) or, with mark_gone,
+    gone (its task TASK_GONE_BY_OPERATOR to this partition-aware framework)."""
+    master = meseta.master()
+    agent = meseta.agent(master, extra_args=("--resources", "cpus:2;mem:1024"))
+    agent_id = registered_agent(master.api, agent.port)["agent_info"]["id"]["value"]
+    stubborn = command_task(
+        "stubborn", "", "trap '' TERM; sleep 1000",
+        kill_policy={"grace_period": {"nanoseconds": 60 * 10**9}},
+    )
+    scheduler = MaintenanceAwareScheduler([stubborn])
+    info = {
+        "user": getpass.getuser(),
+        "name": "e2e-drain",
+        "failover_timeout": 0.0,
+        "capabilities": [{"type": "PARTITION_AWARE"}],
+    }
+    driver = MesosSchedulerDriver(scheduler, info, master.address, use_addict=False)
+    driver.start()
+    try:
+        wait_for(lambda: (scheduler.latest("stubborn") or {}).get("state") == "TASK_RUNNING",
+                 what="the task to run")
+        if mark_gone:
+            agent.expect_exit()  # a gone agent is shut down
+        master.api.call(
+            "DRAIN_AGENT",
+            drain_agent={
+                "agent_id": {"value": agent_id},
+                "max_grace_period": {"nanoseconds": 1_000_000_000},
+                "mark_gone": mark_gone,
+            },
+        )
+        ended = "TASK_GONE_BY_OPERATOR" if mark_gone else "TASK_KILLED"
+        # Well within the task's own 60 s of grace.
+        wait_for(lambda: (scheduler.latest("stubborn") or {}).get("state") == ended,
+                 timeout=20, what=f"the task to end {ended}")
+        assert scheduler.latest("stubborn")["reason"] == "REASON_AGENT_DRAINING"
+        if mark_gone:
+            wait_for(lambda: agent_entry(master.api, agent_id) is None,
+                     what="the agent to be gone")
+            agent.wait_exit()
+            return
+        drained = wait_for(
+            lambda: (agent_entry(master.api, agent_id) or {}).get("drain_info", {}).get("state")
+            == "DRAINED" and agent_entry(master.api, agent_id),
+            what="the agent to be drained",
+        )
+        assert drained["deactivated"] is True, drained
+        assert drained["drain_info"]["config"]["max_grace_period"]["nanoseconds"] == 10**9
+        with scheduler.lock:
+            offered_before = len(scheduler.offers)
+        master.api.call("REACTIVATE_AGENT", reactivate_agent={"agent_id": {"value": agent_id}})
+        entry = agent_entry(master.api, agent_id)
+        assert "drain_info" not in entry and entry["deactivated"] is False, entry
+        driver.reviveOffers()
+        wait_for(lambda: len(scheduler.offers) > offered_before, what="offers after REACTIVATE")
+    finally:
+        driver.stop()
+        driver.join()
+
+
+def test_drain_unknown_agent_is_404(meseta):
+    master = meseta.master()
+    with pytest.raises(ApiError) as error:
+        master.api.call("DRAIN_AGENT", drain_agent={"agent_id": {"value": "nope"}})
+    assert error.value.status == 404, error.value

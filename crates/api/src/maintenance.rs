@@ -1,6 +1,7 @@
 //! Maintenance wire types: machines, unavailability windows, the schedule, machine modes
-//! and statuses (operator API), and inverse offers (scheduler API), as Mesos's
-//! `maintenance.proto` and `mesos.proto` define them.
+//! and statuses (operator API), inverse offers (scheduler API), and agent draining
+//! (DRAIN_AGENT, `DrainInfo`), as Mesos's `maintenance.proto` and `mesos.proto` define
+//! them.
 
 use crate::ids::{AgentId, FrameworkId, OfferId};
 use crate::json;
@@ -163,6 +164,45 @@ pub struct InverseOfferAnswerCall {
 pub struct Machines {
     #[serde(default)]
     pub machines: Vec<MachineId>,
+}
+
+/// `DrainState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrainState {
+    /// Its tasks are being killed.
+    #[serde(rename = "DRAINING")]
+    Draining,
+    /// Every task is terminal and acknowledged.
+    #[serde(rename = "DRAINED")]
+    Drained,
+}
+
+/// `DrainConfig`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrainConfig {
+    /// An upper bound on the tasks' kill grace periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grace_period: Option<DurationInfo>,
+    /// Mark the agent gone once drained.
+    #[serde(default)]
+    pub mark_gone: bool,
+}
+
+/// `DrainInfo`, reported on GET_AGENTS entries.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrainInfo {
+    pub state: DrainState,
+    pub config: DrainConfig,
+}
+
+/// `Call.DrainAgent`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrainAgent {
+    pub agent_id: AgentId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grace_period: Option<DurationInfo>,
+    #[serde(default)]
+    pub mark_gone: bool,
 }
 
 #[cfg(test)]

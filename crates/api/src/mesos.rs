@@ -282,6 +282,14 @@ pub struct KillPolicy {
     pub grace_period: Option<DurationInfo>,
 }
 
+impl KillPolicy {
+    /// The grace period of a kill when neither the task nor the kill names one (Mesos's
+    /// executors wait 3 s between SIGTERM and SIGKILL).
+    pub const DEFAULT_GRACE_PERIOD: DurationInfo = DurationInfo {
+        nanoseconds: 3_000_000_000,
+    };
+}
+
 /// `HealthCheck.Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -531,7 +539,7 @@ pub enum Reason {
     ReasonReconciliation,
     ReasonResourcesUnknown,
     ReasonAgentDisconnected,
-    ReasonAgentDrained,
+    ReasonAgentDraining,
     ReasonAgentRemoved,
     ReasonAgentRemovedByOperator,
     ReasonAgentReregistered,
@@ -747,6 +755,8 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_policy: Option<KillPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
@@ -768,6 +778,7 @@ impl Task {
             discovery: info.discovery.clone(),
             container: info.container.clone(),
             health_check: info.health_check.clone(),
+            kill_policy: info.kill_policy.clone(),
             user,
         }
     }

@@ -34,7 +34,6 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 /// Mesos's default kill grace period when no kill policy gives one.
-const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// Taken off the shutdown grace period so that TASK_KILLED goes out before the agent
 /// destroys the container (Mesos: the reap interval plus one second).
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
@@ -727,8 +726,8 @@ impl<S: Sources> Core<S> {
         kill_override
             .and_then(|p| p.grace_period)
             .or_else(|| task_policy.and_then(|p| p.grace_period))
-            .map(|g| g.as_duration())
-            .unwrap_or(DEFAULT_KILL_GRACE)
+            .unwrap_or(meseta_api::KillPolicy::DEFAULT_GRACE_PERIOD)
+            .as_duration()
     }
 
     fn update_call(&self, update: Update) -> Call {

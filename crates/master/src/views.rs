@@ -81,6 +81,9 @@ pub fn agent_message(core: &Core, agent_id: &AgentId) -> Value {
     if let Some(t) = a.reregistered_time {
         out["reregistered_time"] = time_info(t);
     }
+    if let Some(drain) = a.drain {
+        out["drain_info"] = json!(drain);
+    }
     out
 }
 

@@ -44,6 +44,7 @@ impl Core {
         };
         info.id = Some(agent_id.clone());
         let deactivated = self.agents.get(&agent_id).is_some_and(|a| a.deactivated);
+        let drain = self.agents.get(&agent_id).and_then(|a| a.drain);
         // The registry's checkpointed resources win; the agent's count only for an agent
         // the master does not know.
         let agent_checkpointed = Resources::from_list(register.checkpointed_resources.clone())
@@ -57,6 +58,7 @@ impl Core {
                 info: info.clone(),
                 endpoint: register.endpoint.clone(),
                 deactivated,
+                drain,
             },
         )));
 
@@ -83,6 +85,7 @@ impl Core {
             reregistered_time: reregistered.then_some(now),
             capabilities: register.capabilities,
             deactivated,
+            drain,
         };
         // Offers on the old incarnation are void.
         self.rescind_agent_offers(&agent_id);
@@ -177,6 +180,7 @@ impl Core {
                 master_info: self.master_info.clone(),
             }),
         ));
+        self.resume_drain(&agent_id);
         if known.is_none() && !checkpointed.is_empty() {
             self.persist_checkpointed(&agent_id, checkpointed.clone());
         }
@@ -318,9 +322,28 @@ impl Core {
         self.set_agent_deactivated(agent_id, true)
     }
 
-    /// REACTIVATE_AGENT: the agent is offered again.
+    /// REACTIVATE_AGENT: the agent is offered again; a drained agent forgets its drain,
+    /// a draining one must finish first.
     pub fn reactivate_agent(&mut self, agent_id: &AgentId) -> Result<(), ApiError> {
+        self.end_drain(agent_id)?;
         self.set_agent_deactivated(agent_id, false)
+    }
+
+    /// Stores what the registry keeps of an agent, as it is now.
+    pub(super) fn persist_agent(&mut self, agent_id: &AgentId) {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return;
+        };
+        let admitted = AdmittedAgent {
+            info: agent.info.clone(),
+            endpoint: agent.endpoint.clone(),
+            deactivated: agent.deactivated,
+            drain: agent.drain,
+        };
+        self.emit(Effect::Persist(RegistryChange::PutAgent(
+            agent_id.clone(),
+            admitted,
+        )));
     }
 
     fn set_agent_deactivated(
@@ -335,15 +358,7 @@ impl Core {
             return Ok(());
         }
         agent.deactivated = deactivated;
-        let admitted = AdmittedAgent {
-            info: agent.info.clone(),
-            endpoint: agent.endpoint.clone(),
-            deactivated,
-        };
-        self.emit(Effect::Persist(RegistryChange::PutAgent(
-            agent_id.clone(),
-            admitted,
-        )));
+        self.persist_agent(agent_id);
         if deactivated {
             self.rescind_agent_offers(agent_id);
             self.count("master/slaves_deactivated");

@@ -7,6 +7,7 @@
 
 mod agents;
 mod allocation;
+mod drain;
 mod frameworks;
 mod maintenance;
 mod offers;
@@ -181,6 +182,8 @@ pub struct Agent {
     /// DEACTIVATE_AGENT: no offers are made on it until REACTIVATE_AGENT (kept in the
     /// registry).
     pub deactivated: bool,
+    /// DRAIN_AGENT: draining or drained (kept in the registry).
+    pub drain: Option<meseta_api::maintenance::DrainInfo>,
 }
 
 impl Agent {
@@ -301,6 +304,7 @@ impl Core {
                     reregistered_time: None,
                     capabilities: Vec::new(),
                     deactivated: admitted.deactivated,
+                    drain: admitted.drain,
                 },
             );
         }
@@ -399,6 +403,7 @@ impl Core {
         self.expire_failovers(now);
         self.expire_offers(now);
         self.expire_agents(now);
+        self.advance_drains(now);
         for framework in self.frameworks.values_mut() {
             framework.filters.retain(|f| f.expires > now);
         }

@@ -375,6 +375,7 @@ fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
             info: c.agents[&agent].info.clone(),
             endpoint: "127.0.0.1:5051".into(),
             deactivated: false,
+            drain: None,
         },
     ));
     for fx in checkpointed_persisted(&c.drain_effects()) {

@@ -20,6 +20,8 @@ impl Core {
             latest_state,
         } = update;
         status.agent_id.get_or_insert_with(|| agent_id.clone());
+        self.drain_status(agent_id, &mut status);
+        let latest_state = latest_state.map(|s| self.drain_state(agent_id, s));
         self.count("master/status_updates");
         let key = (framework_id.clone(), status.task_id.clone());
         let Some(agent) = self.agents.get_mut(agent_id) else {

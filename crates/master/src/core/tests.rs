@@ -519,6 +519,7 @@ fn registry_recovery_marks_agents_recovering_and_expires_them() {
             info,
             endpoint: "e".into(),
             deactivated: false,
+            drain: None,
         },
     ));
     let fi = framework_info(json!({"id":{"value":"old-0000"}}));
@@ -1062,4 +1063,118 @@ fn maintenance_is_recovered_from_the_registry() {
         .map(|m| m.mode)
         .collect();
     assert_eq!(modes, [MachineMode::Down, MachineMode::Draining]);
+}
+
+// ----- draining ------------------------------------------------------------------------
+
+fn drain_call(agent: &AgentId, extra: serde_json::Value) -> meseta_api::maintenance::DrainAgent {
+    let mut v = json!({"agent_id": agent});
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn drain_kills_with_bounded_grace_then_drains_and_marks_gone() {
+    use meseta_api::maintenance::DrainState;
+    // Partition-aware, so that TASK_GONE_BY_OPERATOR is not turned into TASK_LOST.
+    let (mut c, agent, fid, offer) =
+        with_offer(json!({"capabilities": [{"type": "PARTITION_AWARE"}]}));
+    let mut slow = task("slow", &agent, 1.0);
+    slow.kill_policy = Some(KillPolicy {
+        grace_period: Some(DurationInfo::from_secs_f64(60.0)),
+    });
+    let quick = task("quick", &agent, 1.0);
+    c.accept(T0, &fid, launch(&offer, vec![slow, quick]));
+    c.drain_effects();
+    let call = drain_call(
+        &agent,
+        json!({"max_grace_period": {"nanoseconds": 10_000_000_000i64}, "mark_gone": true}),
+    );
+    c.drain_agent(T0, call).unwrap();
+    let fx = c.drain_effects();
+    let graces: BTreeMap<String, i64> = link_messages(&fx, "L1")
+        .into_iter()
+        .filter_map(|m| match m {
+            ToAgent::KillTask(k) => Some((
+                k.task_id.value.clone(),
+                k.kill_policy.unwrap().grace_period.unwrap().nanoseconds,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        graces["slow"], 10_000_000_000,
+        "bounded by max_grace_period"
+    );
+    assert_eq!(
+        graces["quick"], 3_000_000_000,
+        "the default grace is below the bound"
+    );
+    let agent_entry = &c.agents[&agent];
+    assert!(agent_entry.deactivated);
+    assert_eq!(agent_entry.drain.unwrap().state, DrainState::Draining);
+    // Killed tasks are reported gone, with the draining reason; acknowledged, the agent
+    // is drained, then gone.
+    for (id, uuid) in [("slow", 1u8), ("quick", 2u8)] {
+        c.status_update(&agent, status(id, TaskState::TaskKilled, uuid));
+        let sent = updates(&c.drain_effects(), "S1");
+        assert_eq!(sent[0].state, TaskState::TaskGoneByOperator);
+        assert_eq!(sent[0].reason, Some(Reason::ReasonAgentDraining));
+        c.acknowledge(
+            &fid,
+            Acknowledge {
+                agent_id: agent.clone(),
+                task_id: TaskId::new(id),
+                uuid: sent[0].uuid.clone().unwrap(),
+            },
+        )
+        .unwrap();
+    }
+    c.tick(T0 + 1.0);
+    assert!(c.gone_agents.contains(&agent), "marked gone once drained");
+}
+
+#[test]
+fn drained_agent_can_be_reactivated_but_a_draining_one_cannot() {
+    use meseta_api::maintenance::DrainState;
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    c.accept(T0, &fid, launch(&offer, vec![task("t1", &agent, 1.0)]));
+    c.drain_agent(T0, drain_call(&agent, json!({}))).unwrap();
+    let fx = c.drain_effects();
+    let kill = link_messages(&fx, "L1")
+        .into_iter()
+        .find_map(|m| match m {
+            ToAgent::KillTask(k) => Some(k),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(kill.kill_policy, None, "no bound, no override");
+    let err = c.reactivate_agent(&agent).unwrap_err();
+    assert!(err.message.contains("still draining"), "{}", err.message);
+    c.status_update(&agent, status("t1", TaskState::TaskKilled, 1));
+    let sent = updates(&c.drain_effects(), "S1");
+    assert_eq!(
+        sent[0].state,
+        TaskState::TaskKilled,
+        "not to be marked gone"
+    );
+    c.acknowledge(
+        &fid,
+        Acknowledge {
+            agent_id: agent.clone(),
+            task_id: TaskId::new("t1"),
+            uuid: sent[0].uuid.clone().unwrap(),
+        },
+    )
+    .unwrap();
+    c.tick(T0 + 1.0);
+    assert_eq!(c.agents[&agent].drain.unwrap().state, DrainState::Drained);
+    assert!(!c.gone_agents.contains(&agent));
+    c.reactivate_agent(&agent).unwrap();
+    assert!(c.agents[&agent].drain.is_none());
+    assert!(!c.agents[&agent].deactivated);
+    let unknown = drain_call(&AgentId::new("nope"), json!({}));
+    assert_eq!(c.drain_agent(T0, unknown).unwrap_err().status, 404);
 }

@@ -104,7 +104,7 @@ pub async fn handle(
         }
         Call::UpdateQuota(body) => match serde_json::from_value(body) {
             Ok(update) => {
-                empty_or_error(quota_call(&app, move |core| core.update_quota(&update)).await)
+                empty_or_error(durable_call(&app, move |core| core.update_quota(&update)).await)
             }
             Err(e) => {
                 ApiError::bad_request(format!("Failed to parse update_quota: {e}")).into_response()
@@ -112,7 +112,7 @@ pub async fn handle(
         },
         Call::SetQuota(body) => match serde_json::from_value(body["quota_request"].clone()) {
             Ok(request) => {
-                empty_or_error(quota_call(&app, move |core| core.set_quota(&request)).await)
+                empty_or_error(durable_call(&app, move |core| core.set_quota(&request)).await)
             }
             Err(e) => {
                 ApiError::bad_request(format!("Failed to parse set_quota.quota_request: {e}"))
@@ -121,7 +121,7 @@ pub async fn handle(
         },
         Call::RemoveQuota(body) => match body["role"].as_str().map(str::to_string) {
             Some(role) => {
-                empty_or_error(quota_call(&app, move |core| core.remove_quota(&role)).await)
+                empty_or_error(durable_call(&app, move |core| core.remove_quota(&role)).await)
             }
             None => {
                 ApiError::bad_request("Expecting 'remove_quota.role' to be present").into_response()
@@ -144,6 +144,12 @@ pub async fn handle(
         Call::DestroyVolumes(body) => {
             accepted_or_error(resource_op(&app, OperationType::Destroy, &body).await)
         }
+        Call::DrainAgent(body) => match maintenance::parse(body, "drain_agent") {
+            Ok(drain) => {
+                empty_or_error(durable_call(&app, move |core| core.drain_agent(now(), drain)).await)
+            }
+            Err(e) => e.into_response(),
+        },
         Call::DeactivateAgent(body) => {
             empty_or_error(set_agent_deactivated(&app, &body["agent_id"], true).await)
         }
@@ -235,8 +241,8 @@ pub async fn update_weights(
         .await
 }
 
-/// A quota change; answers once it is stored in the registry.
-async fn quota_call(
+/// A change of the core; answers once it is stored in the registry.
+async fn durable_call(
     app: &AppState,
     change: impl FnOnce(&mut crate::core::Core) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<Result<(), ApiError>, crate::service::Stopped> {

@@ -8,7 +8,7 @@ mod redb_store;
 
 pub use redb_store::RedbRegistry;
 
-use meseta_api::maintenance::{MachineId, Schedule};
+use meseta_api::maintenance::{DrainInfo, MachineId, Schedule};
 use meseta_api::quota::QuotaConfig;
 use meseta_api::{AgentId, AgentInfo, FrameworkId, FrameworkInfo, Resources};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ pub struct AdmittedAgent {
     /// Deactivated by an operator (DEACTIVATE_AGENT): offered nothing until reactivated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deactivated: bool,
+    /// DRAIN_AGENT: draining or drained, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainInfo>,
 }
 
 /// The maintenance schedule and the machines in maintenance (DOWN); the machines in the

@@ -222,6 +222,7 @@ mod tests {
                 .unwrap(),
             endpoint: "127.0.0.1:5051".into(),
             deactivated: false,
+            drain: None,
         }
     }
 
