@@ -490,6 +490,27 @@ def test_command_task_runs_in_the_image(image_agent):
     assert_released(agent)
 
 
+def test_execute_with_image(image_agent, meseta_bin):
+    """`meseta execute --image`: one command, a task in the image, its output printed."""
+    agent, _, framework = image_agent
+    # The fixture's framework gives the agent's resources back for good.
+    offer = framework.wait(lambda: next(iter(framework.offers.values()), None), what="an offer")
+    framework.take_offer(offer)
+    framework.call("DECLINE", decline={"offer_ids": [offer["id"]], "filters": {"refuse_seconds": 3600}})
+    result = subprocess.run(
+        [str(meseta_bin), "execute", "--master", framework.endpoint.address, "--image", "busybox",
+         "-c", 'echo "greeting=$GREETING"; test -e /etc/os-release || echo no-os-release'],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "greeting=hello from the image" in result.stdout, result.stdout
+    assert "no-os-release" in result.stdout
+    assert "TASK_FINISHED" in result.stdout
+    assert_released(agent)
+
+
 def test_task_that_cannot_get_its_image_fails_with_the_reason(image_agent, registry):
     _, agent_id, framework = image_agent
     cases = [
