@@ -3,14 +3,19 @@ layers: the second deletes a file and makes a directory opaque), pushed with sko
 Debian's docker-registry on loopback (open, and with htpasswd basic auth), then pulled,
 imported (docker-archive tarball, OCI layout) and unpacked with ``meseta image``."""
 
+import base64
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import os
 import shutil
 import subprocess
 import tarfile
+import threading
+import time
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -132,7 +137,7 @@ class Registry:
     """Debian's docker-registry on 127.0.0.1 with filesystem storage, optionally behind
     htpasswd basic auth."""
 
-    def __init__(self, base, *, users=None):
+    def __init__(self, base, *, users=None, token=None):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         base.mkdir(parents=True)
@@ -150,6 +155,15 @@ class Registry:
             htpasswd = base / "htpasswd"
             htpasswd.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
             config += ["auth:", "  htpasswd:", "    realm: meseta-test", f"    path: {htpasswd}"]
+        if token:
+            config += [
+                "auth:",
+                "  token:",
+                f"    realm: {token.realm}",
+                f"    service: {TokenServer.SERVICE}",
+                f"    issuer: {TokenServer.ISSUER}",
+                f"    rootcertbundle: {token.cert_path}",
+            ]
         (base / "config.yml").write_text("\n".join(config) + "\n")
         self.log_path = base / "registry.log"
         self.log = open(self.log_path, "w")
@@ -192,8 +206,81 @@ class Registry:
         self.log.close()
 
 
-def run(args, **kwargs):
-    result = subprocess.run(args, capture_output=True, text=True, timeout=180, **kwargs)
+class TokenServer:
+    """A registry token service on 127.0.0.1: checks Basic auth against ``users`` and
+    issues RS256 JWTs (certificate in ``x5c``) granting the scope asked for."""
+
+    SERVICE = "meseta-test-registry"
+    ISSUER = "meseta-test-issuer"
+
+    def __init__(self, base, users):
+        try:
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import padding
+        except ImportError:
+            pytest.skip("no python cryptography module to sign registry tokens")
+        base.mkdir(parents=True)
+        self.cert_path = base / "cert.pem"
+        key_path = base / "key.pem"
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=meseta-test-token", "-keyout", str(key_path), "-out", str(self.cert_path)])
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        der = run(["openssl", "x509", "-in", str(self.cert_path), "-outform", "DER"], text=False).stdout
+        self.requests = []
+
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def token_for(user, scope):
+            now = int(time.time())
+            access = []
+            if scope:
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+            claims = {"iss": self.ISSUER, "sub": user, "aud": self.SERVICE, "exp": now + 300,
+                      "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+            signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+            signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+            return f"{signing_input}.{b64(signature)}"
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                user = None
+                if auth.startswith("Basic "):
+                    name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    user = name if users.get(name) == password else None
+                server.requests.append((user, query.get("scope", [""])[0]))
+                if user is None:
+                    self.send_response(401)
+                    self.end_headers()
+                    self.wfile.write(b'{"details": "wrong user or password"}')
+                    return
+                body = json.dumps({"token": token_for(user, query.get("scope", [""])[0])}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def run(args, text=True, **kwargs):
+    result = subprocess.run(args, capture_output=True, text=text, timeout=180, **kwargs)
     assert result.returncode == 0, f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -223,6 +310,19 @@ def auth_registry(tmp_path_factory, layout):
         yield registry
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory, layout):
+    base = tmp_path_factory.mktemp("registry")
+    tokens = TokenServer(base / "tokens", {"alice": "s3cret"})
+    registry = Registry(base / "token", token=tokens)
+    try:
+        registry.push(layout[0], "private/busybox:latest", creds="alice:s3cret")
+        yield registry, tokens
+    finally:
+        registry.stop()
+        tokens.stop()
 
 
 class ImageCli:
@@ -336,22 +436,23 @@ def test_import_docker_archive_and_oci_layout(meseta_bin, tmp_path, layout):
     assert result.returncode != 0 and "junk.tar" in result.stderr
 
 
+def login_cli(binary, tmp_path, registry, password):
+    """``meseta image`` with a docker config holding alice's login for ``registry``."""
+    config = tmp_path / f"config-{password}.json"
+    config.write_text(json.dumps({"auths": {registry.address: {"username": "alice", "password": password}}}))
+    return ImageCli(
+        binary,
+        tmp_path / f"agent-{password}",
+        "--docker-insecure-registries",
+        registry.address,
+        "--docker-config",
+        str(config),
+    )
+
+
 def test_registry_basic_auth(meseta_bin, tmp_path, auth_registry):
     name = f"{auth_registry.address}/private/busybox:latest"
-
-    def cli_with(password):
-        config = tmp_path / f"config-{password}.json"
-        config.write_text(json.dumps({"auths": {auth_registry.address: {"username": "alice", "password": password}}}))
-        return ImageCli(
-            meseta_bin,
-            tmp_path / f"agent-{password}",
-            "--docker-insecure-registries",
-            auth_registry.address,
-            "--docker-config",
-            str(config),
-        )
-
-    wrong = cli_with("wrong").run("pull", name, check=False)
+    wrong = login_cli(meseta_bin, tmp_path, auth_registry, "wrong").run("pull", name, check=False)
     assert wrong.returncode != 0
     assert f"registry {auth_registry.address} refused access to 'private/busybox'" in wrong.stderr, wrong.stderr
     assert "the login of 'alice' was refused" in wrong.stderr
@@ -360,9 +461,29 @@ def test_registry_basic_auth(meseta_bin, tmp_path, auth_registry):
     result = anonymous.run("pull", name, check=False)
     assert result.returncode != 0 and "no login is configured" in result.stderr, result.stderr
 
-    good = cli_with("s3cret")
+    good = login_cli(meseta_bin, tmp_path, auth_registry, "s3cret")
     good.run("pull", name)
     assert good.images()[name]["manifest"] == auth_registry.manifest_digest(
+        "private/busybox:latest", creds="alice:s3cret"
+    )
+    good.run("unpack", name, str(tmp_path / "rootfs"))
+    check_busybox_rootfs(tmp_path / "rootfs")
+
+
+def test_registry_token_auth(meseta_bin, tmp_path, token_registry):
+    registry, tokens = token_registry
+    name = f"{registry.address}/private/busybox:latest"
+    tokens.requests.clear()
+    wrong = login_cli(meseta_bin, tmp_path, registry, "wrong").run("pull", name, check=False)
+    assert wrong.returncode != 0
+    assert f"registry {registry.address} refused access to 'private/busybox'" in wrong.stderr, wrong.stderr
+    assert f"the token service {tokens.realm} answered HTTP 401" in wrong.stderr
+    assert tokens.requests == [(None, "repository:private/busybox:pull")]
+
+    good = login_cli(meseta_bin, tmp_path, registry, "s3cret")
+    good.run("pull", name)
+    assert ("alice", "repository:private/busybox:pull") in tokens.requests
+    assert good.images()[name]["manifest"] == registry.manifest_digest(
         "private/busybox:latest", creds="alice:s3cret"
     )
     good.run("unpack", name, str(tmp_path / "rootfs"))
