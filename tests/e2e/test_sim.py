@@ -5,8 +5,8 @@ link protocol with a real ``meseta master`` and run tasks without processes.
   attributes, and the master lists them in GET_AGENTS.
 * A raw v1 framework gets offers from many distinct hollow agents, launches tasks on
   them and sees TASK_STARTING, TASK_RUNNING and (after --task-duration) TASK_FINISHED,
-  one update at a time, each sent only after the previous one was acknowledged; a killed
-  task ends TASK_KILLED.
+  one update at a time, each sent only after the previous one was acknowledged; a task
+  running ``sleep 600`` outlives --task-duration, and killed, it ends TASK_KILLED.
 * SIGTERM stops the sim process cleanly (status 0) and its agents disconnect.
 """
 
@@ -32,14 +32,15 @@ class Framework(RawFramework):
     def wait(self, predicate, timeout=30, what=None):
         return super().wait(predicate, timeout, what)
 
-    def launch(self, offer, task_id):
-        """Launches a ``sleep 1000`` task of 1 cpu and 128 MB on ``offer``."""
+    def launch(self, offer, task_id, command="true"):
+        """Launches a task of 1 cpu and 128 MB on ``offer`` (hollow agents run ``true``
+        for --task-duration, ``sleep N`` for N seconds)."""
         task = {
             "name": task_id,
             "task_id": {"value": task_id},
             "agent_id": offer["agent_id"],
             "resources": [scalar_resource("cpus", 1), scalar_resource("mem", 128)],
-            "command": {"value": "sleep 1000"},
+            "command": {"value": command},
         }
         self.accept([offer], [task], refuse_seconds=1)
 
@@ -133,8 +134,12 @@ def test_tasks_run_finish_and_get_killed_on_hollow_agents(meseta):
 
     wait_for(completed, what="the finished tasks to complete in the master")
 
-    framework.launch(chosen[3], "killed")
+    framework.launch(chosen[3], "killed", "sleep 600")
     framework.wait(lambda: "TASK_RUNNING" in framework.states("killed"), what="killed to run")
+    # `sleep 600` outlives --task-duration.
+    time.sleep(TASK_DURATION_SECS + 0.5)
+    framework.poll()
+    assert framework.states("killed") == ["TASK_STARTING", "TASK_RUNNING"]
     framework.call(
         "KILL", kill={"task_id": {"value": "killed"}, "agent_id": chosen[3]["agent_id"]}
     )

@@ -479,6 +479,9 @@ impl Agent {
                 .ops
                 .push(StoreOp::AgentId(registered.agent_id.clone()));
         }
+        self.batch
+            .ops
+            .push(StoreOp::AgentInfo(self.agent_info.clone()));
         tracing::info!("registered with the master as {}", registered.agent_id);
         self.master = Some(registered.master_info);
         self.registered = true;

@@ -1,5 +1,5 @@
-//! The agent's resources and attributes: what the machine has (cores, memory, free disk
-//! of the work directory's filesystem, the default port range), overridden per resource
+//! The agent's resources and attributes: what the machine has (cores, memory, the size of
+//! the work directory's filesystem, the default port range), overridden per resource
 //! name by `--resources`, and `--attributes` parsed into Mesos `Attribute`s.
 
 use meseta_api::resources::{Range, Ranges, ResourceError, Scalar, Set, ValueType};
@@ -14,11 +14,13 @@ const GIB: u64 = 1024 * MIB;
 pub struct Machine {
     pub cpus: u64,
     pub mem_bytes: u64,
-    pub disk_free_bytes: u64,
+    pub disk_bytes: u64,
 }
 
 impl Machine {
-    /// Reads the machine: online cores, total memory, free space under `work_dir`.
+    /// Reads the machine: online cores, total memory, the size of the filesystem under
+    /// `work_dir` (its size, not its free space, as Mesos: so that a restarted agent
+    /// detects the same resources).
     pub fn detect(work_dir: &Path) -> Machine {
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
@@ -26,13 +28,13 @@ impl Machine {
             .ok()
             .and_then(|text| mem_total(&text))
             .unwrap_or(GIB);
-        let disk_free_bytes = nix::sys::statvfs::statvfs(work_dir)
-            .map(|s| s.blocks_available() * s.fragment_size())
+        let disk_bytes = nix::sys::statvfs::statvfs(work_dir)
+            .map(|s| s.blocks() * s.fragment_size())
             .unwrap_or(0);
         Machine {
             cpus,
             mem_bytes,
-            disk_free_bytes,
+            disk_bytes,
         }
     }
 }
@@ -52,10 +54,10 @@ pub fn default_resources(machine: &Machine) -> Resources {
     } else {
         machine.mem_bytes / 2
     };
-    let disk = if machine.disk_free_bytes >= 10 * GIB {
-        machine.disk_free_bytes - 5 * GIB
+    let disk = if machine.disk_bytes >= 10 * GIB {
+        machine.disk_bytes - 5 * GIB
     } else {
-        machine.disk_free_bytes / 2
+        machine.disk_bytes / 2
     };
     let list = vec![
         Resource::scalar("cpus", machine.cpus as f64),
@@ -160,7 +162,7 @@ mod tests {
     const BIG: Machine = Machine {
         cpus: 8,
         mem_bytes: 16 * GIB,
-        disk_free_bytes: 100 * GIB,
+        disk_bytes: 100 * GIB,
     };
 
     #[test]
@@ -173,14 +175,14 @@ mod tests {
         let small = default_resources(&Machine {
             cpus: 1,
             mem_bytes: GIB,
-            disk_free_bytes: 4 * GIB,
+            disk_bytes: 4 * GIB,
         });
         assert_eq!(small.scalar("mem"), 512.0);
         assert_eq!(small.scalar("disk"), 2048.0);
         let tiny = default_resources(&Machine {
             cpus: 1,
             mem_bytes: 0,
-            disk_free_bytes: 0,
+            disk_bytes: 0,
         });
         assert_eq!(tiny.scalar("mem"), 32.0);
         assert_eq!(tiny.scalar("disk"), 32.0);
@@ -252,7 +254,7 @@ mod tests {
     proptest! {
         #[test]
         fn detected_totals_are_never_empty_or_negative(cpus in 1u64..512, mem in 0u64..(1 << 42), disk in 0u64..(1 << 44)) {
-            let r = default_resources(&Machine { cpus, mem_bytes: mem, disk_free_bytes: disk });
+            let r = default_resources(&Machine { cpus, mem_bytes: mem, disk_bytes: disk });
             prop_assert!(r.scalar("mem") >= 32.0);
             prop_assert!(r.scalar("disk") >= 32.0);
             prop_assert_eq!(r.scalar("cpus"), cpus as f64);

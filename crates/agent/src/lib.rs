@@ -19,6 +19,7 @@ mod link;
 mod operator_api;
 mod outbox;
 mod paths;
+pub mod reconfiguration;
 mod store;
 mod updates;
 mod views;
@@ -96,6 +97,8 @@ pub struct AgentConfig {
     pub isolation: String,
     pub containerizer: ContainerizerOptions,
     pub recover: RecoverPolicy,
+    /// `--reconfiguration-policy`: what may change across a restart.
+    pub reconfiguration_policy: reconfiguration::ReconfigurationPolicy,
     pub executor_registration_timeout: Duration,
     pub executor_shutdown_grace_period: Duration,
     /// The `meseta` binary, run as `meseta executor` for command tasks.
@@ -132,6 +135,10 @@ impl AgentConfig {
             ("work_dir", self.work_dir.display().to_string()),
             ("isolation", self.isolation.clone()),
             ("recover", recover.to_string()),
+            (
+                "reconfiguration_policy",
+                self.reconfiguration_policy.to_string(),
+            ),
             (
                 "executor_registration_timeout",
                 duration(self.executor_registration_timeout),
@@ -234,6 +241,9 @@ pub async fn run(
     }
     let store = store::Store::open(&paths::checkpoint_db(&config.work_dir))?;
     let recovered = store.load()?;
+    if let (Some(_), Some(before)) = (&recovered.agent_id, &recovered.agent_info) {
+        reconfiguration::check(before, &agent_info, config.reconfiguration_policy)?;
+    }
     let listener = tokio::net::TcpListener::bind((config.ip, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.ip, config.port))?;

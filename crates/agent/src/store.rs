@@ -1,12 +1,11 @@
-//! The checkpoint store (`<work_dir>/meta/agent.redb`): the agent id, its checkpointed
-//! resources (dynamic reservations and persistent volumes, as the master last sent them),
-//! and for
-//! checkpointing frameworks their info, executors (with container id, sandbox and pid),
+//! The checkpoint store (`<work_dir>/meta/agent.redb`): the agent id and the info it
+//! registered with, its checkpointed resources (dynamic reservations and persistent
+//! volumes, as the master last sent them), and for checkpointing frameworks their info, executors (with container id, sandbox and pid),
 //! tasks and unacknowledged status updates. Writes come in batches ([`Store::apply`]),
 //! one durable transaction each, so that many updates share one fsync.
 
 use meseta_api::{
-    AgentId, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Resource, Task,
+    AgentId, AgentInfo, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Resource, Task,
     TaskId, TaskInfo, TaskStatus,
 };
 use meseta_containerizer::ProcessRef;
@@ -21,6 +20,7 @@ const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const UPDATES: TableDefinition<&str, &[u8]> = TableDefinition::new("updates");
 /// The `meta` key of the checkpointed resources.
 const CHECKPOINTED_KEY: &str = "checkpointed_resources";
+const AGENT_INFO_KEY: &str = "agent_info";
 const TABLES: [TableDefinition<&str, &[u8]>; 5] = [META, FRAMEWORKS, EXECUTORS, TASKS, UPDATES];
 
 /// Why the store failed.
@@ -74,6 +74,8 @@ pub struct TaskRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoreOp {
     AgentId(AgentId),
+    /// The info the agent last registered with (for `--reconfiguration-policy`).
+    AgentInfo(AgentInfo),
     /// Replaces the checkpointed resources.
     CheckpointedResources(Vec<Resource>),
     PutFramework(FrameworkInfo),
@@ -101,6 +103,7 @@ pub enum StoreOp {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Recovered {
     pub agent_id: Option<AgentId>,
+    pub agent_info: Option<AgentInfo>,
     pub checkpointed_resources: Vec<Resource>,
     pub frameworks: Vec<FrameworkInfo>,
     pub executors: Vec<(FrameworkId, ExecutorRecord)>,
@@ -162,6 +165,7 @@ impl Store {
         for (k, v) in read(META)? {
             match k.as_str() {
                 "agent_id" => out.agent_id = Some(AgentId::new(String::from_utf8_lossy(&v))),
+                AGENT_INFO_KEY => out.agent_info = Some(parse(&k, &v)?),
                 CHECKPOINTED_KEY => out.checkpointed_resources = parse(&k, &v)?,
                 _ => {}
             }
@@ -216,6 +220,9 @@ impl Store {
                     }
                     StoreOp::AgentId(id) => {
                         meta.insert("agent_id", id.value.as_bytes())?;
+                    }
+                    StoreOp::AgentInfo(info) => {
+                        meta.insert(AGENT_INFO_KEY, to_json(info).as_slice())?;
                     }
                     StoreOp::CheckpointedResources(resources) => {
                         meta.insert(CHECKPOINTED_KEY, to_json(resources).as_slice())?;

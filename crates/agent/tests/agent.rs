@@ -325,6 +325,7 @@ fn config(
         isolation: "posix/cpu,posix/mem".into(),
         containerizer: Default::default(),
         recover: meseta_agent::RecoverPolicy::Reconnect,
+        reconfiguration_policy: Default::default(),
         executor_registration_timeout: registration_timeout,
         executor_shutdown_grace_period: Duration::from_secs(1),
         meseta_binary: executor_script(dir),

@@ -141,6 +141,10 @@ pub struct AgentCommonFlags {
     /// `reconnect` to running executors after a restart, or `cleanup` to kill them.
     #[arg(long, env = "MESETA_RECOVER", default_value = "reconnect")]
     pub recover: String,
+    /// What may change across a restart that keeps the agent's identity and tasks:
+    /// `equal` (nothing) or `additive` (more resources, new attributes).
+    #[arg(long = "reconfiguration-policy", alias = "reconfiguration_policy", env = "MESETA_RECONFIGURATION_POLICY", default_value = "equal", value_parser = parse_reconfiguration_policy)]
+    pub reconfiguration_policy: meseta_agent::reconfiguration::ReconfigurationPolicy,
     /// How long an executor has to subscribe after it is launched.
     #[arg(long = "executor-registration-timeout", alias = "executor_registration_timeout", env = "MESETA_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration)]
     pub executor_registration_timeout: Duration,
@@ -218,6 +222,7 @@ fn agent_config(
             container_disk_watch_interval: common.container_disk_watch_interval,
         },
         recover: common.recover.parse().map_err(anyhow::Error::msg)?,
+        reconfiguration_policy: common.reconfiguration_policy,
         executor_registration_timeout: common.executor_registration_timeout,
         executor_shutdown_grace_period: common.executor_shutdown_grace_period,
         meseta_binary: launcher,
@@ -303,4 +308,10 @@ impl LocalFlags {
         second??;
         Ok(())
     }
+}
+
+fn parse_reconfiguration_policy(
+    text: &str,
+) -> Result<meseta_agent::reconfiguration::ReconfigurationPolicy, String> {
+    text.parse()
 }
