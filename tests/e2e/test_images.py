@@ -120,6 +120,33 @@ def build_oci_layout(root):
     return top["digest"]
 
 
+def add_platform_index(root):
+    """Turns the layout at ``root`` into a multi-platform image: its tag names an index
+    of the amd64 manifest and an arm64 one (another config); returns both digests."""
+    index = json.loads((root / "index.json").read_text())
+    amd64 = index["manifests"][0]
+    blobs = root / "blobs" / "sha256"
+    manifest = json.loads((blobs / amd64["digest"].split(":")[1]).read_bytes())
+    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_bytes())
+    config["architecture"] = "arm64"
+
+    def put(data, media_type, **extra):
+        (blobs / sha256(data).split(":")[1]).write_bytes(data)
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data), **extra}
+
+    manifest["config"] = put(json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
+    arm64 = put(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json",
+                platform={"architecture": "arm64", "os": "linux"})
+    platforms = [arm64, dict(amd64, platform={"architecture": "amd64", "os": "linux"})]
+    for entry in platforms:
+        entry.pop("annotations", None)
+    nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": platforms}
+    top = put(json.dumps(nested).encode(), "application/vnd.oci.image.index.v1+json",
+              annotations={"org.opencontainers.image.ref.name": "latest"})
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    return amd64["digest"], arm64["digest"]
+
+
 def bcrypt_hash(password):
     try:
         with warnings.catch_warnings():
@@ -379,6 +406,30 @@ def test_pull_from_registry_and_unpack(meseta_bin, tmp_path, registry, layout):
     # The image config is what the builder wrote.
     config = json.loads((cli.store() / "blobs/sha256" / record["config"].split(":")[1]).read_text())
     assert config["config"]["Env"] == IMAGE_ENV
+
+
+def test_pull_resolves_an_index_to_linux_amd64(meseta_bin, tmp_path, registry, layout):
+    multi = tmp_path / "multi"
+    shutil.copytree(layout[0], multi)
+    amd64, arm64 = add_platform_index(multi)
+    run(["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{multi}:latest",
+         f"docker://{registry.address}/multi:latest"])
+    cli = ImageCli(meseta_bin, tmp_path / "agent", "--docker-insecure-registries", registry.address)
+    cli.run("pull", f"{registry.address}/multi")
+    # skopeo may rewrite manifests on the way: the registry's index says what is there.
+    raw = run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{registry.address}/multi:latest"])
+    pushed = {m["platform"]["architecture"]: m["digest"] for m in json.loads(raw.stdout)["manifests"]}
+    record = cli.images()[f"{registry.address}/multi:latest"]
+    assert record["manifest"] == pushed["amd64"] != pushed["arm64"]
+    cli.run("unpack", f"{registry.address}/multi", str(tmp_path / "rootfs"))
+    check_busybox_rootfs(tmp_path / "rootfs")
+    # The same index imported as an OCI layout tar resolves the same way.
+    archive = tmp_path / "multi.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(multi, arcname=".")
+    cli.run("import", str(archive), "--name", "local/multi")
+    imported = cli.images()["docker.io/local/multi:latest"]["manifest"]
+    assert imported == amd64 != arm64
 
 
 def test_default_registry_names_and_rm(meseta_bin, tmp_path, registry):
