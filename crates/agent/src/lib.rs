@@ -234,7 +234,7 @@ pub async fn run(
     let images = Arc::new(ImageService::new(
         ImageStore::open(config.work_dir.join("images"))?,
         config.images.registry.clone(),
-        config.images.backend.unwrap_or_else(Backend::detect),
+        config.images.backend,
     ));
     for name in &config.images.gc_excluded {
         images.reference(name).context("--image-gc-excluded-images")?;

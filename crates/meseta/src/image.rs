@@ -75,7 +75,7 @@ impl StoreFlags {
         Ok(ImageService::new(
             self.store()?,
             self.registry.config()?,
-            provision::Backend::Copy,
+            Some(provision::Backend::Copy),
         ))
     }
 }

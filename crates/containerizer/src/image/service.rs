@@ -15,6 +15,9 @@ pub struct ImageService {
     store: ImageStore,
     registry: Registry,
     backend: Backend,
+    /// Whether a failed overlay mount falls back to copies (the backend was detected,
+    /// not chosen).
+    fallback: bool,
     /// One lock per normalized image name: holders pull, later ones find it stored.
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Read by pulls and provisions, written by garbage collection.
@@ -22,11 +25,18 @@ pub struct ImageService {
 }
 
 impl ImageService {
-    pub fn new(store: ImageStore, registry: RegistryConfig, backend: Backend) -> ImageService {
+    /// A service over `store`. `backend` is the one chosen; `None` detects it (overlay
+    /// when possible) and falls back to copies when an overlay mount fails.
+    pub fn new(
+        store: ImageStore,
+        registry: RegistryConfig,
+        backend: Option<Backend>,
+    ) -> ImageService {
         ImageService {
             store,
             registry: Registry::new(registry),
-            backend,
+            backend: backend.unwrap_or_else(Backend::detect),
+            fallback: backend.is_none(),
             pulls: Mutex::new(HashMap::new()),
             gc: RwLock::new(()),
         }
@@ -34,10 +44,6 @@ impl ImageService {
 
     pub fn store(&self) -> &ImageStore {
         &self.store
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Normalizes `name` with the default registry.
@@ -90,10 +96,19 @@ impl ImageService {
     ) -> Result<Provisioned, ImageError> {
         let _gc = self.gc.read().await;
         let record = self.image_unlocked(name).await?;
-        let (store, backend, id) = (self.store.clone(), self.backend, container_id.to_string());
-        tokio::task::spawn_blocking(move || provision::provision(&store, &id, &record, backend))
-            .await
-            .expect("provisioning does not panic")
+        let (store, id) = (self.store.clone(), container_id.to_string());
+        let (backend, fallback) = (self.backend, self.fallback);
+        tokio::task::spawn_blocking(move || {
+            match provision::provision(&store, &id, &record, backend) {
+                Err(ImageError::Mount(message)) if fallback && backend == Backend::Overlay => {
+                    tracing::warn!("{message}; provisioning container {id} with copies instead");
+                    provision::provision(&store, &id, &record, Backend::Copy)
+                }
+                other => other,
+            }
+        })
+        .await
+        .expect("provisioning does not panic")
     }
 
     /// Removes the root filesystem of `container_id` (nothing when it has none).
@@ -115,5 +130,48 @@ impl ImageService {
         tokio::task::spawn_blocking(move || gc::prune(&store, &excluded))
             .await
             .expect("pruning does not panic")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::archive::{import, tests::docker_archive};
+
+    /// A store whose path holds a ':' cannot be an overlay lower dir (the mount option
+    /// splits there), which makes the overlay mount fail for real.
+    fn unmountable_store(dir: &std::path::Path) -> ImageStore {
+        let store = ImageStore::open(dir.join("a:b").join("images")).unwrap();
+        import(&store, &docker_archive(dir), None, "docker.io").unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_detected_overlay_falls_back_to_copies() {
+        if Backend::detect() != Backend::Overlay {
+            eprintln!("skipped: overlayfs needs root and kernel support");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let service = ImageService::new(
+            unmountable_store(dir.path()),
+            RegistryConfig::default(),
+            None,
+        );
+        let provisioned = service.provision("c1", "test/app:1").await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(provisioned.rootfs.join("bin/tool")).unwrap(),
+            "v2"
+        );
+        service.release("c1").await.unwrap();
+
+        // A backend chosen by the operator is kept, and its failure reported.
+        let chosen = ImageService::new(
+            unmountable_store(&dir.path().join("second")),
+            RegistryConfig::default(),
+            Some(Backend::Overlay),
+        );
+        let err = chosen.provision("c1", "test/app:1").await.unwrap_err();
+        assert!(matches!(err, ImageError::Mount(_)), "{err}");
     }
 }
