@@ -748,3 +748,46 @@ def test_bad_gc_exclusion_stops_the_agent(meseta):
     agent = meseta.agent(master, extra_args=("--image-gc-excluded-images", "Not/Valid"), wait=False)
     assert agent.wait_exit() != 0
     assert "invalid image reference 'Not/Valid'" in agent.output()
+
+
+def test_image_containers_across_an_agent_restart(image_agent):
+    """Root filesystems outlive an agent killed with SIGKILL: the restarted agent
+    releases the one of a container that ended while it was down, and the one of a
+    container it kills later."""
+    from test_containerizer import RECOVERY_TIMEOUT, container_cgroups, container_id
+
+    agent, agent_id, framework = image_agent
+    tasks = {}
+    for name in ("survivor", "victim"):
+        task = image_task(agent_id, "exec sleep 1000", "busybox")
+        framework.launch_task(agent_id, task)
+        tasks[name] = task["task_id"]["value"]
+    for task_id in tasks.values():
+        framework.wait_state(task_id, "TASK_RUNNING")
+    cids = {n: container_id(wait_sandbox(agent.api, framework.id, t)) for n, t in tasks.items()}
+    containers = agent.work_dir / "images" / "containers"
+    assert sorted(p.name for p in containers.iterdir()) == sorted(cids.values())
+
+    agent.kill()
+    procs = next(path / "cgroup.procs" for path in container_cgroups(cids["victim"]))
+    executor = next(
+        int(pid)
+        for pid in procs.read_text().split()
+        if b"executor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+    os.kill(executor, 9)
+    wait_for(lambda: not container_cgroups(cids["victim"]), what="the victim's container to end")
+    assert (containers / cids["victim"] / "rootfs").is_dir(), "nobody released it yet"
+
+    agent.start()
+    framework.wait_state(tasks["victim"], "TASK_FAILED", timeout=RECOVERY_TIMEOUT)
+    wait_for(lambda: not (containers / cids["victim"]).exists(), what="the victim's rootfs released")
+    assert (containers / cids["survivor"] / "rootfs" / "bin/busybox").exists()
+    wait_for(
+        lambda: agent.api.get("/state").json()["frameworks"][0]["executors"],
+        RECOVERY_TIMEOUT,
+        what="the agent to list the recovered executors",
+    )
+    framework.kill(tasks["survivor"], agent_id)
+    framework.wait_state(tasks["survivor"], "TASK_KILLED", timeout=RECOVERY_TIMEOUT)
+    assert_released(agent)
