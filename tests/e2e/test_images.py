@@ -791,3 +791,18 @@ def test_image_containers_across_an_agent_restart(image_agent):
     framework.kill(tasks["survivor"], agent_id)
     framework.wait_state(tasks["survivor"], "TASK_KILLED", timeout=RECOVERY_TIMEOUT)
     assert_released(agent)
+
+
+def test_uncached_image_is_pulled_again(image_agent, registry):
+    """`image.cached: false` pulls the image again even though the store has it."""
+    _, agent_id, framework = image_agent
+    ran = []
+    for cached in (True, False):
+        before = registry.manifest_requests("busybox")
+        task = image_task(agent_id, "true", "busybox")
+        task["container"]["mesos"]["image"]["cached"] = cached
+        framework.launch_task(agent_id, task)
+        framework.wait_state(task["task_id"]["value"], "TASK_FINISHED")
+        ran.append(registry.manifest_requests("busybox") - before)
+    # The fresh agent pulls for the first task; the uncached one pulls again.
+    assert ran == [1, 1], ran
