@@ -18,7 +18,6 @@ mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
-pub use quota::role_quota;
 pub use reservations::ResourceOp;
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
