@@ -8,6 +8,7 @@ use crate::book::{
     self, Book, Cleanup, ExecutorState, KillOutcome, NewRun, RunOutcome, Termination,
 };
 use crate::command::{Command, ContainerEntry, ExecutorReply};
+use crate::fetcher::Fetcher;
 use crate::launch::{self, RunContext};
 use crate::outbox::{Batch, Outbox};
 use crate::store::{ExecutorRecord, Recovered, StoreOp, TaskRecord};
@@ -86,8 +87,10 @@ pub struct Agent {
     executor_endpoint: String,
     launcher: Arc<dyn Launcher>,
     images: Arc<ImageService>,
-    /// Root filesystems provisioned for containers about to be launched.
-    provisioned: HashMap<ContainerId, Provisioned>,
+    fetcher: Arc<Fetcher>,
+    /// Containers about to be launched whose pre-launch step is done, with the root
+    /// filesystem provisioned for them (when they have an image).
+    prepared: HashMap<ContainerId, Option<Provisioned>>,
     streams: HashMap<(FrameworkId, ExecutorId), mpsc::UnboundedSender<Event>>,
     batch: Batch,
     outbox: Outbox,
@@ -95,6 +98,15 @@ pub struct Agent {
     switch_user: bool,
     /// Set when the master shut this agent down.
     stopped: bool,
+}
+
+/// What an executor's pre-launch step does: provision its image, fetch its URIs into its
+/// sandbox as its user.
+struct Preparation {
+    image: Option<crate::images::ImageRequest>,
+    uris: Vec<serde_json::Value>,
+    sandbox: PathBuf,
+    user: Option<String>,
 }
 
 /// Seconds since the epoch, as Mesos timestamps are.
@@ -127,6 +139,7 @@ impl Agent {
             true => format!("127.0.0.1:{port}"),
             false => endpoint.clone(),
         };
+        let fetcher = Arc::new(Fetcher::new(&parts.config.work_dir, &parts.config.fetcher));
         Agent {
             config: parts.config,
             flags: parts.flags,
@@ -143,7 +156,8 @@ impl Agent {
             executor_endpoint,
             launcher: parts.launcher,
             images: parts.images,
-            provisioned: HashMap::new(),
+            fetcher,
+            prepared: HashMap::new(),
             streams: HashMap::new(),
             batch: Batch::default(),
             outbox: parts.outbox,
@@ -220,12 +234,12 @@ impl Agent {
                 container_id,
                 status,
             } => self.executor_exited(&framework_id, &executor_id, &container_id, status),
-            Command::ImageProvisioned {
+            Command::Prepared {
                 framework_id,
                 executor_id,
                 container_id,
                 result,
-            } => self.image_provisioned(&framework_id, &executor_id, container_id, result),
+            } => self.prepared(&framework_id, &executor_id, container_id, result),
             Command::RegistrationTimeout {
                 framework_id,
                 executor_id,
@@ -792,14 +806,6 @@ impl Agent {
         let Some(e) = framework.executors.get(eid) else {
             return;
         };
-        if !self.provisioned.contains_key(&e.container_id) {
-            let cid = e.container_id.clone();
-            match crate::images::requested_by(&e.info) {
-                Ok(None) => {}
-                Ok(Some(request)) => return self.provision_image(fid, eid, cid, request),
-                Err(message) => return self.launch_failed(fid, eid, &cid, message),
-            }
-        }
         let ctx = RunContext {
             container_id: &e.container_id.value,
             resources: e.used_resources(),
@@ -815,9 +821,27 @@ impl Agent {
             ),
             switch_user: self.switch_user,
             inherited: std::env::vars().collect(),
-            image: self.provisioned.get(&e.container_id),
+            image: self.prepared.get(&e.container_id).and_then(Option::as_ref),
         };
         let cid = e.container_id.clone();
+        if !self.prepared.contains_key(&cid) {
+            let uris = (e.info.command.as_ref()).map_or_else(Vec::new, |c| c.uris.clone());
+            match crate::images::requested_by(&e.info) {
+                Ok(None) if uris.is_empty() => {}
+                Ok(image) => {
+                    let user = self.switch_user.then(|| ctx.user());
+                    let sandbox = e.directory.clone();
+                    let preparation = Preparation {
+                        image,
+                        uris,
+                        sandbox,
+                        user,
+                    };
+                    return self.prepare(fid, eid, cid, preparation);
+                }
+                Err(message) => return self.launch_failed(fid, eid, &cid, message),
+            }
+        }
         let launched = paths::create_sandbox(&e.directory)
             .map_err(|err| format!("creating the sandbox {}: {err}", e.directory.display()))
             .and_then(|()| ctx.launch_spec())
@@ -840,7 +864,13 @@ impl Agent {
     }
 
     /// Fails the executor's tasks with REASON_CONTAINER_LAUNCH_FAILED and `message`.
-    fn launch_failed(&mut self, fid: &FrameworkId, eid: &ExecutorId, cid: &ContainerId, message: String) {
+    fn launch_failed(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        cid: &ContainerId,
+        message: String,
+    ) {
         tracing::warn!("failed to launch executor {eid} of framework {fid}: {message}");
         self.counters.container_launch_errors += 1;
         if let Some(e) = self.book.executor_mut(fid, eid) {
@@ -853,21 +883,32 @@ impl Agent {
         self.executor_exited(fid, eid, cid, None);
     }
 
-    /// Provisions the executor's image off the actor; [`Command::ImageProvisioned`]
-    /// brings the result back.
-    fn provision_image(
-        &mut self,
-        fid: &FrameworkId,
-        eid: &ExecutorId,
-        cid: ContainerId,
-        request: crate::images::ImageRequest,
-    ) {
+    /// Provisions the executor's image and fetches its URIs into its sandbox off the
+    /// actor; [`Command::Prepared`] brings the result back.
+    fn prepare(&mut self, fid: &FrameworkId, eid: &ExecutorId, cid: ContainerId, p: Preparation) {
         let (images, commands) = (self.images.clone(), self.commands.clone());
+        let fetcher = self.fetcher.clone();
         let (framework_id, executor_id) = (fid.clone(), eid.clone());
         tokio::spawn(async move {
-            let result = crate::images::provision(&images, &cid.value, &request).await;
+            let result = async {
+                let provisioned = match &p.image {
+                    Some(request) => {
+                        Some(crate::images::provision(&images, &cid.value, request).await?)
+                    }
+                    None => None,
+                };
+                if !p.uris.is_empty() {
+                    paths::create_sandbox(&p.sandbox).map_err(|err| {
+                        format!("creating the sandbox {}: {err}", p.sandbox.display())
+                    })?;
+                    let fetched = fetcher.fetch(&p.uris, &p.sandbox, p.user.as_deref());
+                    fetched.await.map_err(|e| e.to_string())?;
+                }
+                Ok(provisioned)
+            }
+            .await;
             let _ = commands
-                .send(Command::ImageProvisioned {
+                .send(Command::Prepared {
                     framework_id,
                     executor_id,
                     container_id: cid,
@@ -877,14 +918,14 @@ impl Agent {
         });
     }
 
-    /// Launches the executor whose image is ready, fails its tasks when it could not be
-    /// provisioned, and cleans up when it was shut down meanwhile.
-    fn image_provisioned(
+    /// Launches the executor whose image and URIs are ready, fails its tasks when they
+    /// could not be, and cleans up when it was shut down meanwhile.
+    fn prepared(
         &mut self,
         fid: &FrameworkId,
         eid: &ExecutorId,
         cid: ContainerId,
-        result: Result<Provisioned, String>,
+        result: Result<Option<Provisioned>, String>,
     ) {
         let state = self
             .book
@@ -893,7 +934,7 @@ impl Agent {
             .map(|e| e.state);
         match (state, result) {
             (Some(ExecutorState::Registering), Ok(provisioned)) => {
-                self.provisioned.insert(cid, provisioned);
+                self.prepared.insert(cid, provisioned);
                 self.launch_executor(fid, eid);
             }
             (Some(ExecutorState::Registering), Err(message)) => {
@@ -984,7 +1025,7 @@ impl Agent {
         let Some(exited) = self.book.executor_exited(fid, eid, cid) else {
             return;
         };
-        self.provisioned.remove(cid);
+        self.prepared.remove(cid);
         crate::images::release(&self.images, &cid.value);
         tracing::info!("executor {eid} of framework {fid} exited (wait status {status:?})");
         self.counters.executors_terminated += 1;

@@ -66,12 +66,13 @@ pub enum Command {
         container_id: ContainerId,
         status: Option<i32>,
     },
-    /// An executor's image was provisioned, or could not be (the message says why).
-    ImageProvisioned {
+    /// An executor's pre-launch step ended: its image provisioned (when it has one) and
+    /// its URIs fetched, or the message says why not.
+    Prepared {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         container_id: ContainerId,
-        result: Result<meseta_containerizer::image::Provisioned, String>,
+        result: Result<Option<meseta_containerizer::image::Provisioned>, String>,
     },
     /// An executor's registration timeout fired.
     RegistrationTimeout {

@@ -11,6 +11,7 @@ mod book;
 mod command;
 pub mod detect;
 mod executor_api;
+mod fetcher;
 mod files;
 mod http;
 mod images;
@@ -26,6 +27,7 @@ mod views;
 mod volumes;
 
 use anyhow::Context;
+pub use fetcher::{parse_size, FetcherOptions};
 use meseta_api::AgentInfo;
 use meseta_containerizer::image::{Backend, ImageService, ImageStore, RegistryConfig};
 use meseta_containerizer::linux::{Isolation, LinuxConfig, LinuxLauncher};
@@ -104,6 +106,8 @@ pub struct AgentConfig {
     /// The `meseta` binary, run as `meseta executor` for command tasks.
     pub meseta_binary: PathBuf,
     pub images: ImageOptions,
+    /// `--fetcher-cache-size`, `--frameworks-home`.
+    pub fetcher: FetcherOptions,
 }
 
 /// Container images: where they come from and how root filesystems are made.
@@ -160,6 +164,13 @@ impl AgentConfig {
                 duration(self.containerizer.container_disk_watch_interval),
             ),
         ];
+        flags.push((
+            "fetcher_cache_size",
+            format!("{}B", self.fetcher.cache_size),
+        ));
+        if let Some(home) = &self.fetcher.frameworks_home {
+            flags.push(("frameworks_home", home.display().to_string()));
+        }
         flags.push((
             "docker_registry",
             self.images.registry.default_registry.clone(),

@@ -330,6 +330,7 @@ fn config(
         executor_shutdown_grace_period: Duration::from_secs(1),
         meseta_binary: executor_script(dir),
         images: Default::default(),
+        fetcher: Default::default(),
     }
 }
 

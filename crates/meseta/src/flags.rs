@@ -180,6 +180,12 @@ pub struct AgentCommonFlags {
     /// Images the periodic GC keeps even when unused, `name,name,...`.
     #[arg(long = "image-gc-excluded-images", alias = "image_gc_excluded_images", env = "MESETA_IMAGE_GC_EXCLUDED_IMAGES", value_delimiter = ',')]
     pub image_gc_excluded_images: Vec<String>,
+    /// The most bytes the cache of `cache: true` URIs holds (`2GB`, `512MB`).
+    #[arg(long = "fetcher-cache-size", alias = "fetcher_cache_size", env = "MESETA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = meseta_agent::parse_size)]
+    pub fetcher_cache_size: u64,
+    /// What relative URI paths are resolved against (refused when unset).
+    #[arg(long = "frameworks-home", alias = "frameworks_home", env = "MESETA_FRAMEWORKS_HOME")]
+    pub frameworks_home: Option<PathBuf>,
 }
 
 impl AgentFlags {
@@ -231,6 +237,10 @@ fn agent_config(
             backend: common.image_provisioner_backend,
             gc_interval: common.image_gc_interval,
             gc_excluded: common.image_gc_excluded_images,
+        },
+        fetcher: meseta_agent::FetcherOptions {
+            cache_size: common.fetcher_cache_size,
+            frameworks_home: common.frameworks_home,
         },
     })
 }

@@ -1,0 +1,190 @@
+"""The agent's fetcher: ``CommandInfo.uris`` land in the sandbox before the task runs.
+
+A pymesos framework (unmodified) launches command tasks whose URIs point at a local
+HTTP server (Python's ``http.server`` on a loopback port, counting its requests) and at
+local files; the tasks use what was fetched: they run a fetched script and read files
+out of a fetched, unpacked archive. Failures (a 404, a refused connection, an archive
+with a ``../`` entry, a relative path without ``--frameworks-home``) end the task in
+TASK_FAILED with REASON_CONTAINER_LAUNCH_FAILED and a message naming the URI.
+"""
+
+import io
+import tarfile
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from helpers import wait_sandbox
+from test_pymesos import RecordingScheduler, command_task, framework_info, running
+
+SCRIPT = b"#!/bin/sh\necho script-ran-$1\n"
+
+
+def tar_gz(entries):
+    """A .tar.gz of ``{name: bytes}``; names are written as given (``../`` too)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class FileServer:
+    """Serves ``files`` (path -> bytes) on a loopback port; 404 for anything else.
+    Counts the GET requests per path."""
+
+    def __init__(self, files):
+        self.files = files
+        self.requests = Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests[self.path] += 1
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def files():
+    server = FileServer(
+        {
+            "/bin/run.sh": SCRIPT,
+            "/bundle.tar.gz": tar_gz({"nested/sub/data.txt": b"from-the-archive\n"}),
+            "/cached.txt": b"cached-content\n",
+            "/evil.tgz": tar_gz({"../escaped.txt": b"x"}),
+        }
+    )
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def framework(module_cluster, request):
+    scheduler = RecordingScheduler()
+    info = framework_info(f"e2e-fetcher-{request.node.name}")
+    with running(scheduler, module_cluster.master_address, info) as driver:
+        yield scheduler, driver
+
+
+def with_uris(task_id, command, *uris):
+    task = command_task(task_id, command)
+    task["command"]["uris"] = list(uris)
+    return task
+
+
+def sandbox_file(cluster, scheduler, task_id, name):
+    sandbox = wait_sandbox(cluster.agent, scheduler.framework_id, task_id)
+    return (Path(sandbox) / name).read_text()
+
+
+def assert_launch_failed(scheduler, task_id, *needles):
+    scheduler.wait_state(task_id, "TASK_FAILED")
+    status = scheduler.statuses(task_id)[-1]
+    assert status.get("reason") == "REASON_CONTAINER_LAUNCH_FAILED", status
+    for needle in needles:
+        assert needle in status.get("message", ""), (needle, status)
+    return status
+
+
+def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, framework):
+    scheduler, driver = framework
+    task = with_uris(
+        "uses-fetched",
+        "./run.sh one && cat nested/sub/data.txt && ls -l conf/settings.tgz",
+        {"value": files.url("/bin/run.sh"), "executable": True},
+        {"value": files.url("/bundle.tar.gz")},
+        # Not unpacked: extract is off, and output_file names the sandbox file.
+        {"value": files.url("/bundle.tar.gz"), "extract": False, "output_file": "conf/settings.tgz"},
+    )
+    scheduler.submit(driver, task)
+    scheduler.wait_state("uses-fetched", "TASK_FINISHED")
+    stdout = sandbox_file(module_cluster, scheduler, "uses-fetched", "stdout")
+    assert "script-ran-one" in stdout and "from-the-archive" in stdout, stdout
+    assert "-rwxr-xr-x" not in stdout.splitlines()[-1], "only executables get 0755"
+    stderr = sandbox_file(module_cluster, scheduler, "uses-fetched", "stderr")
+    assert f"Fetched '{files.url('/bin/run.sh')}'" in stderr, stderr
+    assert "Fetching" in stderr.splitlines()[0], "the fetcher's log comes first"
+
+
+def test_missing_and_unreachable_uris_fail_the_task(files, framework):
+    scheduler, driver = framework
+    missing = files.url("/nope.sh")
+    unreachable = f"http://127.0.0.1:{free_port()}/x.sh"
+    scheduler.submit(
+        driver,
+        with_uris("missing", "true", {"value": missing}),
+        with_uris("unreachable", "true", {"value": unreachable}),
+    )
+    assert_launch_failed(scheduler, "missing", f"'{missing}'", "404")
+    status = assert_launch_failed(scheduler, "unreachable", f"'{unreachable}'")
+    assert "refused" in status["message"].lower(), status
+    assert "TASK_RUNNING" not in scheduler.states("missing")
+
+
+def test_file_uris_and_absolute_paths_are_copied(files, framework, tmp_path):
+    scheduler, driver = framework
+    local = tmp_path / "local.txt"
+    local.write_text("local-content\n")
+    scheduler.submit(
+        driver,
+        with_uris(
+            "local-files",
+            "cat local.txt copy.txt",
+            {"value": f"file://{local}"},
+            {"value": str(local), "output_file": "copy.txt"},
+        ),
+        with_uris("relative", "true", {"value": "some/relative.txt"}),
+        with_uris("no-such-file", "true", {"value": f"file://{tmp_path}/absent.txt"}),
+    )
+    scheduler.wait_state("local-files", "TASK_FINISHED")
+    assert_launch_failed(scheduler, "relative", "'some/relative.txt'", "--frameworks-home")
+    assert_launch_failed(scheduler, "no-such-file", "absent.txt", "No such file")
+
+
+def test_cached_uri_is_downloaded_once(module_cluster, files, framework):
+    scheduler, driver = framework
+    uri = {"value": files.url("/cached.txt"), "cache": True}
+    before = files.requests["/cached.txt"]
+    for task_id in ("cached-1", "cached-2"):
+        scheduler.submit(driver, with_uris(task_id, "cat cached.txt", uri))
+        scheduler.wait_state(task_id, "TASK_FINISHED")
+        assert "cached-content" in sandbox_file(module_cluster, scheduler, task_id, "stdout")
+    assert files.requests["/cached.txt"] - before == 1, files.requests
+    stderr = sandbox_file(module_cluster, scheduler, "cached-2", "stderr")
+    assert "from the cache" in stderr, stderr
+
+
+def test_archive_escaping_the_sandbox_is_refused(module_cluster, files, framework):
+    scheduler, driver = framework
+    scheduler.submit(driver, with_uris("evil", "true", {"value": files.url("/evil.tgz")}))
+    assert_launch_failed(scheduler, "evil", files.url("/evil.tgz"), "outside the sandbox")
+    sandbox = Path(wait_sandbox(module_cluster.agent, scheduler.framework_id, "evil"))
+    assert not (sandbox.parent / "escaped.txt").exists()
