@@ -157,12 +157,8 @@ pub async fn run(command: ImageCommand) -> Result<i32> {
             let service = store.service()?;
             let name = service.reference(&name)?.to_string();
             let store = service.store().clone();
-            let removed = tokio::task::spawn_blocking(move || -> Result<usize> {
-                store.untag(&name)?;
-                let lock = store.lock()?;
-                Ok(gc::sweep(&store, &lock)?)
-            })
-            .await??;
+            let (_, removed) =
+                tokio::task::spawn_blocking(move || gc::remove(&store, &name)).await??;
             println!("removed (and {removed} files no image uses)");
         }
         ImageCommand::Unpack { name, dir, store } => {

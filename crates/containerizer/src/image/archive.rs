@@ -23,6 +23,7 @@ pub fn import(
     name: Option<&str>,
     default_registry: &str,
 ) -> Result<Vec<ImageRecord>, ImageError> {
+    let _pin = store.pin()?;
     let meta =
         fs::metadata(path).map_err(|e| ImageError::io(format!("reading {}", path.display()), e))?;
     let unpacked;

@@ -20,6 +20,7 @@ pub struct Pruned {
 /// Removes every image that no container uses, except those named in `excluded`
 /// (normalized names), then the content only they referred to.
 pub fn prune(store: &ImageStore, excluded: &[String]) -> Result<Pruned, ImageError> {
+    let _writers = store.exclude_writers()?;
     let lock = store.lock()?;
     let used: HashSet<Digest> = in_use(store)?
         .into_iter()
@@ -36,9 +37,21 @@ pub fn prune(store: &ImageStore, excluded: &[String]) -> Result<Pruned, ImageErr
     Ok(Pruned { images, files })
 }
 
+/// Removes the name `name`, then the content no other name or container refers to;
+/// returns the removed record and how many files went.
+pub fn remove(store: &ImageStore, name: &str) -> Result<(ImageRecord, usize), ImageError> {
+    let _writers = store.exclude_writers()?;
+    let lock = store.lock()?;
+    let record = store
+        .get(name)?
+        .ok_or_else(|| ImageError::NotFound(name.to_string()))?;
+    store.untag_locked(&[name.to_string()], &lock)?;
+    Ok((record, sweep(store, &lock)?))
+}
+
 /// Removes blobs and extracted layers that no image name or container refers to;
-/// returns how many.
-pub fn sweep(store: &ImageStore, _lock: &StoreLock) -> Result<usize, ImageError> {
+/// returns how many. The caller holds the lock and keeps writers out.
+fn sweep(store: &ImageStore, _lock: &StoreLock) -> Result<usize, ImageError> {
     let mut live: HashSet<Digest> = HashSet::new();
     let mut keep = |r: &ImageRecord| {
         live.insert(r.manifest.clone());
@@ -116,6 +129,57 @@ mod tests {
                 .unwrap()
                 .count(),
             0
+        );
+    }
+
+    #[test]
+    fn remove_untags_and_sweeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let image = import(&store, &docker_archive(dir.path()), None, "docker.io")
+            .unwrap()
+            .remove(0);
+        let (removed, files) = remove(&store, &image.name).unwrap();
+        assert_eq!((removed, files), (image.clone(), 4));
+        assert!(matches!(
+            remove(&store, &image.name),
+            Err(ImageError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn collection_waits_for_pinned_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path().join("images")).unwrap();
+        let template = import(&store, &docker_archive(dir.path()), None, "docker.io")
+            .unwrap()
+            .remove(0);
+        store.untag(&template.name).unwrap();
+        // A writer pins the store, adds content it has not named yet...
+        let pin = store.pin().unwrap();
+        let manifest = store
+            .put_blob(b"a manifest being pulled", None, "manifest")
+            .unwrap();
+        let collector = {
+            let store = store.clone();
+            std::thread::spawn(move || prune(&store, &[]).unwrap())
+        };
+        // ...and names it a while later: a collection that did not wait would have
+        // removed the unnamed blobs meanwhile, and the naming would fail.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        store
+            .tag(ImageRecord {
+                name: "late/name:1".into(),
+                manifest,
+                ..template.clone()
+            })
+            .unwrap();
+        drop(pin);
+        let pruned = collector.join().unwrap();
+        assert_eq!(
+            pruned.images,
+            ["late/name:1"],
+            "collected once the writer was done"
         );
     }
 }

@@ -83,6 +83,7 @@ pub fn provision(
     backend: Backend,
 ) -> Result<Provisioned, ImageError> {
     let dir = container_dir(store, container_id)?;
+    let _pin = store.pin()?;
     release(store, container_id)?;
     let io = |what: &str, path: &Path, e| ImageError::io(format!("{what} {}", path.display()), e);
     fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;

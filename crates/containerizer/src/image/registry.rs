@@ -78,6 +78,10 @@ impl Registry {
         store: &ImageStore,
         reference: &Reference,
     ) -> Result<ImageRecord, ImageError> {
+        let pinning = store.clone();
+        let _pin = tokio::task::spawn_blocking(move || pinning.pin())
+            .await
+            .expect("pinning does not panic")?;
         let mut session = Session {
             http: &self.http,
             credentials: &self.config.credentials,

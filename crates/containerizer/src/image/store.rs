@@ -7,6 +7,8 @@
 //! index.json             image name -> manifest, config and layer digests
 //! tmp/                   partial downloads and extractions, renamed into place when complete
 //! lock                   flock held while the index or the set of blobs changes
+//! writers.lock           flock held shared while content is added and not yet named
+//!                        (pulls, imports, provisions), exclusively by garbage collection
 //! ```
 //!
 //! Everything lands by rename, so a crash leaves at most garbage in `tmp/`, and the agent
@@ -128,16 +130,31 @@ impl ImageStore {
 
     /// Takes the store's lock (blocking until other holders let go).
     pub fn lock(&self) -> Result<StoreLock, ImageError> {
-        let path = self.root.join("lock");
+        self.flock("lock", FlockArg::LockExclusive)
+    }
+
+    /// Pins the store's content while this process adds content it has not named yet
+    /// (any number of pins at once; garbage collection waits for all of them).
+    pub fn pin(&self) -> Result<StoreLock, ImageError> {
+        self.flock("writers.lock", FlockArg::LockShared)
+    }
+
+    /// Waits until no pin is held and keeps new ones out (garbage collection).
+    pub(crate) fn exclude_writers(&self) -> Result<StoreLock, ImageError> {
+        self.flock("writers.lock", FlockArg::LockExclusive)
+    }
+
+    fn flock(&self, name: &str, kind: FlockArg) -> Result<StoreLock, ImageError> {
+        let path = self.root.join(name);
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| ImageError::io(format!("opening {}", path.display()), e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
+        Flock::lock(file, kind)
             .map(|flock| StoreLock { _flock: flock })
-            .map_err(|(_, e)| ImageError::io("locking the image store", e.into()))
+            .map_err(|(_, e)| ImageError::io(format!("locking {}", path.display()), e.into()))
     }
 
     fn read_index(&self) -> Result<Index, ImageError> {
