@@ -5,10 +5,15 @@ HTTP server (Python's ``http.server`` on a loopback port, counting its requests)
 local files; the tasks use what was fetched: they run a fetched script and read files
 out of a fetched, unpacked archive. Failures (a 404, a refused connection, an archive
 with a ``../`` entry, a relative path without ``--frameworks-home``) end the task in
-TASK_FAILED with REASON_CONTAINER_LAUNCH_FAILED and a message naming the URI.
+TASK_FAILED with REASON_CONTAINER_LAUNCH_FAILED and a message naming the URI. As root,
+with the Linux launcher, fetched files belong to the task's user, and a local file that
+user may not read is not fetched.
 """
 
 import io
+import json
+import shlex
+import sys
 import tarfile
 import threading
 from collections import Counter
@@ -16,10 +21,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from pymesos import encode_data
+from test_containerizer import Framework, linux, needs_root, task_info  # noqa: F401 (fixture)
 
-from conftest import free_port
+from conftest import free_port, wait_for
 from helpers import wait_sandbox
-from test_pymesos import RecordingScheduler, command_task, framework_info, running
+from test_pymesos import (
+    EXECUTOR_SCRIPT,
+    RecordingScheduler,
+    command_task,
+    framework_info,
+    resources,
+    running,
+)
 
 SCRIPT = b"#!/bin/sh\necho script-ran-$1\n"
 
@@ -80,6 +94,7 @@ def files():
             "/bundle.tar.gz": tar_gz({"nested/sub/data.txt": b"from-the-archive\n"}),
             "/cached.txt": b"cached-content\n",
             "/evil.tgz": tar_gz({"../escaped.txt": b"x"}),
+            "/executor.py": Path(EXECUTOR_SCRIPT).read_bytes(),
         }
     )
     yield server
@@ -188,3 +203,60 @@ def test_archive_escaping_the_sandbox_is_refused(module_cluster, files, framewor
     assert_launch_failed(scheduler, "evil", files.url("/evil.tgz"), "outside the sandbox")
     sandbox = Path(wait_sandbox(module_cluster.agent, scheduler.framework_id, "evil"))
     assert not (sandbox.parent / "escaped.txt").exists()
+
+
+def test_custom_executor_is_fetched_before_it_starts(files, framework):
+    """ExecutorInfo.command.uris: the executor itself comes from the HTTP server."""
+    scheduler, driver = framework
+    executor = {
+        "executor_id": {"value": "fetched-executor"},
+        "type": "CUSTOM",
+        "command": {
+            "value": f"{shlex.quote(sys.executable)} executor.py",
+            "shell": True,
+            "uris": [{"value": files.url("/executor.py")}],
+        },
+        "resources": resources(0.1, 64),
+    }
+    task = {
+        "name": "via-fetched-executor",
+        "task_id": {"value": "via-fetched-executor"},
+        "resources": resources(0.05, 32),
+        "executor": executor,
+        "data": encode_data(b"payload"),
+    }
+    scheduler.submit(driver, task)
+    scheduler.wait_state("via-fetched-executor", "TASK_RUNNING")
+    executor_id, agent_id, hello = wait_for(
+        lambda: scheduler.message("launched", "via-fetched-executor"),
+        what="the fetched executor's first message",
+    )
+    assert hello["task_data"] == "payload", hello
+    request = {"task_id": "via-fetched-executor", "text": "done"}
+    driver.sendFrameworkMessage(executor_id, agent_id, encode_data(json.dumps(request).encode()))
+    scheduler.wait_state("via-fetched-executor", "TASK_FINISHED")
+
+
+@needs_root
+def test_fetched_files_belong_to_the_task_user(linux, files, tmp_path):
+    framework = Framework(linux.master.api, "fetch-as-nobody", user="nobody")
+    task = task_info(linux.agent_id, "./run.sh x && stat -c %u run.sh nested/sub/data.txt")
+    task["command"]["uris"] = [
+        {"value": files.url("/bin/run.sh"), "executable": True},
+        {"value": files.url("/bundle.tar.gz")},
+    ]
+    framework.launch_task(linux.agent_id, task)
+    task_id = task["task_id"]["value"]
+    framework.wait_state(task_id, "TASK_FINISHED")
+    sandbox = Path(wait_sandbox(linux.agent.api, framework.id, task_id))
+    assert (sandbox / "stdout").read_text().splitlines() == ["script-ran-x", "65534", "65534"]
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    task = task_info(linux.agent_id, "true")
+    task["command"]["uris"] = [{"value": f"file://{secret}"}]
+    framework.launch_task(linux.agent_id, task)
+    status = framework.wait_state(task["task_id"]["value"], "TASK_FAILED")
+    assert status["reason"] == "REASON_CONTAINER_LAUNCH_FAILED", status
+    assert "secret.txt" in status["message"] and "Permission denied" in status["message"], status
