@@ -52,16 +52,26 @@ def tar_gz(entries):
 
 class FileServer:
     """Serves ``files`` (path -> bytes) on a loopback port; 404 for anything else.
-    Counts the GET requests per path."""
+    Counts the GET requests per path. ``/stall`` sends its headers and two bytes of
+    ten, then nothing until the server closes."""
 
     def __init__(self, files):
         self.files = files
         self.requests = Counter()
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests[self.path] += 1
+                if self.path == "/stall":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "10")
+                    self.end_headers()
+                    self.wfile.write(b"ab")
+                    self.wfile.flush()
+                    server.closing.wait(60)
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -82,6 +92,7 @@ class FileServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self):
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -184,6 +195,14 @@ def test_file_uris_and_absolute_paths_are_copied(files, framework, tmp_path):
     assert_launch_failed(scheduler, "no-such-file", "absent.txt", "No such file")
 
 
+def test_stalled_download_fails_the_task(meseta, files):
+    cluster = meseta.local(extra_args=("--fetcher-stall-timeout", "1secs"))
+    scheduler = RecordingScheduler()
+    with running(scheduler, cluster.master_address, framework_info("e2e-fetcher-stall")) as driver:
+        scheduler.submit(driver, with_uris("stalls", "true", {"value": files.url("/stall")}))
+        assert_launch_failed(scheduler, "stalls", files.url("/stall"), "stalled", "1secs")
+
+
 def test_cached_uri_is_downloaded_once(module_cluster, files, framework):
     scheduler, driver = framework
     uri = {"value": files.url("/cached.txt"), "cache": True}
@@ -240,7 +259,7 @@ def test_custom_executor_is_fetched_before_it_starts(files, framework):
 @needs_root
 def test_fetched_files_belong_to_the_task_user(linux, files, tmp_path):
     framework = Framework(linux.master.api, "fetch-as-nobody", user="nobody")
-    task = task_info(linux.agent_id, "./run.sh x && stat -c %u run.sh nested/sub/data.txt")
+    task = task_info(linux.agent_id, "./run.sh x && stat -c %u run.sh nested nested/sub/data.txt")
     task["command"]["uris"] = [
         {"value": files.url("/bin/run.sh"), "executable": True},
         {"value": files.url("/bundle.tar.gz")},
@@ -249,7 +268,7 @@ def test_fetched_files_belong_to_the_task_user(linux, files, tmp_path):
     task_id = task["task_id"]["value"]
     framework.wait_state(task_id, "TASK_FINISHED")
     sandbox = Path(wait_sandbox(linux.agent.api, framework.id, task_id))
-    assert (sandbox / "stdout").read_text().splitlines() == ["script-ran-x", "65534", "65534"]
+    assert (sandbox / "stdout").read_text().splitlines() == ["script-ran-x"] + ["65534"] * 3
 
     secret = tmp_path / "secret.txt"
     secret.write_text("root only")

@@ -20,10 +20,13 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Mesos's default `--fetcher_cache_size`: 2GB.
-pub const DEFAULT_CACHE_SIZE: u64 = 2 << 30;
+const DEFAULT_CACHE_SIZE: u64 = 2 << 30;
+/// Mesos's default `--fetcher_stall_timeout`.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The fetcher's flags.
 #[derive(Clone, Debug)]
@@ -32,6 +35,8 @@ pub struct FetcherOptions {
     pub cache_size: u64,
     /// `--frameworks-home`: what relative URIs are resolved against.
     pub frameworks_home: Option<PathBuf>,
+    /// `--fetcher-stall-timeout`: a download that receives nothing for this long fails.
+    pub stall_timeout: Duration,
 }
 
 impl Default for FetcherOptions {
@@ -39,6 +44,7 @@ impl Default for FetcherOptions {
         FetcherOptions {
             cache_size: DEFAULT_CACHE_SIZE,
             frameworks_home: None,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -300,6 +306,7 @@ pub struct Fetcher {
     client: reqwest::Client,
     cache_dir: PathBuf,
     frameworks_home: Option<PathBuf>,
+    stall_timeout: Duration,
     index: Mutex<CacheIndex>,
 }
 
@@ -313,6 +320,7 @@ impl Fetcher {
             client: reqwest::Client::new(),
             cache_dir,
             frameworks_home: options.frameworks_home.clone(),
+            stall_timeout: options.stall_timeout,
             index: Mutex::new(CacheIndex::new(options.cache_size)),
         }
     }
@@ -388,8 +396,8 @@ impl Fetcher {
             placed.extend(unpacked);
         }
         if let Some(owner) = owner {
-            for path in &placed {
-                std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
+            for path in with_parents(&placed, sandbox) {
+                std::os::unix::fs::lchown(&path, Some(owner.uid), Some(owner.gid))
                     .map_err(|e| format!("giving {} to uid {}: {e}", path.display(), owner.uid))?;
             }
         }
@@ -456,13 +464,23 @@ impl Fetcher {
         let create = |e: std::io::Error| format!("writing {}: {e}", destination.display());
         match source {
             Source::Http(url) => {
-                let mut response = self.client.get(url).send().await.map_err(chain)?;
+                let stalled = || {
+                    let timeout = meseta_api::duration::format(self.stall_timeout);
+                    format!("the download stalled (nothing received for {timeout})")
+                };
+                let stall = |f| tokio::time::timeout(self.stall_timeout, f);
+                let sent = stall(self.client.get(url).send()).await;
+                let mut response = sent.map_err(|_| stalled())?.map_err(chain)?;
                 if !response.status().is_success() {
                     return Err(format!("HTTP {}", response.status()));
                 }
                 let mut file = tokio::fs::File::create(destination).await.map_err(create)?;
                 let mut bytes = 0u64;
-                while let Some(chunk) = response.chunk().await.map_err(chain)? {
+                loop {
+                    let next = tokio::time::timeout(self.stall_timeout, response.chunk()).await;
+                    let Some(chunk) = next.map_err(|_| stalled())?.map_err(chain)? else {
+                        break;
+                    };
                     file.write_all(&chunk).await.map_err(create)?;
                     bytes += chunk.len() as u64;
                 }
@@ -555,7 +573,8 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
         Archive::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
     };
     let mut tar = tar::Archive::new(reader);
-    tar.set_preserve_permissions(true);
+    // Modes without setuid, setgid or sticky bits; no owners from the archive.
+    tar.set_preserve_permissions(false);
     tar.set_overwrite(true);
     let mut created = Vec::new();
     for entry in tar.entries().map_err(bad)? {
@@ -577,6 +596,19 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
         created.push(into.join(&path));
     }
     Ok(created)
+}
+
+/// The paths and the directories above them, up to (not including) `sandbox`.
+fn with_parents(paths: &[PathBuf], sandbox: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut all = std::collections::BTreeSet::new();
+    for path in paths {
+        let mut current = path.as_path();
+        while current != sandbox && current.starts_with(sandbox) {
+            all.insert(current.to_path_buf());
+            current = current.parent().unwrap_or(sandbox);
+        }
+    }
+    all
 }
 
 /// Appends a line to the sandbox's `stderr`, where the executor's own output follows.
@@ -704,6 +736,17 @@ mod tests {
         assert_eq!(index.used(), 30);
         index.forget("e");
         assert_eq!(index.used(), 0);
+    }
+
+    #[test]
+    fn ownership_covers_the_directories_made_on_the_way() {
+        let sandbox = Path::new("/sb");
+        let placed = [PathBuf::from("/sb/a/b/c.txt"), PathBuf::from("/sb/a/d")];
+        let all: Vec<_> = with_parents(&placed, sandbox).into_iter().collect();
+        assert_eq!(
+            all,
+            ["/sb/a", "/sb/a/b", "/sb/a/b/c.txt", "/sb/a/d"].map(PathBuf::from)
+        );
     }
 
     #[test]

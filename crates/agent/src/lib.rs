@@ -106,7 +106,7 @@ pub struct AgentConfig {
     /// The `meseta` binary, run as `meseta executor` for command tasks.
     pub meseta_binary: PathBuf,
     pub images: ImageOptions,
-    /// `--fetcher-cache-size`, `--frameworks-home`.
+    /// `--fetcher-cache-size`, `--fetcher-stall-timeout`, `--frameworks-home`.
     pub fetcher: FetcherOptions,
 }
 
@@ -167,6 +167,10 @@ impl AgentConfig {
         flags.push((
             "fetcher_cache_size",
             format!("{}B", self.fetcher.cache_size),
+        ));
+        flags.push((
+            "fetcher_stall_timeout",
+            meseta_api::duration::format(self.fetcher.stall_timeout),
         ));
         if let Some(home) = &self.fetcher.frameworks_home {
             flags.push(("frameworks_home", home.display().to_string()));

@@ -183,8 +183,15 @@ pub struct AgentCommonFlags {
     /// The most bytes the cache of `cache: true` URIs holds (`2GB`, `512MB`).
     #[arg(long = "fetcher-cache-size", alias = "fetcher_cache_size", env = "MESETA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = meseta_agent::parse_size)]
     pub fetcher_cache_size: u64,
+    /// A download that receives nothing for this long fails its task.
+    #[arg(long = "fetcher-stall-timeout", alias = "fetcher_stall_timeout", env = "MESETA_FETCHER_STALL_TIMEOUT", default_value = "1mins", value_parser = parse_duration)]
+    pub fetcher_stall_timeout: Duration,
     /// What relative URI paths are resolved against (refused when unset).
-    #[arg(long = "frameworks-home", alias = "frameworks_home", env = "MESETA_FRAMEWORKS_HOME")]
+    #[arg(
+        long = "frameworks-home",
+        alias = "frameworks_home",
+        env = "MESETA_FRAMEWORKS_HOME"
+    )]
     pub frameworks_home: Option<PathBuf>,
 }
 
@@ -241,6 +248,7 @@ fn agent_config(
         fetcher: meseta_agent::FetcherOptions {
             cache_size: common.fetcher_cache_size,
             frameworks_home: common.frameworks_home,
+            stall_timeout: common.fetcher_stall_timeout,
         },
     })
 }
