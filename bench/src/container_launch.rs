@@ -94,6 +94,9 @@ pub async fn run(args: ContainerLaunchArgs) -> Result<ContainerLaunchReport> {
     )
     .await?;
     let ours = measure(&cluster.master, &args).await;
+    // The framework is torn down: let the agent destroy its containers (and release
+    // their root filesystems) before it is stopped.
+    wait_for_no_containers(&cluster.master).await;
     drop(cluster);
     let ours = ours?;
     eprintln!(
@@ -131,6 +134,32 @@ pub async fn run(args: ContainerLaunchArgs) -> Result<ContainerLaunchReport> {
         peer_p99_launch_ms: peer_p99,
         ..ours
     })
+}
+
+/// Waits (up to a minute) until the agent of the `meseta local` whose master is
+/// `master` (`127.0.0.1:port`; the agent listens on the next port) runs no container.
+async fn wait_for_no_containers(master: &str) {
+    let Some(port) = master
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+    else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/containers", port + 1);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let containers = match http.get(&url).send().await {
+            Ok(r) => r.json::<Vec<serde_json::Value>>().await.ok(),
+            Err(_) => None,
+        };
+        if containers.is_some_and(|c| c.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("the agent still runs containers after a minute; stopping it anyway");
 }
 
 /// A busybox root: the static binary and the applets the tasks use.
