@@ -590,7 +590,8 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
         {
             return Err(escapes);
         }
-        if !entry.unpack_in(into).map_err(bad)? {
+        let unpacked = entry.unpack_in(into);
+        if !unpacked.map_err(|e| format!("archive entry '{}': {e}", path.display()))? {
             return Err(escapes);
         }
         created.push(into.join(&path));
@@ -760,7 +761,24 @@ mod tests {
     }
 
     fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        gzip(&tar_of(entries, &[]))
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// A tar of symlinks (name, target), then files (name, content).
+    fn tar_of(entries: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
+        for (name, target) in links {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, name, target).unwrap();
+        }
         for (name, data) in entries {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
@@ -770,10 +788,7 @@ mod tests {
             header.set_cksum();
             builder.append(&header, *data).unwrap();
         }
-        let tar = builder.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar).unwrap();
-        gz.finish().unwrap()
+        builder.into_inner().unwrap()
     }
 
     #[test]
@@ -791,6 +806,20 @@ mod tests {
         let err = unpack(&evil, Archive::TarGz, &sandbox).unwrap_err();
         assert!(err.contains("'../out.txt'"), "{err}");
         assert!(!dir.path().join("out.txt").exists());
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let through_link = dir.path().join("link.tar");
+        let tar = tar_of(
+            &[("up/planted.txt", b"x")],
+            &[("up", outside.to_str().unwrap())],
+        );
+        std::fs::write(&through_link, tar).unwrap();
+        let err = unpack(&through_link, Archive::Tar, &sandbox).unwrap_err();
+        assert!(
+            err.contains("'up/planted.txt'") && err.contains("outside"),
+            "{err}"
+        );
+        assert!(!outside.join("planted.txt").exists());
         let junk = dir.path().join("junk.tgz");
         std::fs::write(&junk, b"not gzip").unwrap();
         assert!(unpack(&junk, Archive::TarGz, &sandbox)
