@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from pymesos import encode_data
 from test_containerizer import Framework, linux, needs_root, task_info  # noqa: F401 (fixture)
+from test_execute import execute
 
 from conftest import free_port, wait_for
 from helpers import wait_sandbox
@@ -193,6 +194,18 @@ def test_file_uris_and_absolute_paths_are_copied(files, framework, tmp_path):
     scheduler.wait_state("local-files", "TASK_FINISHED")
     assert_launch_failed(scheduler, "relative", "'some/relative.txt'", "--frameworks-home")
     assert_launch_failed(scheduler, "no-such-file", "absent.txt", "No such file")
+
+
+def test_execute_fetches_its_uris(module_cluster, meseta_bin, files):
+    master = module_cluster.master_address
+    script = files.url("/bin/run.sh")
+    run = execute(meseta_bin, master, "--uri", script, "--uri-executable", "-c", "./run.sh cli")
+    assert run.code == 0, run
+    assert "script-ran-cli" in run.stdout, run
+    missing = files.url("/absent")
+    run = execute(meseta_bin, master, "--uri", missing, "-c", "true")
+    assert run.code != 0, run
+    assert f"Failed to fetch '{missing}': HTTP 404" in run.stdout, run
 
 
 def test_stalled_download_fails_the_task(meseta, files):

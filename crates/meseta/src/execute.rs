@@ -82,6 +82,19 @@ pub struct ExecuteFlags {
     /// with the `filesystem/linux` isolator.
     #[arg(long)]
     pub image: Option<String>,
+    /// A URI the agent fetches into the sandbox before the task starts (`http://`,
+    /// `https://`, `file://` or an absolute path; archives are unpacked); repeat for more.
+    #[arg(long = "uri", value_name = "URI")]
+    pub uris: Vec<String>,
+    /// Make the fetched URIs executable (mode 0755, never unpacked).
+    #[arg(long = "uri-executable")]
+    pub uri_executable: bool,
+    /// Place fetched archives as they are, without unpacking them.
+    #[arg(long = "uri-no-extract")]
+    pub uri_no_extract: bool,
+    /// Keep the fetched URIs in the agent's fetcher cache for later tasks.
+    #[arg(long = "uri-cache")]
+    pub uri_cache: bool,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -353,7 +366,7 @@ fn task_info(
             .collect()
     };
     let command = CommandInfo {
-        uris: Vec::new(),
+        uris: uris(flags),
         environment: (!variables.is_empty()).then_some(Environment { variables }),
         shell,
         value: Some(flags.command.clone()),
@@ -372,6 +385,16 @@ fn container_info(flags: &ExecuteFlags) -> Option<serde_json::Value> {
     Some(
         serde_json::json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}),
     )
+}
+
+/// The `CommandInfo.uris` of the `--uri`s.
+fn uris(flags: &ExecuteFlags) -> Vec<serde_json::Value> {
+    (flags.uris.iter())
+        .map(|value| {
+            serde_json::json!({"value": value, "executable": flags.uri_executable,
+                "extract": !flags.uri_no_extract, "cache": flags.uri_cache})
+        })
+        .collect()
 }
 
 /// Prints an update the way `mesos-execute` does.
@@ -508,6 +531,34 @@ mod tests {
             )
         );
         assert_eq!(container_info(&flags(&["-c", "true"])), None);
+    }
+
+    #[test]
+    fn uris_carry_their_options() {
+        assert!(uris(&flags(&["-c", "true"])).is_empty());
+        let f = flags(&["-c", "./a", "--uri", "http://h/a", "--uri", "/b.tgz"]);
+        assert_eq!(
+            uris(&f),
+            [
+                serde_json::json!({"value": "http://h/a", "executable": false, "extract": true, "cache": false}),
+                serde_json::json!({"value": "/b.tgz", "executable": false, "extract": true, "cache": false}),
+            ]
+        );
+        let f = flags(&[
+            "-c",
+            "./a",
+            "--uri",
+            "http://h/a",
+            "--uri-executable",
+            "--uri-no-extract",
+            "--uri-cache",
+        ]);
+        assert_eq!(
+            uris(&f),
+            [
+                serde_json::json!({"value": "http://h/a", "executable": true, "extract": false, "cache": true})
+            ]
+        );
     }
 
     #[test]
