@@ -53,7 +53,7 @@ def tar_gz(entries):
 
 class FileServer:
     """Serves ``files`` (path -> bytes) on a loopback port; 404 for anything else.
-    Counts the GET requests per path. ``/stall`` sends its headers and two bytes of
+    Counts the GET requests per path. ``/stall...`` sends its headers and two bytes of
     ten, then nothing until the server closes."""
 
     def __init__(self, files):
@@ -65,7 +65,7 @@ class FileServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests[self.path] += 1
-                if self.path == "/stall":
+                if self.path.startswith("/stall"):
                     self.send_response(200)
                     self.send_header("Content-Length", "10")
                     self.end_headers()
@@ -107,6 +107,8 @@ def files():
             "/cached.txt": b"cached-content\n",
             "/evil.tgz": tar_gz({"../escaped.txt": b"x"}),
             "/executor.py": Path(EXECUTOR_SCRIPT).read_bytes(),
+            **{f"/c/{name}.txt": name.encode() * 19 + b"\n" for name in "abc"},
+            "/c/big.txt": b"b" * 49 + b"\n",
         }
     )
     yield server
@@ -149,7 +151,11 @@ def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, fram
         {"value": files.url("/bin/run.sh"), "executable": True},
         {"value": files.url("/bundle.tar.gz")},
         # Not unpacked: extract is off, and output_file names the sandbox file.
-        {"value": files.url("/bundle.tar.gz"), "extract": False, "output_file": "conf/settings.tgz"},
+        {
+            "value": files.url("/bundle.tar.gz"),
+            "extract": False,
+            "output_file": "conf/settings.tgz",
+        },
     )
     scheduler.submit(driver, task)
     scheduler.wait_state("uses-fetched", "TASK_FINISHED")
@@ -292,3 +298,32 @@ def test_fetched_files_belong_to_the_task_user(linux, files, tmp_path):
     status = framework.wait_state(task["task_id"]["value"], "TASK_FAILED")
     assert status["reason"] == "REASON_CONTAINER_LAUNCH_FAILED", status
     assert "secret.txt" in status["message"] and "Permission denied" in status["message"], status
+
+
+def test_task_killed_while_its_uris_are_fetched(files, framework):
+    scheduler, driver = framework
+    uri = {"value": files.url("/stall-kill")}
+    scheduler.submit(driver, with_uris("killed-fetching", "true", uri))
+    wait_for(lambda: files.requests["/stall-kill"], what="the agent to start the download")
+    scheduler.kill(driver, "killed-fetching")
+    assert "TASK_RUNNING" not in scheduler.states("killed-fetching")
+
+
+def test_cache_keeps_within_its_size(meseta, files):
+    """A 40-byte cache: 20-byte entries, the least recently used evicted; a 50-byte
+    file is never cached."""
+    cluster = meseta.local(extra_args=("--fetcher-cache-size", "40B"))
+    scheduler = RecordingScheduler()
+    info = framework_info("e2e-fetcher-small-cache")
+    with running(scheduler, cluster.master_address, info) as driver:
+        before = Counter(files.requests)
+        for i, name in enumerate(["a", "b", "a", "c", "a", "b", "big", "big"]):
+            uri = {"value": files.url(f"/c/{name}.txt"), "cache": True}
+            task_id = f"small-cache-{i}"
+            scheduler.submit(driver, with_uris(task_id, f"test -s {name}.txt", uri))
+            scheduler.wait_state(task_id, "TASK_FINISHED")
+        fetched = {
+            n: files.requests[f"/c/{n}.txt"] - before[f"/c/{n}.txt"] for n in ("a", "b", "c", "big")
+        }
+        # a stays (used again before c came), b is evicted by c, big never fits.
+        assert fetched == {"a": 1, "b": 2, "c": 1, "big": 2}, fetched
