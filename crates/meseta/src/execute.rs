@@ -95,6 +95,65 @@ pub struct ExecuteFlags {
     /// Keep the fetched URIs in the agent's fetcher cache for later tasks.
     #[arg(long = "uri-cache")]
     pub uri_cache: bool,
+    /// A host directory in the task's container, `HOST:CONTAINER[:ro|rw]` (read-write by
+    /// default; a relative CONTAINER is in the sandbox); repeat for more. Needs an agent
+    /// with the `volume/host_path` isolator.
+    #[arg(long = "volume", value_name = "HOST:CONTAINER[:MODE]", value_parser = parse_volume)]
+    pub volumes: Vec<VolumeFlag>,
+}
+
+/// One `--volume`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeFlag {
+    pub host_path: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+fn parse_volume(text: &str) -> Result<VolumeFlag, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, container, read_only) = match parts.as_slice() {
+        [host, container] => (*host, *container, false),
+        [host, container, "rw"] => (*host, *container, false),
+        [host, container, "ro"] => (*host, *container, true),
+        [_, _, mode] => return Err(format!("volume mode '{mode}' must be 'ro' or 'rw'")),
+        _ => return Err(format!("'{text}' is not HOST:CONTAINER[:ro|rw]")),
+    };
+    if !host.starts_with('/') {
+        return Err(format!("the host path '{host}' must be absolute"));
+    }
+    if container.is_empty() {
+        return Err(format!("'{text}' names no container path"));
+    }
+    Ok(VolumeFlag {
+        host_path: host.to_string(),
+        container_path: container.to_string(),
+        read_only,
+    })
+}
+
+/// The task's `ContainerInfo` (MESOS, with the `--volume`s and `--image`), when it
+/// needs one.
+fn container_info(flags: &ExecuteFlags) -> Option<serde_json::Value> {
+    if flags.volumes.is_empty() && flags.image.is_none() {
+        return None;
+    }
+    let volumes: Vec<serde_json::Value> = flags
+        .volumes
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "container_path": v.container_path,
+                "host_path": v.host_path,
+                "mode": if v.read_only { "RO" } else { "RW" },
+            })
+        })
+        .collect();
+    let mut info = serde_json::json!({"type": "MESOS", "volumes": volumes});
+    if let Some(image) = &flags.image {
+        info["mesos"] = serde_json::json!({"image": {"type": "DOCKER", "docker": {"name": image}}});
+    }
+    Some(info)
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -379,14 +438,6 @@ fn task_info(
     task
 }
 
-/// The task's `ContainerInfo` (MESOS, with the `--image`), when it needs one.
-fn container_info(flags: &ExecuteFlags) -> Option<serde_json::Value> {
-    let image = flags.image.as_ref()?;
-    Some(
-        serde_json::json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": image}}}}),
-    )
-}
-
 /// The `CommandInfo.uris` of the `--uri`s.
 fn uris(flags: &ExecuteFlags) -> Vec<serde_json::Value> {
     (flags.uris.iter())
@@ -522,15 +573,38 @@ mod tests {
     }
 
     #[test]
-    fn image_becomes_the_tasks_container_info() {
+    fn volumes_become_the_tasks_container_info() {
+        let f = flags(&[
+            "-c",
+            "true",
+            "--volume",
+            "/srv/in:/data:ro",
+            "--volume",
+            "/tmp/out:out",
+        ]);
+        assert_eq!(
+            container_info(&f),
+            Some(serde_json::json!({"type": "MESOS", "volumes": [
+                {"container_path": "/data", "host_path": "/srv/in", "mode": "RO"},
+                {"container_path": "out", "host_path": "/tmp/out", "mode": "RW"},
+            ]}))
+        );
+        assert_eq!(container_info(&flags(&["-c", "true"])), None);
         let f = flags(&["-c", "true", "--image", "busybox:1"]);
         assert_eq!(
             container_info(&f),
-            Some(
-                serde_json::json!({"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox:1"}}}})
-            )
+            Some(serde_json::json!({"type": "MESOS", "volumes": [],
+                "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox:1"}}}}))
         );
-        assert_eq!(container_info(&flags(&["-c", "true"])), None);
+        for (bad, why) in [
+            ("/a:/b:rx", "must be 'ro' or 'rw'"),
+            ("relative:/b", "must be absolute"),
+            ("/a", "is not HOST:CONTAINER"),
+            ("/a:", "names no container path"),
+        ] {
+            let err = parse_volume(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]
