@@ -11,6 +11,7 @@ user may not read is not fetched.
 """
 
 import io
+import select
 import json
 import shlex
 import sys
@@ -54,11 +55,13 @@ def tar_gz(entries):
 class FileServer:
     """Serves ``files`` (path -> bytes) on a loopback port; 404 for anything else.
     Counts the GET requests per path. ``/stall...`` sends its headers and two bytes of
-    ten, then nothing until the server closes."""
+    ten, then nothing until the server closes or the client hangs up (counted in
+    ``hangups``)."""
 
     def __init__(self, files):
         self.files = files
         self.requests = Counter()
+        self.hangups = Counter()
         self.closing = threading.Event()
         server = self
 
@@ -71,7 +74,11 @@ class FileServer:
                     self.end_headers()
                     self.wfile.write(b"ab")
                     self.wfile.flush()
-                    server.closing.wait(60)
+                    while not server.closing.is_set():
+                        readable, _, _ = select.select([self.connection], [], [], 0.1)
+                        if readable and not self.connection.recv(1):
+                            server.hangups[self.path] += 1
+                            return
                     return
                 body = server.files.get(self.path)
                 if body is None:
@@ -301,12 +308,15 @@ def test_fetched_files_belong_to_the_task_user(linux, files, tmp_path):
 
 
 def test_task_killed_while_its_uris_are_fetched(files, framework):
+    """The kill is reported at once, and the agent stops the download (the default
+    stall timeout, a minute, is far away)."""
     scheduler, driver = framework
     uri = {"value": files.url("/stall-kill")}
     scheduler.submit(driver, with_uris("killed-fetching", "true", uri))
     wait_for(lambda: files.requests["/stall-kill"], what="the agent to start the download")
     scheduler.kill(driver, "killed-fetching")
     assert "TASK_RUNNING" not in scheduler.states("killed-fetching")
+    wait_for(lambda: files.hangups["/stall-kill"], what="the agent to abandon the download")
 
 
 def test_cache_keeps_within_its_size(meseta, files):

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Commands handled before the batch of effects they produced is flushed.
 const MAX_COMMANDS_PER_BATCH: usize = 256;
@@ -91,6 +91,8 @@ pub struct Agent {
     /// Containers about to be launched whose pre-launch step is done, with the root
     /// filesystem provisioned for them (when they have an image).
     prepared: HashMap<ContainerId, Option<Provisioned>>,
+    /// Containers whose URIs are being fetched; dropping the sender cancels the fetch.
+    fetching: HashMap<ContainerId, oneshot::Sender<()>>,
     streams: HashMap<(FrameworkId, ExecutorId), mpsc::UnboundedSender<Event>>,
     batch: Batch,
     outbox: Outbox,
@@ -158,6 +160,7 @@ impl Agent {
             images: parts.images,
             fetcher,
             prepared: HashMap::new(),
+            fetching: HashMap::new(),
             streams: HashMap::new(),
             batch: Batch::default(),
             outbox: parts.outbox,
@@ -775,6 +778,9 @@ impl Agent {
         let grace = launch::grace_period(&e.info, self.config.executor_shutdown_grace_period);
         let (cid, process) = (e.container_id.clone(), e.process);
         tracing::info!("shutting down executor {eid} of framework {fid}");
+        if process.is_none() {
+            self.fetching.remove(&cid);
+        }
         if subscribed {
             self.send_event(fid, eid, Event::Shutdown);
         } else if let Some(process) = process {
@@ -889,6 +895,10 @@ impl Agent {
         let (images, commands) = (self.images.clone(), self.commands.clone());
         let fetcher = self.fetcher.clone();
         let (framework_id, executor_id) = (fid.clone(), eid.clone());
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        if !p.uris.is_empty() {
+            self.fetching.insert(cid.clone(), cancel);
+        }
         tokio::spawn(async move {
             let result = async {
                 let provisioned = match &p.image {
@@ -902,7 +912,11 @@ impl Agent {
                         format!("creating the sandbox {}: {err}", p.sandbox.display())
                     })?;
                     let fetched = fetcher.fetch(&p.uris, &p.sandbox, p.user.as_deref());
-                    fetched.await.map_err(|e| e.to_string())?;
+                    tokio::select! {
+                        biased;
+                        _ = cancelled => Err("the executor was shut down during the fetch")?,
+                        fetched = fetched => fetched.map_err(|e| e.to_string())?,
+                    }
                 }
                 Ok(provisioned)
             }
@@ -927,6 +941,7 @@ impl Agent {
         cid: ContainerId,
         result: Result<Option<Provisioned>, String>,
     ) {
+        self.fetching.remove(&cid);
         let state = self
             .book
             .executor(fid, eid)
