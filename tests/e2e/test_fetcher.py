@@ -10,6 +10,7 @@ with the Linux launcher, fetched files belong to the task's user, and a local fi
 user may not read is not fetched.
 """
 
+import gzip
 import io
 import select
 import json
@@ -112,6 +113,7 @@ def files():
             "/bin/run.sh": SCRIPT,
             "/bundle.tar.gz": tar_gz({"nested/sub/data.txt": b"from-the-archive\n"}),
             "/cached.txt": b"cached-content\n",
+            "/notes.txt.gz": gzip.compress(b"from-gzip\n"),
             "/evil.tgz": tar_gz({"../escaped.txt": b"x"}),
             "/executor.py": Path(EXECUTOR_SCRIPT).read_bytes(),
             **{f"/c/{name}.txt": name.encode() * 19 + b"\n" for name in "abc"},
@@ -154,9 +156,10 @@ def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, fram
     scheduler, driver = framework
     task = with_uris(
         "uses-fetched",
-        "./run.sh one && cat nested/sub/data.txt && ls -l conf/settings.tgz",
+        "./run.sh one && cat nested/sub/data.txt notes.txt && ls -l conf/settings.tgz",
         {"value": files.url("/bin/run.sh"), "executable": True},
         {"value": files.url("/bundle.tar.gz")},
+        {"value": files.url("/notes.txt.gz")},
         # Not unpacked: extract is off, and output_file names the sandbox file.
         {
             "value": files.url("/bundle.tar.gz"),
@@ -167,7 +170,8 @@ def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, fram
     scheduler.submit(driver, task)
     scheduler.wait_state("uses-fetched", "TASK_FINISHED")
     stdout = sandbox_file(module_cluster, scheduler, "uses-fetched", "stdout")
-    assert "script-ran-one" in stdout and "from-the-archive" in stdout, stdout
+    for line in ("script-ran-one", "from-the-archive", "from-gzip"):
+        assert line in stdout, stdout
     assert "-rwxr-xr-x" not in stdout.splitlines()[-1], "only executables get 0755"
     stderr = sandbox_file(module_cluster, scheduler, "uses-fetched", "stderr")
     assert f"Fetched '{files.url('/bin/run.sh')}'" in stderr, stderr

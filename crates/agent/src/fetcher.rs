@@ -4,7 +4,7 @@
 //! [`plan`] is the pure part: which source (`http(s)://`, `file://`, an absolute path, or
 //! a relative one resolved against `--frameworks-home`), which file in the sandbox (the
 //! URI's last path segment, or `output_file`, which must stay inside), whether to unpack
-//! it (`extract`, default true, for `.tar`, `.tar.gz` and `.tgz`; never when
+//! it (`extract`, default true, for `.tar`, `.tar.gz`, `.tgz` and `.gz`; never when
 //! `executable`), and the cache key (`cache: true`: the user and the URI). [`CacheIndex`]
 //! is the pure least-recently-used bookkeeping of the cache under
 //! `<work_dir>/fetch-cache/`, bounded by `--fetcher-cache-size`. [`Fetcher`] does the I/O:
@@ -17,7 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -102,10 +102,12 @@ pub enum Source {
 }
 
 /// The archives the fetcher unpacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Archive {
     Tar,
     TarGz,
+    /// One gzip-compressed file, decompressed beside it in the sandbox as `name`.
+    Gz(String),
 }
 
 /// What to do for one URI.
@@ -229,7 +231,10 @@ fn archive_kind(destination: &Path) -> Option<Archive> {
     } else if name.ends_with(".tar") {
         Some(Archive::Tar)
     } else {
-        None
+        let name = destination.file_name()?.to_str()?;
+        let stem = name.get(..name.len().checked_sub(3)?)?;
+        let gz = name.get(stem.len()..)?.eq_ignore_ascii_case(".gz");
+        (gz && !stem.is_empty()).then(|| Archive::Gz(stem.to_string()))
     }
 }
 
@@ -388,7 +393,7 @@ impl Fetcher {
                 .map_err(|e| format!("making {} executable: {e}", destination.display()))?;
         }
         let mut placed = vec![destination.clone()];
-        if let Some(kind) = fetch.archive {
+        if let Some(kind) = fetch.archive.clone() {
             let (archive, into) = (destination.clone(), sandbox.to_path_buf());
             let unpacked = tokio::task::spawn_blocking(move || unpack(&archive, kind, &into))
                 .await
@@ -571,6 +576,20 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
     let reader: Box<dyn std::io::Read> = match kind {
         Archive::Tar => Box::new(file),
         Archive::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
+        Archive::Gz(name) => {
+            // `name` is one plain component (a file name); never follow a link there.
+            let target = into.join(name);
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&target)
+                .map_err(|e| format!("writing {}: {e}", target.display()))?;
+            let mut gz = flate2::read::GzDecoder::new(file);
+            std::io::copy(&mut gz, &mut out).map_err(bad)?;
+            return Ok(vec![target]);
+        }
     };
     let mut tar = tar::Archive::new(reader);
     // Modes without setuid, setgid or sticky bits; no owners from the archive.
@@ -689,6 +708,11 @@ mod tests {
         );
         assert_eq!(archive(json!({"value":"/x/a.tar"})), Some(Archive::Tar));
         assert_eq!(archive(json!({"value":"http://h/a.txt"})), None);
+        assert_eq!(
+            archive(json!({"value":"http://h/notes.txt.GZ"})),
+            Some(Archive::Gz("notes.txt".into()))
+        );
+        assert_eq!(archive(json!({"value":"http://h/.gz"})), None);
         assert_eq!(
             archive(json!({"value":"http://h/a.tgz","extract":false})),
             None
@@ -820,6 +844,18 @@ mod tests {
             "{err}"
         );
         assert!(!outside.join("planted.txt").exists());
+        let notes = dir.path().join("notes.gz");
+        std::fs::write(&notes, gzip(b"plain")).unwrap();
+        let created = unpack(&notes, Archive::Gz("notes".into()), &sandbox).unwrap();
+        assert_eq!(created, [sandbox.join("notes")]);
+        assert_eq!(std::fs::read(sandbox.join("notes")).unwrap(), b"plain");
+        std::os::unix::fs::symlink(outside.join("victim"), sandbox.join("linked")).unwrap();
+        let err = unpack(&notes, Archive::Gz("linked".into()), &sandbox).unwrap_err();
+        assert!(err.contains("linked"), "{err}");
+        assert!(
+            !outside.join("victim").exists(),
+            "no write through the link"
+        );
         let junk = dir.path().join("junk.tgz");
         std::fs::write(&junk, b"not gzip").unwrap();
         assert!(unpack(&junk, Archive::TarGz, &sandbox)
