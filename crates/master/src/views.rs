@@ -1,10 +1,11 @@
 //! Read-only JSON views of the master's state: the operator API's messages (`Framework`,
 //! `Agent`, GET_TASKS, …) and the v0 `/state` model that the Mesos UI and tools read.
 
-use crate::core::{Agent, AgentLink, Core, Framework};
+use crate::core::{Agent, AgentLink, Core, ExecutorEntry, Framework};
 use meseta_api::resources::ResourceFormat;
-use meseta_api::{AgentId, Resources, Task, TaskState};
+use meseta_api::{AgentId, FrameworkId, Resources, Task, TaskState};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// `TimeInfo`.
 pub fn time_info(seconds: f64) -> Value {
@@ -93,18 +94,43 @@ pub fn get_agents(core: &Core) -> Value {
         .agents
         .values()
         .partition(|a| matches!(a.link, AgentLink::Recovering(_)));
-    json!({
-        "agents": live.iter().filter(|a| !matches!(a.link, AgentLink::Unreachable(_))).map(|a| agent_message(core, a.id())).collect::<Vec<_>>(),
-        "recovered_agents": recovering.iter().map(|a| &a.info).collect::<Vec<_>>(),
-    })
+    let agents = live
+        .iter()
+        .filter(|a| !matches!(a.link, AgentLink::Unreachable(_)))
+        .map(|a| agent_message(core, a.id()))
+        .collect();
+    object([
+        ("agents", Value::Array(agents)),
+        (
+            "recovered_agents",
+            json!(recovering.iter().map(|a| &a.info).collect::<Vec<_>>()),
+        ),
+    ])
+}
+
+/// An object of already built values, moved in (`json!` would copy each).
+fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 /// GET_FRAMEWORKS.
 pub fn get_frameworks(core: &Core) -> Value {
-    json!({
-        "frameworks": core.frameworks.values().map(|f| framework_message(core, f)).collect::<Vec<_>>(),
-        "completed_frameworks": core.completed_frameworks.iter().map(|f| framework_message(core, f)).collect::<Vec<_>>(),
-    })
+    let message = |f| framework_message(core, f);
+    object([
+        (
+            "frameworks",
+            core.frameworks.values().map(message).collect(),
+        ),
+        (
+            "completed_frameworks",
+            core.completed_frameworks.iter().map(message).collect(),
+        ),
+    ])
 }
 
 /// GET_TASKS.
@@ -146,7 +172,10 @@ pub fn get_executors(core: &Core) -> Value {
                 .map(move |e| json!({"executor_info": e.info, "agent_id": a.id()}))
         })
         .collect();
-    json!({"executors": executors, "orphan_executors": []})
+    object([
+        ("executors", Value::Array(executors)),
+        ("orphan_executors", json!([])),
+    ])
 }
 
 mod roles;
@@ -163,15 +192,30 @@ pub fn get_master(core: &Core) -> Value {
 
 /// GET_STATE.
 pub fn get_state(core: &Core) -> Value {
-    json!({
-        "get_tasks": get_tasks(core),
-        "get_executors": get_executors(core),
-        "get_frameworks": get_frameworks(core),
-        "get_agents": get_agents(core),
-    })
+    object([
+        ("get_tasks", get_tasks(core)),
+        ("get_executors", get_executors(core)),
+        ("get_frameworks", get_frameworks(core)),
+        ("get_agents", get_agents(core)),
+    ])
 }
 
-fn v0_framework(core: &Core, f: &Framework) -> Value {
+/// Each framework's executors with their agents, gathered in one sweep.
+type ExecutorsByFramework<'a> = BTreeMap<&'a FrameworkId, Vec<(&'a Agent, &'a ExecutorEntry)>>;
+
+fn executors_by_framework(core: &Core) -> ExecutorsByFramework<'_> {
+    let mut out: ExecutorsByFramework<'_> = BTreeMap::new();
+    for agent in core.agents.values() {
+        for executor in agent.executors.values() {
+            out.entry(&executor.framework_id)
+                .or_default()
+                .push((agent, executor));
+        }
+    }
+    out
+}
+
+fn v0_framework(core: &Core, f: &Framework, all_executors: &ExecutorsByFramework<'_>) -> Value {
     let used = framework_allocated(core, f);
     let offered = framework_offered(core, f);
     let tasks: Vec<Value> = f
@@ -185,11 +229,11 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
         })
         .map(meseta_api::v0::task)
         .collect();
-    let executors: Vec<Value> = core
-        .agents
-        .values()
-        .flat_map(|a| a.executors.values().filter(|e| &e.framework_id == f.id()).map(move |e| (a, e)))
-        .map(|(a, e)| {
+    let executors: Vec<Value> = all_executors
+        .get(f.id())
+        .into_iter()
+        .flatten()
+        .map(|&(a, e)| {
             json!({
                 "executor_id": e.info.executor_id.value,
                 "name": e.info.name.clone().unwrap_or_default(),
@@ -209,7 +253,8 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
         .filter_map(|c| c.kind)
         .map(|k| json!(k))
         .collect();
-    json!({
+    let completed: Value = f.completed_tasks.iter().map(meseta_api::v0::task).collect();
+    let mut out = json!({
         "id": f.id().value,
         "name": f.info.name,
         "user": f.info.user,
@@ -230,17 +275,19 @@ fn v0_framework(core: &Core, f: &Framework) -> Value {
         "resources": held.to_v0_map(),
         "used_resources": used.to_v0_map(),
         "offered_resources": offered.to_v0_map(),
-        "tasks": tasks,
         "unreachable_tasks": [],
-        "completed_tasks": f.completed_tasks.iter().map(meseta_api::v0::task).collect::<Vec<_>>(),
         "offers": f.offers.iter().filter_map(|id| core.offers.get(id)).map(|o| json!({
             "id": o.offer.id.value,
             "framework_id": o.offer.framework_id.value,
             "slave_id": o.offer.agent_id.value,
             "resources": o.resources.to_v0_map(),
         })).collect::<Vec<_>>(),
-        "executors": executors,
-    })
+    });
+    // The big lists are moved in, not copied by `json!`.
+    out["tasks"] = Value::Array(tasks);
+    out["completed_tasks"] = completed;
+    out["executors"] = Value::Array(executors);
+    out
 }
 
 fn v0_agent(a: &Agent) -> Value {
@@ -299,7 +346,15 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
         .values()
         .filter(|a| matches!(a.link, AgentLink::Unreachable(_)))
         .count();
-    json!({
+    let executors = executors_by_framework(core);
+    let framework = |f| v0_framework(core, f, &executors);
+    let slaves: Value = core
+        .agents
+        .values()
+        .filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_)))
+        .map(v0_agent)
+        .collect();
+    let mut out = json!({
         "version": meseta_api::MESOS_VERSION,
         "meseta_version": meseta_api::MESETA_VERSION,
         "build_date": "",
@@ -316,13 +371,14 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
         "deactivated_slaves": inactive,
         "unreachable_slaves": unreachable,
         "flags": flags,
-        "slaves": core.agents.values().filter(|a| !matches!(a.link, AgentLink::Recovering(_) | AgentLink::Unreachable(_))).map(v0_agent).collect::<Vec<_>>(),
         "recovered_slaves": core.agents.values().filter(|a| matches!(a.link, AgentLink::Recovering(_))).map(|a| &a.info).collect::<Vec<_>>(),
-        "frameworks": core.frameworks.values().map(|f| v0_framework(core, f)).collect::<Vec<_>>(),
-        "completed_frameworks": core.completed_frameworks.iter().map(|f| v0_framework(core, f)).collect::<Vec<_>>(),
         "orphan_tasks": [],
         "unregistered_frameworks": [],
-    })
+    });
+    out["slaves"] = slaves;
+    out["frameworks"] = core.frameworks.values().map(framework).collect();
+    out["completed_frameworks"] = core.completed_frameworks.iter().map(framework).collect();
+    out
 }
 
 /// The task states `/master/state-summary` counts per agent and per framework.
