@@ -18,6 +18,7 @@ import shlex
 import sys
 import tarfile
 import threading
+import zipfile
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +40,15 @@ from test_pymesos import (
 )
 
 SCRIPT = b"#!/bin/sh\necho script-ran-$1\n"
+
+
+def zipped(entries):
+    """A .zip of ``{name: bytes}``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def tar_gz(entries):
@@ -114,6 +124,7 @@ def files():
             "/bundle.tar.gz": tar_gz({"nested/sub/data.txt": b"from-the-archive\n"}),
             "/cached.txt": b"cached-content\n",
             "/notes.txt.gz": gzip.compress(b"from-gzip\n"),
+            "/tools.zip": zipped({"tools/hello.txt": b"from-zip\n"}),
             "/evil.tgz": tar_gz({"../escaped.txt": b"x"}),
             "/executor.py": Path(EXECUTOR_SCRIPT).read_bytes(),
             **{f"/c/{name}.txt": name.encode() * 19 + b"\n" for name in "abc"},
@@ -156,10 +167,12 @@ def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, fram
     scheduler, driver = framework
     task = with_uris(
         "uses-fetched",
-        "./run.sh one && cat nested/sub/data.txt notes.txt && ls -l conf/settings.tgz",
+        "./run.sh one && cat nested/sub/data.txt notes.txt tools/hello.txt"
+        " && ls -l conf/settings.tgz",
         {"value": files.url("/bin/run.sh"), "executable": True},
         {"value": files.url("/bundle.tar.gz")},
         {"value": files.url("/notes.txt.gz")},
+        {"value": files.url("/tools.zip")},
         # Not unpacked: extract is off, and output_file names the sandbox file.
         {
             "value": files.url("/bundle.tar.gz"),
@@ -170,7 +183,7 @@ def test_fetched_script_runs_and_archive_is_unpacked(module_cluster, files, fram
     scheduler.submit(driver, task)
     scheduler.wait_state("uses-fetched", "TASK_FINISHED")
     stdout = sandbox_file(module_cluster, scheduler, "uses-fetched", "stdout")
-    for line in ("script-ran-one", "from-the-archive", "from-gzip"):
+    for line in ("script-ran-one", "from-the-archive", "from-gzip", "from-zip"):
         assert line in stdout, stdout
     assert "-rwxr-xr-x" not in stdout.splitlines()[-1], "only executables get 0755"
     stderr = sandbox_file(module_cluster, scheduler, "uses-fetched", "stderr")

@@ -4,7 +4,7 @@
 //! [`plan`] is the pure part: which source (`http(s)://`, `file://`, an absolute path, or
 //! a relative one resolved against `--frameworks-home`), which file in the sandbox (the
 //! URI's last path segment, or `output_file`, which must stay inside), whether to unpack
-//! it (`extract`, default true, for `.tar`, `.tar.gz`, `.tgz` and `.gz`; never when
+//! it (`extract`, default true, for `.tar`, `.tar.gz`, `.tgz`, `.zip` and `.gz`; never when
 //! `executable`), and the cache key (`cache: true`: the user and the URI). [`CacheIndex`]
 //! is the pure least-recently-used bookkeeping of the cache under
 //! `<work_dir>/fetch-cache/`, bounded by `--fetcher-cache-size`. [`Fetcher`] does the I/O:
@@ -108,6 +108,7 @@ pub enum Archive {
     TarGz,
     /// One gzip-compressed file, decompressed beside it in the sandbox as `name`.
     Gz(String),
+    Zip,
 }
 
 /// What to do for one URI.
@@ -230,6 +231,8 @@ fn archive_kind(destination: &Path) -> Option<Archive> {
         Some(Archive::TarGz)
     } else if name.ends_with(".tar") {
         Some(Archive::Tar)
+    } else if name.ends_with(".zip") {
+        Some(Archive::Zip)
     } else {
         let name = destination.file_name()?.to_str()?;
         let stem = name.get(..name.len().checked_sub(3)?)?;
@@ -576,6 +579,9 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
     let reader: Box<dyn std::io::Read> = match kind {
         Archive::Tar => Box::new(file),
         Archive::TarGz => Box::new(flate2::read::GzDecoder::new(file)),
+        Archive::Zip => {
+            return unzip(file, into).map_err(|e| format!("bad archive {}: {e}", archive.display()))
+        }
         Archive::Gz(name) => {
             // `name` is one plain component (a file name); never follow a link there.
             let target = into.join(name);
@@ -614,6 +620,64 @@ fn unpack(archive: &Path, kind: Archive, into: &Path) -> Result<Vec<PathBuf>, St
             return Err(escapes);
         }
         created.push(into.join(&path));
+    }
+    Ok(created)
+}
+
+/// Unpacks a zip archive into `into` with the same rules as tar archives: no entry
+/// outside `into` (`..`, absolute paths, or through a symlink), no symlink entries, modes
+/// without setuid, setgid or sticky bits.
+fn unzip(file: std::fs::File, into: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
+    let root = into
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", into.display()))?;
+    let mut created = Vec::new();
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index).map_err(|e| e.to_string())?;
+        let escapes = format!(
+            "archive entry '{}' would land outside the sandbox",
+            entry.name()
+        );
+        let relative = entry.enclosed_name().ok_or_else(|| escapes.clone())?;
+        if !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(escapes);
+        }
+        if entry.is_symlink() {
+            return Err(format!(
+                "archive entry '{}' is a symlink, which zip archives may not carry here",
+                entry.name()
+            ));
+        }
+        let target = into.join(&relative);
+        let parent = if entry.is_dir() {
+            target.as_path()
+        } else {
+            target.parent().unwrap_or(into)
+        };
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        let inside = parent.canonicalize().is_ok_and(|p| p.starts_with(&root));
+        if !inside {
+            return Err(escapes);
+        }
+        if !entry.is_dir() {
+            let mode = entry.unix_mode().unwrap_or(0o644) & 0o777;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&target)
+                .map_err(|e| format!("writing {}: {e}", target.display()))?;
+            std::io::copy(&mut entry, &mut out)
+                .map_err(|e| format!("entry '{}': {e}", relative.display()))?;
+        }
+        created.push(target);
     }
     Ok(created)
 }
@@ -707,6 +771,7 @@ mod tests {
             Some(Archive::TarGz)
         );
         assert_eq!(archive(json!({"value":"/x/a.tar"})), Some(Archive::Tar));
+        assert_eq!(archive(json!({"value":"/x/a.zip"})), Some(Archive::Zip));
         assert_eq!(archive(json!({"value":"http://h/a.txt"})), None);
         assert_eq!(
             archive(json!({"value":"http://h/notes.txt.GZ"})),
@@ -794,6 +859,16 @@ mod tests {
         gz.finish().unwrap()
     }
 
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
     /// A tar of symlinks (name, target), then files (name, content).
     fn tar_of(entries: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
@@ -856,6 +931,23 @@ mod tests {
             !outside.join("victim").exists(),
             "no write through the link"
         );
+        let zipped = dir.path().join("z.zip");
+        std::fs::write(&zipped, zip_of(&[("z/one.txt", b"1")])).unwrap();
+        let created = unpack(&zipped, Archive::Zip, &sandbox).unwrap();
+        assert_eq!(created, [sandbox.join("z/one.txt")]);
+        assert_eq!(std::fs::read(sandbox.join("z/one.txt")).unwrap(), b"1");
+        std::fs::write(&zipped, zip_of(&[("../zip-out.txt", b"x")])).unwrap();
+        let err = unpack(&zipped, Archive::Zip, &sandbox).unwrap_err();
+        assert!(
+            err.contains("'../zip-out.txt'") && err.contains("outside"),
+            "{err}"
+        );
+        assert!(!dir.path().join("zip-out.txt").exists());
+        std::os::unix::fs::symlink(&outside, sandbox.join("zlink")).unwrap();
+        std::fs::write(&zipped, zip_of(&[("zlink/planted.txt", b"x")])).unwrap();
+        let err = unpack(&zipped, Archive::Zip, &sandbox).unwrap_err();
+        assert!(err.contains("'zlink/planted.txt'"), "{err}");
+        assert!(!outside.join("planted.txt").exists());
         let junk = dir.path().join("junk.tgz");
         std::fs::write(&junk, b"not gzip").unwrap();
         assert!(unpack(&junk, Archive::TarGz, &sandbox)
