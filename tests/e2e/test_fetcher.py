@@ -51,10 +51,16 @@ def zipped(entries):
     return buffer.getvalue()
 
 
-def tar_gz(entries):
-    """A .tar.gz of ``{name: bytes}``; names are written as given (``../`` too)."""
+def tar_gz(entries, links=None):
+    """A .tar.gz of ``{name: bytes}`` (names written as given, ``../`` too) and of
+    symlinks ``{name: target}``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            archive.addfile(info)
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -354,3 +360,21 @@ def test_cache_keeps_within_its_size(meseta, files):
         }
         # a stays (used again before c came), b is evicted by c, big never fits.
         assert fetched == {"a": 1, "b": 2, "c": 1, "big": 2}, fetched
+
+
+def test_no_uri_writes_through_a_fetched_symlink(module_cluster, files, framework, tmp_path):
+    """An archive may carry a link out of the sandbox; a later URI must not follow it."""
+    scheduler, driver = framework
+    files.files["/linky.tgz"] = tar_gz({}, links={"out": str(tmp_path)})
+    script = files.url("/bin/run.sh")
+    scheduler.submit(
+        driver,
+        with_uris(
+            "through-link",
+            "true",
+            {"value": files.url("/linky.tgz")},
+            {"value": script, "output_file": "out/planted.sh"},
+        ),
+    )
+    assert_launch_failed(scheduler, "through-link", f"'{script}'", "outside the sandbox")
+    assert not (tmp_path / "planted.sh").exists()

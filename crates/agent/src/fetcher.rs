@@ -380,6 +380,7 @@ impl Fetcher {
         owner: Option<Owner>,
     ) -> Result<String, String> {
         let destination = sandbox.join(&fetch.destination);
+        stays_inside(sandbox, &destination)?;
         if let Some(parent) = destination.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
@@ -569,6 +570,30 @@ fn chain(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Refuses a destination that an earlier URI's symlink (say, from an archive) would send
+/// outside the sandbox: the nearest directory above it that exists must resolve inside,
+/// and it must not be a link itself.
+fn stays_inside(sandbox: &Path, destination: &Path) -> Result<(), String> {
+    let escapes = || {
+        format!(
+            "{} would be written outside the sandbox",
+            destination.display()
+        )
+    };
+    let root = sandbox
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", sandbox.display()))?;
+    let mut existing = destination.parent().unwrap_or(sandbox);
+    while std::fs::symlink_metadata(existing).is_err() && existing != sandbox {
+        existing = existing.parent().unwrap_or(sandbox);
+    }
+    let is_link = std::fs::symlink_metadata(destination).is_ok_and(|m| m.file_type().is_symlink());
+    match existing.canonicalize() {
+        Ok(resolved) if resolved.starts_with(&root) && !is_link => Ok(()),
+        _ => Err(escapes()),
+    }
 }
 
 /// Unpacks `archive` into `into`, refusing entries that would land outside it (absolute
@@ -837,6 +862,23 @@ mod tests {
             all,
             ["/sb/a", "/sb/a/b", "/sb/a/b/c.txt", "/sb/a/d"].map(PathBuf::from)
         );
+    }
+
+    #[test]
+    fn destinations_through_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = dir.path().join("sb");
+        std::fs::create_dir_all(sandbox.join("sub")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), sandbox.join("up")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("x"), sandbox.join("leaf")).unwrap();
+        assert_eq!(stays_inside(&sandbox, &sandbox.join("sub/a")), Ok(()));
+        assert_eq!(stays_inside(&sandbox, &sandbox.join("a")), Ok(()));
+        assert_eq!(stays_inside(&sandbox, &sandbox.join("new/dirs/a")), Ok(()));
+        std::os::unix::fs::symlink("/nonexistent-h5", sandbox.join("dangling")).unwrap();
+        for bad in ["up/a", "up/new/a", "leaf", "dangling/a"] {
+            let err = stays_inside(&sandbox, &sandbox.join(bad)).unwrap_err();
+            assert!(err.contains("outside the sandbox"), "{err}");
+        }
     }
 
     #[test]
