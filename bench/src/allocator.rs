@@ -121,7 +121,7 @@ pub fn build_request(
                 roles: vec![role.clone()],
                 allocated: [(role, Resources::new())].into_iter().collect(),
                 gpu_capable: false,
-                filters: vec![],
+                filters: Default::default(),
             }
         })
         .collect();

@@ -17,16 +17,19 @@
 
 use super::pass;
 use super::quota::{Pool, QuotaSnapshot};
-use super::{AllocationRequest, Decision, FrameworkDemand, MinQuantities, RoleQuota};
+use super::{
+    AllocationRequest, Decision, FrameworkDemand, MinQuantities, RefuseFilters, RoleQuota,
+};
 use meseta_api::{AgentId, FrameworkId, Resources};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// What makes a framework offerable, as last seen.
 #[derive(Debug, Clone, PartialEq)]
 struct Asking {
     roles: Vec<String>,
     gpu_capable: bool,
-    filters: Vec<(AgentId, Resources)>,
+    filters: Arc<RefuseFilters>,
 }
 
 impl Asking {
@@ -42,8 +45,18 @@ impl Asking {
     fn loosened_to(&self, now: &FrameworkDemand) -> bool {
         now.roles.iter().any(|r| !self.roles.contains(r))
             || (now.gpu_capable && !self.gpu_capable)
-            || self.filters.iter().any(|f| !now.filters.contains(f))
+            || (!Arc::ptr_eq(&self.filters, &now.filters) && lifted(&self.filters, &now.filters))
     }
+}
+
+/// Whether some filter of `before` is not in `now`.
+fn lifted(before: &RefuseFilters, now: &RefuseFilters) -> bool {
+    before.iter().any(|(agent, refused)| {
+        let kept = now.get(agent);
+        refused
+            .iter()
+            .any(|r| !kept.is_some_and(|kept| kept.contains(r)))
+    })
 }
 
 /// The allocator's memory between passes.

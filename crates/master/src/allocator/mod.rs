@@ -30,6 +30,10 @@ pub use quota::Quantities;
 
 use meseta_api::{AgentId, FrameworkId, Resources};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A framework's active refuse filters: per agent, the resources refused there.
+pub type RefuseFilters = BTreeMap<AgentId, Vec<Resources>>;
 
 /// A framework asking for offers.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +45,9 @@ pub struct FrameworkDemand {
     /// allocated to.
     pub allocated: BTreeMap<String, Resources>,
     pub gpu_capable: bool,
-    /// Active refuse filters: agent and the resources refused there.
-    pub filters: Vec<(AgentId, Resources)>,
+    /// Active refuse filters, shared with the caller's index of them: a request does not
+    /// copy them, and the allocator tells an unchanged set by pointer.
+    pub filters: Arc<RefuseFilters>,
 }
 
 /// A role's quota: scalar quantities it is guaranteed and may never exceed.

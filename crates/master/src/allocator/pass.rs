@@ -132,8 +132,8 @@ impl<'a> Pass<'a> {
             }
             let filtered = framework
                 .filters
-                .iter()
-                .any(|(agent, refused)| agent == agent_id && refused.contains(offer));
+                .get(agent_id)
+                .is_some_and(|refused| refused.iter().any(|r| r.contains(offer)));
             if filtered {
                 continue;
             }

@@ -3,6 +3,7 @@
 use super::sorter;
 use super::*;
 use proptest::prelude::*;
+use std::sync::Arc;
 
 fn demand(id: &str, allocated: &str) -> FrameworkDemand {
     in_roles(id, &["*"], allocated)
@@ -17,7 +18,7 @@ fn in_roles(id: &str, roles: &[&str], allocated: &str) -> FrameworkDemand {
             .into_iter()
             .collect(),
         gpu_capable: false,
-        filters: vec![],
+        filters: Arc::default(),
     }
 }
 
@@ -80,10 +81,10 @@ fn agents_are_spread_by_share() {
 #[test]
 fn filters_and_gpus_and_reservations() {
     let mut f = demand("f", "");
-    f.filters = vec![(
+    f.filters = Arc::new(RefuseFilters::from([(
         AgentId::new("a0000"),
-        Resources::parse("cpus:4;mem:4096;ports:[31000-32000]").unwrap(),
-    )];
+        vec![Resources::parse("cpus:4;mem:4096;ports:[31000-32000]").unwrap()],
+    )]));
     assert!(allocate(&request(1, vec![f])).is_empty());
 
     let mut req = request(1, vec![demand("f", "")]);
@@ -627,7 +628,10 @@ proptest! {
                     hold(&mut req, f, &role, &r, false);
                     if kind == 1 && f < req.frameworks.len() {
                         let agent = req.agents[a].0.clone();
-                        req.frameworks[f].filters.push((agent, r));
+                        Arc::make_mut(&mut req.frameworks[f].filters)
+                            .entry(agent)
+                            .or_default()
+                            .push(r);
                     }
                 }
                 // Launch a task of one cpu out of an offer, decline the rest.
@@ -651,9 +655,18 @@ proptest! {
                 // A filter expires.
                 4 => {
                     let f = x % req.frameworks.len();
-                    if !req.frameworks[f].filters.is_empty() {
-                        let i = y % req.frameworks[f].filters.len();
-                        req.frameworks[f].filters.remove(i);
+                    let filters = Arc::make_mut(&mut req.frameworks[f].filters);
+                    let count: usize = filters.values().map(Vec::len).sum();
+                    if count > 0 {
+                        let mut i = y % count;
+                        for refused in filters.values_mut() {
+                            if i < refused.len() {
+                                refused.remove(i);
+                                break;
+                            }
+                            i -= refused.len();
+                        }
+                        filters.retain(|_, refused| !refused.is_empty());
                     }
                 }
                 // Suppress or revive a role.

@@ -4,12 +4,41 @@
 //! a few changes looks at the agents that changed only.
 
 use super::*;
-use crate::allocator::{AllocationRequest, FrameworkDemand};
+use crate::allocator::{AllocationRequest, FrameworkDemand, RefuseFilters};
+use std::sync::Arc;
+
+/// A framework's active refuse filters as the allocator takes them (indexed by agent),
+/// built when the core last needed them. Exact while no filter is added or cleared (the
+/// core then drops it, see [`Core::filters_changed`]) and until the earliest expiry in it.
+#[derive(Debug)]
+pub(super) struct IndexedFilters {
+    filters: Arc<RefuseFilters>,
+    until: f64,
+}
+
+impl IndexedFilters {
+    fn of(filters: &[RefuseFilter], now: f64) -> IndexedFilters {
+        let mut index = RefuseFilters::new();
+        let mut until = f64::INFINITY;
+        for f in filters.iter().filter(|f| f.expires > now) {
+            until = until.min(f.expires);
+            index
+                .entry(f.agent_id.clone())
+                .or_default()
+                .push(f.resources.clone());
+        }
+        IndexedFilters {
+            filters: Arc::new(index),
+            until,
+        }
+    }
+}
 
 impl Core {
     /// Runs one allocation pass and sends the resulting offers.
     pub fn allocate(&mut self, now: f64) {
-        let request = self.allocation_request(now);
+        self.index_filters(now);
+        let request = self.allocation_request();
         let decisions = self.allocator.allocate(&request);
         for decision in decisions {
             self.make_offer(
@@ -23,7 +52,29 @@ impl Core {
         self.make_inverse_offers(now);
     }
 
-    fn allocation_request(&self, now: f64) -> AllocationRequest {
+    /// A framework's refuse filters were added to or cleared: its index is rebuilt on the
+    /// next pass.
+    pub(super) fn filters_changed(&mut self, framework_id: &FrameworkId) {
+        self.filter_index.remove(framework_id);
+    }
+
+    /// Brings the refuse filter index up to date for the frameworks asking for offers at
+    /// `now`, rebuilding only the entries that a filter's expiry or change made stale.
+    fn index_filters(&mut self, now: f64) {
+        let frameworks = &self.frameworks;
+        self.filter_index
+            .retain(|id, indexed| indexed.until > now && frameworks.contains_key(id));
+        for f in self.frameworks.values() {
+            if f.connected() && f.active && !self.filter_index.contains_key(f.id()) {
+                self.filter_index
+                    .insert(f.id().clone(), IndexedFilters::of(&f.filters, now));
+            }
+        }
+    }
+
+    /// What the allocator looks at; the filter index is up to date (see
+    /// [`Core::index_filters`]).
+    fn allocation_request(&self) -> AllocationRequest {
         let agents = self
             .agents
             .values()
@@ -62,12 +113,7 @@ impl Core {
                     .collect(),
                 allocated: held.remove(f.id()).unwrap_or_default(),
                 gpu_capable: f.info.has_capability(CapabilityType::GpuResources),
-                filters: f
-                    .filters
-                    .iter()
-                    .filter(|flt| flt.expires > now)
-                    .map(|flt| (flt.agent_id.clone(), flt.resources.clone()))
-                    .collect(),
+                filters: Arc::clone(&self.filter_index[f.id()].filters),
             });
         }
         AllocationRequest {

@@ -267,6 +267,7 @@ impl Core {
             }
         }
         framework.filters.clear();
+        self.filters_changed(framework_id);
     }
 
     fn broadcast_framework_to_agents(&mut self, framework_id: &FrameworkId, info: &FrameworkInfo) {

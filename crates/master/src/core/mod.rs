@@ -244,6 +244,8 @@ pub struct Core {
     pub maintenance: maintenance::Maintenance,
     /// The allocator's memory between passes.
     allocator: crate::allocator::Allocator,
+    /// Active refuse filters per framework, indexed for the allocator.
+    filter_index: std::collections::HashMap<FrameworkId, allocation::IndexedFilters>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -276,6 +278,7 @@ impl Core {
             quotas: registry.quotas,
             maintenance: maintenance::Maintenance::from_record(registry.maintenance),
             allocator: crate::allocator::Allocator::new(),
+            filter_index: Default::default(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,

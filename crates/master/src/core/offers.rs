@@ -183,6 +183,7 @@ impl Core {
                 resources,
                 expires: now + seconds,
             });
+            self.filters_changed(framework_id);
         }
     }
 

@@ -1178,3 +1178,32 @@ fn drained_agent_can_be_reactivated_but_a_draining_one_cannot() {
     let unknown = drain_call(&AgentId::new("nope"), json!({}));
     assert_eq!(c.drain_agent(T0, unknown).unwrap_err().status, 404);
 }
+
+#[test]
+fn refuse_filters_hold_until_they_expire_or_a_revive_even_between_ticks() {
+    let (mut c, _agent, fid, offer) = with_offer(json!({}));
+    let refuse = |seconds: f64| {
+        Some(Filters {
+            refuse_seconds: seconds,
+        })
+    };
+    c.decline(T0, &fid, &[offer.id], refuse(5.0).as_ref());
+    c.drain_effects();
+    c.allocate(T0 + 4.9);
+    assert!(offers(&c.drain_effects(), "S1").is_empty(), "filtered");
+    // Expired without a tick pruning it: the allocator's index of filters follows time.
+    c.allocate(T0 + 5.1);
+    let offer = offers(&c.drain_effects(), "S1")
+        .pop()
+        .expect("filter expired");
+    c.decline(T0 + 5.1, &fid, &[offer.id], refuse(5.0).as_ref());
+    c.allocate(T0 + 6.0);
+    assert!(offers(&c.drain_effects(), "S1").is_empty(), "a new filter");
+    c.revive(&fid, vec![]);
+    c.allocate(T0 + 6.0);
+    assert_eq!(
+        offers(&c.drain_effects(), "S1").len(),
+        1,
+        "revive clears filters"
+    );
+}
