@@ -4,6 +4,7 @@
 mod allocator;
 mod cluster;
 mod container_launch;
+mod hollow;
 mod launch;
 mod placements;
 mod slurm;

@@ -7,7 +7,8 @@
 //! The peer is a published figure, not a run: Nomad's "million container challenge"
 //! placed 1,000,000 containers at an average of 3,750 per second on five servers.
 
-use crate::cluster::{free_port_pair, meseta_binary, Daemon};
+use crate::cluster::meseta_binary;
+use crate::hollow::HollowCluster;
 use anyhow::{bail, Context, Result};
 use meseta_api::Resources;
 use meseta_sim::load::{run_framework, LoadPlan, LoadStats};
@@ -89,54 +90,25 @@ async fn measure(
     args: &PlacementsArgs,
     per_task: Resources,
 ) -> Result<PlacementsReport> {
-    let port = free_port_pair()?.to_string();
-    let state = work_dir.join("master");
-    let master_args = [
-        "master",
-        "--port",
-        &port,
-        "--work-dir",
-        state.to_str().context("a UTF-8 work dir")?,
-    ];
-    let master = Daemon::start(binary, &master_args, work_dir.join("master.log"))?;
-    let address = format!("127.0.0.1:{port}");
-    let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    wait_for_metric(&http, &address, "master/elected", 1, deadline, &master).await?;
-    let rss_idle = resident_bytes(master.pid())?;
-
-    let count = args.agents.to_string();
-    let sim_args = [
-        "sim",
-        "agents",
-        "--count",
-        &count,
-        "--master",
-        &address,
-        "--resources",
-        &args.agent_resources,
-        "--task-duration",
-        "1days",
-        "--summary-interval",
-        "3600",
-    ];
+    let mut cluster = HollowCluster::start(binary, work_dir, deadline).await?;
+    let rss_idle = resident_bytes(cluster.master.pid())?;
     let started = Instant::now();
-    let _sim = Daemon::start(binary, &sim_args, work_dir.join("sim.log"))?;
-    wait_for_metric(
-        &http,
-        &address,
-        "master/slaves_active",
-        args.agents as u64,
-        deadline,
-        &master,
-    )
-    .await?;
+    cluster
+        .add_agents(
+            binary,
+            work_dir,
+            args.agents,
+            &args.agent_resources,
+            deadline,
+        )
+        .await?;
     eprintln!(
         "placements: {} hollow agents registered in {:.1} s",
         args.agents,
         started.elapsed().as_secs_f64()
     );
-    let rss_agents = resident_bytes(master.pid())?;
+    let rss_agents = resident_bytes(cluster.master.pid())?;
 
     let stats = Arc::new(LoadStats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -152,7 +124,7 @@ async fn measure(
             command: "sleep 86400".into(),
         };
         frameworks.spawn(run_framework(
-            address.clone(),
+            cluster.address.clone(),
             plan,
             stats.clone(),
             stop_rx.clone(),
@@ -182,7 +154,7 @@ async fn measure(
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!("placements: {}", stats.line());
-    let rss_tasks = resident_bytes(master.pid())?;
+    let rss_tasks = resident_bytes(cluster.master.pid())?;
     stop_tx.send_replace(true);
     while frameworks.join_next().await.is_some() {}
 
@@ -206,34 +178,6 @@ async fn measure(
         peer_placements_per_s: NOMAD_PUBLISHED_PER_S,
         ratio: placements_per_s / NOMAD_PUBLISHED_PER_S,
     })
-}
-
-/// Polls `/metrics/snapshot` until `key` reaches `at_least`.
-pub async fn wait_for_metric(
-    http: &reqwest::Client,
-    master: &str,
-    key: &str,
-    at_least: u64,
-    deadline: Instant,
-    log: &Daemon,
-) -> Result<()> {
-    let url = format!("http://{master}/metrics/snapshot");
-    let mut last = 0.0;
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(&url).send().await {
-            if let Ok(body) = response.json::<serde_json::Value>().await {
-                last = body[key].as_f64().unwrap_or(0.0);
-                if last >= at_least as f64 {
-                    return Ok(());
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "timed out waiting for {key} ≥ {at_least} (last {last}); see {}",
-        log.log.display()
-    )
 }
 
 /// A process's resident memory (`VmRSS` in `/proc/<pid>/status`).

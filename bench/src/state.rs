@@ -9,9 +9,10 @@
 //! alone and while 20 readers fetch GET_STATE without pause. The peer is a published
 //! figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
 
-use crate::cluster::{free_port_pair, meseta_binary, Daemon};
+use crate::cluster::meseta_binary;
+use crate::hollow::HollowCluster;
 use crate::stats::percentile;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use meseta_api::Resources;
 use meseta_sim::load::{run_framework, LoadPlan, LoadStats};
 use serde::Serialize;
@@ -89,43 +90,18 @@ pub async fn run(args: StateArgs) -> Result<StateReport> {
 
 async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<StateReport> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let port = free_port_pair()?.to_string();
-    let state = work_dir.join("master");
-    let master_args = [
-        "master",
-        "--port",
-        &port,
-        "--work-dir",
-        state.to_str().context("a UTF-8 work dir")?,
-    ];
-    let master = Daemon::start(binary, &master_args, work_dir.join("master.log"))?;
-    let address = format!("127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    crate::placements::wait_for_metric(&http, &address, "master/elected", 1, deadline, &master)
+    let mut cluster = HollowCluster::start(binary, work_dir, deadline).await?;
+    cluster
+        .add_agents(
+            binary,
+            work_dir,
+            args.agents,
+            &args.agent_resources,
+            deadline,
+        )
         .await?;
-    let count = args.agents.to_string();
-    let sim_args = [
-        "sim",
-        "agents",
-        "--count",
-        &count,
-        "--master",
-        &address,
-        "--resources",
-        &args.agent_resources,
-        "--summary-interval",
-        "3600",
-    ];
-    let _sim = Daemon::start(binary, &sim_args, work_dir.join("sim.log"))?;
-    crate::placements::wait_for_metric(
-        &http,
-        &address,
-        "master/slaves_active",
-        args.agents as u64,
-        deadline,
-        &master,
-    )
-    .await?;
+    let address = cluster.address.clone();
+    let http = reqwest::Client::new();
 
     let stats = Arc::new(LoadStats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -185,14 +161,12 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     let probe = || operator_call(&http, &api, "GET_MASTER");
     let (idle_ms, _) = timed(100, probe).await?;
     let reading = Arc::new(AtomicBool::new(true));
-    let mut readers = tokio::task::JoinSet::new();
+    let mut readers: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     for _ in 0..args.readers {
         let (http, api, reading) = (http.clone(), api.clone(), reading.clone());
         readers.spawn(async move {
             while reading.load(Ordering::Relaxed) {
-                if let Err(e) = operator_call(&http, &api, "GET_STATE").await {
-                    return Err(e);
-                }
+                operator_call(&http, &api, "GET_STATE").await?;
             }
             Ok(())
         });
@@ -207,7 +181,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     let (loaded_ms, _) = loaded?;
     stop_tx.send_replace(true);
     while frameworks.join_next().await.is_some() {}
-    drop(master);
+    drop(cluster);
 
     let p = |v: &[f64], q| percentile(v, q).unwrap_or(f64::NAN);
     let p50_v0 = p(&v0_ms, 50.0);

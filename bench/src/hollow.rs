@@ -1,0 +1,92 @@
+//! A `meseta master` filled with hollow agents (`meseta sim agents`, their own process), on
+//! free loopback ports: the cluster of the placements and state benchmarks.
+
+use crate::cluster::{free_port_pair, Daemon};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A running master and, once [`HollowCluster::add_agents`] ran, its hollow agents.
+pub struct HollowCluster {
+    pub master: Daemon,
+    /// `127.0.0.1:<port>` of the master.
+    pub address: String,
+    http: reqwest::Client,
+    agents: Option<Daemon>,
+}
+
+impl HollowCluster {
+    /// Starts `meseta master` with its state under `work_dir` and waits until it leads.
+    pub async fn start(binary: &Path, work_dir: &Path, deadline: Instant) -> Result<HollowCluster> {
+        let port = free_port_pair()?.to_string();
+        let state = work_dir.join("master");
+        let args = [
+            "master",
+            "--port",
+            &port,
+            "--work-dir",
+            state.to_str().context("a UTF-8 work dir")?,
+        ];
+        let cluster = HollowCluster {
+            master: Daemon::start(binary, &args, work_dir.join("master.log"))?,
+            address: format!("127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            agents: None,
+        };
+        cluster
+            .wait_for_metric("master/elected", 1, deadline)
+            .await?;
+        Ok(cluster)
+    }
+
+    /// Starts `count` hollow agents of `resources` (tasks last a day unless their
+    /// command is `sleep N`) and waits until the master has them all active.
+    pub async fn add_agents(
+        &mut self,
+        binary: &Path,
+        work_dir: &Path,
+        count: usize,
+        resources: &str,
+        deadline: Instant,
+    ) -> Result<()> {
+        let count_text = count.to_string();
+        let args = [
+            "sim",
+            "agents",
+            "--count",
+            &count_text,
+            "--master",
+            &self.address,
+            "--resources",
+            resources,
+            "--task-duration",
+            "1days",
+            "--summary-interval",
+            "3600",
+        ];
+        self.agents = Some(Daemon::start(binary, &args, work_dir.join("sim.log"))?);
+        self.wait_for_metric("master/slaves_active", count as u64, deadline)
+            .await
+    }
+
+    /// Polls `/metrics/snapshot` until `key` reaches `at_least`.
+    async fn wait_for_metric(&self, key: &str, at_least: u64, deadline: Instant) -> Result<()> {
+        let url = format!("http://{}/metrics/snapshot", self.address);
+        let mut last = 0.0;
+        while Instant::now() < deadline {
+            if let Ok(response) = self.http.get(&url).send().await {
+                if let Ok(body) = response.json::<serde_json::Value>().await {
+                    last = body[key].as_f64().unwrap_or(0.0);
+                    if last >= at_least as f64 {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "timed out waiting for {key} ≥ {at_least} (last {last}); see {}",
+            self.master.log.display()
+        )
+    }
+}
