@@ -10,10 +10,10 @@ use meseta_api::{
     CommandInfo, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Reason, Resources, TaskInfo,
     TaskState,
 };
+use meseta_containerizer::image::Provisioned;
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
 };
-use meseta_containerizer::image::Provisioned;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 

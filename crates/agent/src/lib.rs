@@ -252,7 +252,9 @@ pub async fn run(
         config.images.backend,
     ));
     for name in &config.images.gc_excluded {
-        images.reference(name).context("--image-gc-excluded-images")?;
+        images
+            .reference(name)
+            .context("--image-gc-excluded-images")?;
     }
     let store = store::Store::open(&paths::checkpoint_db(&config.work_dir))?;
     let recovered = store.load()?;

@@ -63,11 +63,7 @@ async fn prune_images(app: &App, body: Option<&Value>) -> Result<Response, HttpE
         crate::images::excluded_images(body).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
     match app.images.prune(&excluded).await {
         Ok(pruned) => {
-            tracing::info!(
-                "pruned images {:?} ({} files)",
-                pruned.images,
-                pruned.files
-            );
+            tracing::info!("pruned images {:?} ({} files)", pruned.images, pruned.files);
             Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
         }
         Err(meseta_containerizer::image::ImageError::InvalidReference(name, why)) => Err(error(

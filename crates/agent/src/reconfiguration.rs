@@ -84,8 +84,7 @@ pub fn check(
             Some(_) => {}
         }
     }
-    if policy == ReconfigurationPolicy::Equal && now.attributes.len() != before.attributes.len()
-    {
+    if policy == ReconfigurationPolicy::Equal && now.attributes.len() != before.attributes.len() {
         return refuse("attributes were added".into());
     }
     Ok(())
@@ -110,7 +109,10 @@ mod tests {
     #[test]
     fn equal_allows_only_the_same() {
         let before = info("cpus:2;mem:100", "rack:a");
-        assert_eq!(check(&before, &info("mem:100;cpus:2", "rack:a"), Equal), Ok(()));
+        assert_eq!(
+            check(&before, &info("mem:100;cpus:2", "rack:a"), Equal),
+            Ok(())
+        );
         for now in [
             info("cpus:3;mem:100", "rack:a"),
             info("cpus:2;mem:100", "rack:a;zone:z"),
@@ -125,10 +127,16 @@ mod tests {
         let before = info("cpus:2;mem:100;ports:[31000-31010]", "rack:a");
         let grown = info("cpus:4;mem:100;ports:[31000-31020]", "rack:a;zone:z");
         assert_eq!(check(&before, &grown, Additive), Ok(()));
-        let shrunk = check(&before, &info("cpus:1;mem:100;ports:[31000-31010]", "rack:a"), Additive)
-            .unwrap_err();
+        let shrunk = check(
+            &before,
+            &info("cpus:1;mem:100;ports:[31000-31010]", "rack:a"),
+            Additive,
+        )
+        .unwrap_err();
         assert!(shrunk.to_string().contains("shrank"), "{shrunk}");
-        assert!(shrunk.to_string().contains("--reconfiguration-policy=additive"));
+        assert!(shrunk
+            .to_string()
+            .contains("--reconfiguration-policy=additive"));
         let changed = info("cpus:2;mem:100;ports:[31000-31010]", "rack:b");
         assert!(check(&before, &changed, Additive).is_err());
         let removed = info("cpus:2;mem:100;ports:[31000-31010]", "");

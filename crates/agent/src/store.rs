@@ -5,8 +5,8 @@
 //! one durable transaction each, so that many updates share one fsync.
 
 use meseta_api::{
-    AgentId, AgentInfo, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Resource, Task,
-    TaskId, TaskInfo, TaskStatus,
+    AgentId, AgentInfo, ContainerId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo,
+    Resource, Task, TaskId, TaskInfo, TaskStatus,
 };
 use meseta_containerizer::ProcessRef;
 use redb::{Database, ReadableTable, TableDefinition};

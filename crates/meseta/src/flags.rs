@@ -172,13 +172,22 @@ pub struct AgentCommonFlags {
     pub registry: crate::image::RegistryFlags,
     /// How containers' root filesystems are made from images: `overlay` or `copy`
     /// (default: overlay when the kernel has it and the agent is root, else copy).
-    #[arg(long = "image-provisioner-backend", alias = "image_provisioner_backend", env = "MESETA_IMAGE_PROVISIONER_BACKEND")]
+    #[arg(
+        long = "image-provisioner-backend",
+        alias = "image_provisioner_backend",
+        env = "MESETA_IMAGE_PROVISIONER_BACKEND"
+    )]
     pub image_provisioner_backend: Option<meseta_containerizer::image::Backend>,
     /// Remove the images no container uses this often (`1hrs`; never by default).
     #[arg(long = "image-gc-interval", alias = "image_gc_interval", env = "MESETA_IMAGE_GC_INTERVAL", value_parser = parse_duration)]
     pub image_gc_interval: Option<Duration>,
     /// Images the periodic GC keeps even when unused, `name,name,...`.
-    #[arg(long = "image-gc-excluded-images", alias = "image_gc_excluded_images", env = "MESETA_IMAGE_GC_EXCLUDED_IMAGES", value_delimiter = ',')]
+    #[arg(
+        long = "image-gc-excluded-images",
+        alias = "image_gc_excluded_images",
+        env = "MESETA_IMAGE_GC_EXCLUDED_IMAGES",
+        value_delimiter = ','
+    )]
     pub image_gc_excluded_images: Vec<String>,
     /// The most bytes the cache of `cache: true` URIs holds (`2GB`, `512MB`).
     #[arg(long = "fetcher-cache-size", alias = "fetcher_cache_size", env = "MESETA_FETCHER_CACHE_SIZE", default_value = "2GB", value_parser = meseta_agent::parse_size)]

@@ -583,8 +583,14 @@ mod tests {
         };
         let default = Duration::from_secs(1);
         let d = |c| simulated_duration(&task(c), default);
-        assert_eq!(d(serde_json::json!({"value": "sleep 30"})), Duration::from_secs(30));
-        assert_eq!(d(serde_json::json!({"value": "sleep 0.25"})), Duration::from_millis(250));
+        assert_eq!(
+            d(serde_json::json!({"value": "sleep 30"})),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            d(serde_json::json!({"value": "sleep 0.25"})),
+            Duration::from_millis(250)
+        );
         assert_eq!(d(serde_json::json!({"value": "true"})), default);
         assert_eq!(d(serde_json::json!({"value": "sleep forever"})), default);
         assert_eq!(d(serde_json::json!({"value": "sleep -1"})), default);

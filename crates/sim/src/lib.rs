@@ -168,7 +168,10 @@ async fn run_frameworks(
             stop_rx.clone(),
         ));
     }
-    eprintln!("sim: started {} load frameworks against {}", flags.count, flags.master);
+    eprintln!(
+        "sim: started {} load frameworks against {}",
+        flags.count, flags.master
+    );
     let mut failed = false;
     tokio::select! {
         _ = shutdown => {}

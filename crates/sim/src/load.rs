@@ -168,7 +168,13 @@ pub async fn run_framework(
                     let scheduler = scheduler.clone();
                     accepts.spawn(async move {
                         scheduler
-                            .launch(vec![offer.id], tasks, Some(Filters { refuse_seconds: 0.0 }))
+                            .launch(
+                                vec![offer.id],
+                                tasks,
+                                Some(Filters {
+                                    refuse_seconds: 0.0,
+                                }),
+                            )
                             .await
                     });
                 }
@@ -181,7 +187,11 @@ pub async fn run_framework(
                     }
                 }
                 if !unused.is_empty() {
-                    let refuse = if done { REFUSE_WHEN_DONE } else { Duration::ZERO };
+                    let refuse = if done {
+                        REFUSE_WHEN_DONE
+                    } else {
+                        Duration::ZERO
+                    };
                     let filters = Filters {
                         refuse_seconds: refuse.as_secs_f64(),
                     };
