@@ -160,3 +160,36 @@ def test_signal_stops_local_cleanly(meseta, sig):
     code = process.wait_exit(STOP_TIMEOUT)
     assert code == 0, f"exit status {code} after {sig.name}\n{process.logs()}"
     assert not listening(cluster.master.port) and not listening(cluster.agent.port)
+
+
+def open_files_limits(pid):
+    """The soft and hard 'Max open files' of a process, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return soft, hard
+    raise AssertionError(f"no open files limit for {pid}")
+
+
+def test_master_raises_its_open_files_limit(meseta_bin, tmp_path):
+    """Started with a low soft limit (1,024, a common default), the master lifts it to the
+    hard limit: it holds connections to thousands of agents."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.skip(f"the hard open files limit is {hard}: nothing to raise")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(meseta_bin), "master", "--port", str(port), "--work-dir", str(tmp_path / "m")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)),
+    )
+    try:
+        wait_for(lambda: Endpoint(port).healthy(), what="the master to answer /health")
+        assert open_files_limits(process.pid) == (str(hard), str(hard))
+    finally:
+        process.terminate()
+        process.wait(STOP_TIMEOUT)

@@ -55,6 +55,12 @@ fn main() -> Result<()> {
         }
         Command::Launch(args) => std::process::exit(launch::run(&args)),
         command => {
+            if matches!(
+                command,
+                Command::Master(_) | Command::Agent(_) | Command::Local(_) | Command::Sim(_)
+            ) {
+                raise_open_files_limit();
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -62,6 +68,22 @@ fn main() -> Result<()> {
             drop(runtime);
             std::process::exit(code);
         }
+    }
+}
+
+/// Servers hold a connection per agent, framework and executor: lift the soft limit on
+/// open files to the hard one, as daemons do (the default soft limit, often 1,024, is far
+/// below what a master of thousands of agents needs).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("could not raise the open files limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not read the open files limit: {e}"),
     }
 }
 
