@@ -17,7 +17,10 @@ pub struct HollowCluster {
 
 impl HollowCluster {
     /// Starts `meseta master` with its state under `work_dir` and waits until it leads.
+    /// Lifts the open files limit it and the hollow agents inherit first: each hollow
+    /// agent holds two connections to the master.
     pub async fn start(binary: &Path, work_dir: &Path, deadline: Instant) -> Result<HollowCluster> {
+        raise_open_files_limit();
         let port = free_port_pair()?.to_string();
         let state = work_dir.join("master");
         let args = [
@@ -88,5 +91,22 @@ impl HollowCluster {
             "timed out waiting for {key} ≥ {at_least} (last {last}); see {}",
             self.master.log.display()
         )
+    }
+}
+
+/// Raises this process's open files limit (soft and, when allowed, hard) to the kernel's
+/// `fs.nr_open`, so that children started after it inherit room for one or two sockets per
+/// hollow agent. Failing that, the limits stay as they are.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let wanted = most.unwrap_or(hard).max(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_err() && soft < hard {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
