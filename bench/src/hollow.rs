@@ -3,7 +3,8 @@
 
 use crate::cluster::{free_port_pair, Daemon};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A running master and, once [`HollowCluster::add_agents`] ran, its hollow agents.
@@ -109,4 +110,23 @@ fn raise_open_files_limit() {
     if setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).is_err() && soft < hard {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
+}
+
+/// Runs `measure` in `given`, or in a fresh temporary directory `meseta-bench-<name>-<pid>`
+/// that is removed afterwards.
+pub async fn in_work_dir<T, F, Fut>(given: Option<&Path>, name: &str, measure: F) -> Result<T>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let work_dir = match given {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::temp_dir().join(format!("meseta-bench-{name}-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work_dir)?;
+    let result = measure(work_dir.clone()).await;
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    result
 }

@@ -8,7 +8,7 @@
 //! placed 1,000,000 containers at an average of 3,750 per second on five servers.
 
 use crate::cluster::meseta_binary;
-use crate::hollow::HollowCluster;
+use crate::hollow::{in_work_dir, HollowCluster};
 use anyhow::{bail, Context, Result};
 use meseta_api::Resources;
 use meseta_sim::load::{run_framework, LoadPlan, LoadStats};
@@ -67,21 +67,16 @@ pub struct PlacementsReport {
 }
 
 pub async fn run(args: PlacementsArgs) -> Result<PlacementsReport> {
-    let work_dir = match &args.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("meseta-bench-place-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&work_dir)?;
     let per_task = Resources::parse(&args.task_resources).context("--task-resources")?;
     if args.frameworks == 0 {
         bail!("--frameworks must be at least 1");
     }
     let binary = meseta_binary()?;
-    let report = measure(&binary, &work_dir, &args, per_task).await;
-    if args.work_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work_dir);
-    }
-    report
+    let args = &args;
+    in_work_dir(args.work_dir.as_deref(), "place", |work_dir| async move {
+        measure(&binary, &work_dir, args, per_task).await
+    })
+    .await
 }
 
 async fn measure(

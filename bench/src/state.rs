@@ -10,7 +10,7 @@
 //! figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
 
 use crate::cluster::meseta_binary;
-use crate::hollow::HollowCluster;
+use crate::hollow::{in_work_dir, HollowCluster};
 use crate::stats::percentile;
 use anyhow::{bail, Result};
 use meseta_api::Resources;
@@ -75,17 +75,12 @@ pub struct StateReport {
 }
 
 pub async fn run(args: StateArgs) -> Result<StateReport> {
-    let work_dir = match &args.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("meseta-bench-state-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&work_dir)?;
     let binary = meseta_binary()?;
-    let report = measure(&binary, &work_dir, &args).await;
-    if args.work_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&work_dir);
-    }
-    report
+    let args = &args;
+    in_work_dir(args.work_dir.as_deref(), "state", |work_dir| async move {
+        measure(&binary, &work_dir, args).await
+    })
+    .await
 }
 
 async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<StateReport> {
