@@ -50,9 +50,12 @@ hierarchical.cpp``, ``slave/slave.cpp``, ``launcher/executor.cpp``,
 
 import base64
 import getpass
+import http.client
 import os
 import pwd
 import shutil
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -672,6 +675,89 @@ def test_health_check_against_the_tasks_own_port(cluster, check_type):
     )
     assert healthy.get("reason") == HEALTH_REASON, healthy
     assert not health_updates(framework, "server", False), framework.describe("server")
+
+
+HTTPS_SERVER = """
+import http.server, ssl, sys
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+server = http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def serves_https(port):
+    """Whether 127.0.0.1:``port`` answers a GET over TLS (certificate not verified)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("scheme, healthy", [("https", True), ("http", False)])
+def test_http_health_check_of_an_https_server(cluster, tmp_path, scheme, healthy):
+    """A task serving HTTPS with a self-signed certificate is healthy to an ``https``
+    check (the certificate is not verified: Mesos runs ``curl -k``) and unhealthy to an
+    ``http`` one once it serves."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    script = tmp_path / "https_server.py"
+    script.write_text(HTTPS_SERVER)
+    framework = Framework(cluster.master, f"e2e-health-{scheme}-of-https")
+    offer = framework.wait_offer(min_cpus=TASK_CPUS)
+    port = next(
+        (p for begin, end in offered_ports(offer) for p in range(begin, end + 1) if bindable(p)),
+        None,
+    )
+    assert port is not None, f"no free port in the offer: {offered_ports(offer)}"
+    task = command_task(
+        "tls",
+        cluster.agent_id,
+        f"exec {sys.executable} {script} {port} {cert} {key}",
+        health_check={
+            "type": "HTTP",
+            "http": {"port": port, "path": "/", "scheme": scheme},
+            "delay_seconds": 0.0,
+            "interval_seconds": 0.5,
+            "timeout_seconds": 5.0,
+            # Without a grace period every failure is reported (healthy: false).
+            "grace_period_seconds": 60.0 if healthy else 0.0,
+            "consecutive_failures": 1000,
+        },
+    )
+    task["resources"].append(ports_resource(port, port))
+    framework.accept([offer], [task])
+    framework.wait_state("tls", "TASK_RUNNING")
+    wait_for(lambda: serves_https(port), what=f"the task to serve HTTPS on port {port}")
+    if healthy:
+        reported = framework.wait_status(
+            "tls",
+            lambda s: s["state"] == "TASK_RUNNING" and s.get("healthy") is True,
+            what="a healthy TASK_RUNNING from the https check",
+        )
+        assert reported.get("reason") == HEALTH_REASON, reported
+        assert not health_updates(framework, "tls", False), framework.describe("tls")
+    else:
+        # Failures from before the server listened do not count: wait for one after.
+        framework.poll()
+        before = len(health_updates(framework, "tls", False))
+        framework.wait(
+            lambda: len(health_updates(framework, "tls", False)) > before,
+            what="a healthy=false TASK_RUNNING while the task serves HTTPS",
+        )
+        assert not health_updates(framework, "tls", True), framework.describe("tls")
 
 
 # ---------------------------------------------------------------------------
