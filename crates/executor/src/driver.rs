@@ -1,16 +1,19 @@
-//! The executor's event loop: it feeds the [`Core`] with what happens (events from the
-//! agent, the task's start and exit, health-probe results, the passing of time) and
-//! carries out its actions (subscriptions, UPDATE calls, process spawning and signals,
-//! health probing, exit).
+//! The executors' event loop: it feeds a [`Machine`] (the command or the default
+//! executor's core) with what happens (events from the agent, tasks' starts and exits,
+//! health-probe results, the passing of time) and carries out its actions
+//! (subscriptions, UPDATE calls, process spawning and signals, health probing, exit).
 
 use crate::agent::{AgentLink, LinkError};
 use crate::config::Config;
-use crate::core::{Action, Core, Input, Sources};
+use crate::core::Core;
+use crate::default_core::DefaultCore;
+use crate::machine::{Action, Input, Machine, Sources};
 use crate::probe;
 use crate::process::TaskProcess;
 use meseta_api::executor::Call;
 use meseta_api::json::{self, Bytes};
-use std::collections::VecDeque;
+use meseta_api::TaskId;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
@@ -43,6 +46,16 @@ impl Sources for SystemSources {
 /// Runs the command executor until it is done; returns its exit code.
 pub async fn run(config: Config) -> Result<i32, LinkError> {
     let link = AgentLink::new(&config.agent_endpoint)?;
+    drive(link, Core::new(config, SystemSources)).await
+}
+
+/// Runs the default executor (task groups) until it is done; returns its exit code.
+pub async fn run_default(config: Config) -> Result<i32, LinkError> {
+    let link = AgentLink::new(&config.agent_endpoint)?;
+    drive(link, DefaultCore::new(config, SystemSources)).await
+}
+
+async fn drive(link: AgentLink, mut machine: impl Machine) -> Result<i32, LinkError> {
     let (inputs_tx, mut inputs) = mpsc::unbounded_channel();
     let (calls_tx, calls_rx) = mpsc::unbounded_channel();
     let sender = tokio::spawn(send_calls(link.clone(), calls_rx));
@@ -51,18 +64,17 @@ pub async fn run(config: Config) -> Result<i32, LinkError> {
         inputs: inputs_tx,
         calls: calls_tx,
         stream: None,
-        health: None,
-        task: None,
+        health: HashMap::new(),
+        tasks: HashMap::new(),
     };
-    let mut core = Core::new(config, SystemSources);
-    let mut actions: VecDeque<Action> = core.start(Instant::now()).into();
+    let mut actions: VecDeque<Action> = machine.start(Instant::now()).into();
     let code = 'run: loop {
         while let Some(action) = actions.pop_front() {
-            if let Some(code) = io.apply(action, &mut core, &mut actions) {
+            if let Some(code) = io.apply(action, &mut machine, &mut actions) {
                 break 'run code;
             }
         }
-        let input = match core.next_deadline() {
+        let input = match machine.next_deadline() {
             Some(deadline) => tokio::select! {
                 input = inputs.recv() => input,
                 _ = tokio::time::sleep_until(deadline.into()) => Some(Input::Tick),
@@ -71,7 +83,10 @@ pub async fn run(config: Config) -> Result<i32, LinkError> {
         };
         // `io` holds a sender, so the channel never closes.
         let input = input.unwrap_or(Input::Tick);
-        actions.extend(core.handle(input, Instant::now()));
+        if let Input::Exited(task_id, _) = &input {
+            io.tasks.remove(task_id);
+        }
+        actions.extend(machine.handle(input, Instant::now()));
     };
     io.stop();
     drop(io);
@@ -79,22 +94,23 @@ pub async fn run(config: Config) -> Result<i32, LinkError> {
     Ok(code)
 }
 
-/// The I/O the core's actions drive.
+/// The I/O the machine's actions drive.
 struct Io {
     link: AgentLink,
     inputs: UnboundedSender<Input>,
     calls: UnboundedSender<Call>,
     stream: Option<JoinHandle<()>>,
-    health: Option<JoinHandle<()>>,
-    task: Option<TaskProcess>,
+    health: HashMap<TaskId, JoinHandle<()>>,
+    /// The tasks' processes, until they exit.
+    tasks: HashMap<TaskId, TaskProcess>,
 }
 
 impl Io {
     /// Carries out one action; returns the exit code when the executor is done.
-    fn apply<S: Sources>(
+    fn apply(
         &mut self,
         action: Action,
-        core: &mut Core<S>,
+        machine: &mut impl Machine,
         actions: &mut VecDeque<Action>,
     ) -> Option<i32> {
         match action {
@@ -109,54 +125,64 @@ impl Io {
                 let _ = self.calls.send(call);
             }
             Action::Launch(spec) => {
+                let task_id = spec.task_id.clone();
                 let result = match TaskProcess::spawn(&spec) {
                     Ok((process, mut child)) => {
                         let inputs = self.inputs.clone();
+                        let id = task_id.clone();
                         tokio::spawn(async move {
                             let status = child.wait().await.map_err(|e| e.to_string());
-                            let _ = inputs.send(Input::Exited(status));
+                            let _ = inputs.send(Input::Exited(id, status));
                         });
-                        self.task = Some(process);
-                        Input::Started
+                        self.tasks.insert(task_id.clone(), process);
+                        Input::Started(task_id)
                     }
                     Err(e) => {
-                        tracing::error!("cannot launch task {}: {e}", spec.task_id);
-                        Input::LaunchFailed(e.to_string())
+                        tracing::error!("cannot launch task {task_id}: {e}");
+                        Input::LaunchFailed(task_id, e.to_string())
                     }
                 };
                 // The answer to a launch comes before anything else.
-                for next in core.handle(result, Instant::now()).into_iter().rev() {
+                for next in machine.handle(result, Instant::now()).into_iter().rev() {
                     actions.push_front(next);
                 }
             }
             Action::StartHealthChecks {
+                task_id,
                 check,
                 environment,
                 cwd,
             } => {
-                self.stop_health_checks();
-                let probes = probe::run(check, environment, cwd, self.inputs.clone());
-                self.health = Some(tokio::spawn(probes));
+                self.stop_health_checks(&task_id);
+                let probes = probe::run(
+                    task_id.clone(),
+                    check,
+                    environment,
+                    cwd,
+                    self.inputs.clone(),
+                );
+                self.health.insert(task_id, tokio::spawn(probes));
             }
-            Action::StopHealthChecks => self.stop_health_checks(),
-            Action::Signal(signal) => {
-                if let Some(task) = &self.task {
-                    task.signal(signal);
-                }
-            }
+            Action::StopHealthChecks(task_id) => self.stop_health_checks(&task_id),
+            Action::Signal(task_id, signal) => match self.tasks.get(&task_id) {
+                Some(task) => task.signal(signal),
+                None => tracing::debug!("not signalling task {task_id}: it has exited"),
+            },
             Action::Exit(code) => return Some(code),
         }
         None
     }
 
-    fn stop_health_checks(&mut self) {
-        if let Some(probes) = self.health.take() {
+    fn stop_health_checks(&mut self, task_id: &TaskId) {
+        if let Some(probes) = self.health.remove(task_id) {
             probes.abort();
         }
     }
 
     fn stop(&mut self) {
-        self.stop_health_checks();
+        for (_, probes) in self.health.drain() {
+            probes.abort();
+        }
         if let Some(stream) = self.stream.take() {
             stream.abort();
         }

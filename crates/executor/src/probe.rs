@@ -5,9 +5,10 @@
 //! healthy), over TLS for `https` without verifying the certificate (Mesos runs
 //! `curl -k`); TCP connects to `127.0.0.1:<port>`.
 
-use crate::core::{task_environment, Input};
+use crate::machine::Input;
 use crate::process::command_for;
-use meseta_api::{HealthCheck, HealthCheckType, HttpCheckInfo, TcpCheckInfo};
+use crate::task::task_environment;
+use meseta_api::{HealthCheck, HealthCheckType, HttpCheckInfo, TaskId, TcpCheckInfo};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// Probes until the receiver of `results` is gone (or the task is aborted).
 pub async fn run(
+    task_id: TaskId,
     check: HealthCheck,
     environment: Vec<(String, String)>,
     cwd: PathBuf,
@@ -32,7 +34,10 @@ pub async fn run(
     loop {
         let timeout = seconds(check.timeout_seconds);
         let outcome = probe(&check, &environment, &cwd, &client, timeout).await;
-        if results.send(Input::Health(outcome)).is_err() {
+        if results
+            .send(Input::Health(task_id.clone(), outcome))
+            .is_err()
+        {
             return;
         }
         tokio::time::sleep(seconds(check.interval_seconds)).await;

@@ -1,7 +1,8 @@
-//! The task's process: started in its own process group in the sandbox with the computed
-//! environment, signalled as a group, and reaped by a background task.
+//! A task's process: started in its own process group in its sandbox with the computed
+//! environment (writing to its own `stdout` and `stderr` files when it has its own
+//! sandbox), signalled as a group, and reaped by a background task.
 
-use crate::core::{LaunchSpec, Signal};
+use crate::machine::{LaunchSpec, Signal};
 use meseta_api::CommandInfo;
 use nix::sys::signal::{kill, killpg, Signal as NixSignal};
 use nix::unistd::Pid;
@@ -58,7 +59,19 @@ pub struct TaskProcess {
 impl TaskProcess {
     /// Starts the task; the returned child is to be awaited for its exit.
     pub fn spawn(spec: &LaunchSpec) -> std::io::Result<(TaskProcess, Child)> {
-        let child = command_for(&spec.command, &spec.environment, &spec.cwd).spawn()?;
+        let mut command = command_for(&spec.command, &spec.environment, &spec.cwd);
+        if let Some(dir) = &spec.output_dir {
+            let context = |path: &Path, e: std::io::Error| {
+                std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+            };
+            std::fs::create_dir_all(dir).map_err(|e| context(dir, e))?;
+            let output = |name: &str| {
+                let path = dir.join(name);
+                std::fs::File::create(&path).map_err(|e| context(&path, e))
+            };
+            command.stdout(output("stdout")?).stderr(output("stderr")?);
+        }
+        let child = command.spawn()?;
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the task exited before it could be watched"))?;

@@ -1,6 +1,7 @@
 //! `meseta`: the one binary. `master`, `agent` and `local` run the cluster; `executor` is
-//! the command executor the agent spawns; `execute` is a one-shot framework for users;
-//! `image` manages the agent's image store; `sim` runs hollow agents for scale tests.
+//! the command executor the agent spawns (with `--default`, the task-group executor);
+//! `execute` is a one-shot framework for users; `image` manages the agent's image store;
+//! `sim` runs hollow agents for scale tests.
 
 mod execute;
 mod flags;
@@ -32,8 +33,9 @@ enum Command {
     Local(LocalFlags),
     /// Run one task on a cluster, printing its states and output (like mesos-execute).
     Execute(execute::ExecuteFlags),
-    /// The command executor (started by the agent; not for direct use).
-    Executor,
+    /// The command executor, or with `--default` the task-group executor (started by the
+    /// agent; not for direct use).
+    Executor(ExecutorArgs),
     /// A container's supervisor (started by the agent's Linux launcher; not for direct use).
     #[command(hide = true)]
     Launch(launch::LaunchArgs),
@@ -45,12 +47,24 @@ enum Command {
     Sim(meseta_sim::SimCommand),
 }
 
+/// `meseta executor`'s flags.
+#[derive(clap::Args)]
+struct ExecutorArgs {
+    /// Run the default executor, which runs task groups (LAUNCH_GROUP).
+    #[arg(long)]
+    default: bool,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Executor => {
-            let code = meseta_executor::run_command_executor()?;
+        Command::Executor(args) => {
+            let kind = match args.default {
+                true => meseta_executor::Kind::Default,
+                false => meseta_executor::Kind::Command,
+            };
+            let code = meseta_executor::run_executor(kind)?;
             std::process::exit(code);
         }
         Command::Launch(args) => std::process::exit(launch::run(&args)),
@@ -104,7 +118,7 @@ async fn run(command: Command) -> Result<i32> {
         Command::Execute(flags) => execute::run(flags).await,
         Command::Image(command) => image::run(command).await,
         Command::Sim(command) => meseta_sim::run(command, shutdown_signal()).await,
-        Command::Executor | Command::Launch(_) => {
+        Command::Executor(_) | Command::Launch(_) => {
             unreachable!("handled before the runtime starts")
         }
     }

@@ -1,49 +1,21 @@
 use super::*;
-use meseta_api::executor::{Launch, Subscribed};
+use crate::machine::Machine;
+use crate::machine::Signal;
+use crate::testing::{self, sent, states, FakeSources};
+use meseta_api::executor::{Acknowledged, CallKind, Launch};
+use meseta_api::json::Bytes;
+use meseta_api::{Reason, StatusSource};
 use serde_json::json;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 
-struct FakeSources {
-    next: u8,
-}
-
-impl Sources for FakeSources {
-    fn uuid(&mut self) -> Bytes {
-        self.next += 1;
-        Bytes(vec![self.next; 16])
-    }
-    fn wall_clock(&mut self) -> f64 {
-        1_700_000_000.5
-    }
-    fn jitter(&mut self) -> f64 {
-        1.0
-    }
-}
-
-fn config(checkpoint: bool) -> Config {
-    Config {
-        agent_endpoint: "127.0.0.1:5051".into(),
-        framework_id: "f".into(),
-        executor_id: "t1".into(),
-        sandbox: PathBuf::from("/sandbox"),
-        checkpoint,
-        recovery_timeout: Duration::from_secs(60),
-        subscription_backoff_max: Duration::from_secs(2),
-        shutdown_grace_period: Duration::from_secs(5),
-        environment: vec![("PATH".into(), "/bin".into()), ("A".into(), "1".into())],
-    }
+fn t1() -> TaskId {
+    TaskId::new("t1")
 }
 
 fn subscribed(capabilities: &[&str]) -> Event {
-    let caps: Vec<_> = capabilities.iter().map(|c| json!({ "type": c })).collect();
-    Event::Subscribed(
-        serde_json::from_value::<Subscribed>(json!({
-            "executor_info": {"executor_id": {"value": "t1"}},
-            "framework_info": {"user": "u", "name": "fw", "id": {"value": "f"}, "capabilities": caps},
-            "agent_info": {"hostname": "h", "id": {"value": "A-S0"}},
-        }))
-        .unwrap(),
-    )
+    testing::subscribed("t1", capabilities)
 }
 
 fn task(extra: serde_json::Value) -> TaskInfo {
@@ -71,7 +43,7 @@ struct Harness {
 impl Harness {
     fn new(checkpoint: bool) -> Harness {
         let now = Instant::now();
-        let mut core = Core::new(config(checkpoint), FakeSources { next: 0 });
+        let mut core = Core::new(testing::config("t1", checkpoint), FakeSources::default());
         let first = core.start(now);
         assert!(matches!(&first[..], [Action::Subscribe(_)]));
         Harness { core, now }
@@ -82,7 +54,7 @@ impl Harness {
         h.input(Input::from(subscribed(capabilities)));
         let out = h.input(Input::from(Event::Launch(Launch { task: task(extra) })));
         assert!(matches!(out.last(), Some(Action::Launch(_))), "{out:?}");
-        h.input(Input::Started);
+        h.input(Input::Started(t1()));
         h
     }
 
@@ -101,23 +73,6 @@ impl Harness {
             uuid: status.uuid.clone().unwrap(),
         })))
     }
-}
-
-fn sent(actions: &[Action]) -> Vec<TaskStatus> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send(Call {
-                kind: CallKind::Update(u),
-                ..
-            }) => Some(u.status.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn states(actions: &[Action]) -> Vec<TaskState> {
-    sent(actions).into_iter().map(|s| s.state).collect()
 }
 
 #[test]
@@ -149,13 +104,16 @@ fn launch_sends_starting_then_running_with_full_status() {
     assert_eq!(status.executor_id, Some("t1".into()));
     assert_eq!(status.uuid.as_ref().map(|u| u.len()), Some(16));
     assert!(status.timestamp.is_some());
-    assert_eq!(states(&h.input(Input::Started)), [TaskState::TaskRunning]);
+    assert_eq!(
+        states(&h.input(Input::Started(t1()))),
+        [TaskState::TaskRunning]
+    );
 }
 
 #[test]
 fn exit_codes_give_finished_or_failed_and_ack_exits() {
     let mut h = Harness::running(&[], json!({}));
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(0))));
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(0))));
     let finished = sent(&out).remove(0);
     assert_eq!(finished.state, TaskState::TaskFinished);
     assert_eq!(
@@ -165,7 +123,7 @@ fn exit_codes_give_finished_or_failed_and_ack_exits() {
     assert!(h.ack(&finished).contains(&Action::Exit(0)));
 
     let mut h = Harness::running(&[], json!({}));
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(2 << 8))));
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(2 << 8))));
     let failed = sent(&out).remove(0);
     assert_eq!(failed.state, TaskState::TaskFailed);
     assert_eq!(
@@ -177,7 +135,7 @@ fn exit_codes_give_finished_or_failed_and_ack_exits() {
 #[test]
 fn unacknowledged_terminal_update_exits_after_a_bounded_wait() {
     let mut h = Harness::running(&[], json!({}));
-    h.input(Input::Exited(Ok(ExitStatus::from_raw(0))));
+    h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(0))));
     assert_eq!(h.core.next_deadline(), Some(h.now + ACK_WAIT));
     assert!(h.advance(ACK_WAIT - Duration::from_secs(1)).is_empty());
     assert_eq!(h.advance(Duration::from_secs(1)), [Action::Exit(0)]);
@@ -191,14 +149,14 @@ fn kill_sends_killing_terminates_and_escalates() {
         kill_policy: None,
     })));
     assert_eq!(states(&out), [TaskState::TaskKilling]);
-    assert!(out.contains(&Action::Signal(Signal::Terminate)));
+    assert!(out.contains(&Action::Signal(t1(), Signal::Terminate)));
     assert_eq!(h.core.next_deadline(), Some(h.now + Duration::from_secs(3)));
     assert!(h.advance(Duration::from_secs(2)).is_empty());
     assert_eq!(
         h.advance(Duration::from_secs(1)),
-        [Action::Signal(Signal::Kill)]
+        [Action::Signal(t1(), Signal::Kill)]
     );
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGKILL))));
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGKILL))));
     let killed = sent(&out).remove(0);
     assert_eq!(killed.state, TaskState::TaskKilled);
     assert_eq!(
@@ -217,7 +175,7 @@ fn kill_without_capability_skips_killing_and_uses_task_policy() {
         kill_policy: None,
     })));
     assert!(states(&out).is_empty());
-    assert_eq!(out, [Action::Signal(Signal::Terminate)]);
+    assert_eq!(out, [Action::Signal(t1(), Signal::Terminate)]);
     assert_eq!(
         h.core.next_deadline(),
         Some(h.now + Duration::from_secs(10))
@@ -256,9 +214,9 @@ fn kill_without_capability_skips_killing_and_uses_task_policy() {
 fn shutdown_kills_with_the_shutdown_grace_less_margin() {
     let mut h = Harness::running(&[], json!({}));
     let out = h.input(Input::from(Event::Shutdown));
-    assert_eq!(out, [Action::Signal(Signal::Terminate)]);
+    assert_eq!(out, [Action::Signal(t1(), Signal::Terminate)]);
     assert_eq!(h.core.next_deadline(), Some(h.now + Duration::from_secs(3)));
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGTERM))));
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGTERM))));
     assert_eq!(states(&out), [TaskState::TaskKilled]);
 
     let mut idle = Harness::new(false);
@@ -298,7 +256,7 @@ fn task_without_command_fails() {
         sent(&out)[1].message.as_deref(),
         Some("Expecting task 't1' to have a command")
     );
-    let out = h.input(Input::LaunchFailed("nope".into()));
+    let out = h.input(Input::LaunchFailed(t1(), "nope".into()));
     assert!(out.is_empty(), "{out:?}");
 }
 
@@ -309,7 +267,10 @@ fn launch_failure_fails_the_task() {
     h.input(Input::from(Event::Launch(Launch {
         task: task(json!({})),
     })));
-    let out = h.input(Input::LaunchFailed("No such file or directory".into()));
+    let out = h.input(Input::LaunchFailed(
+        t1(),
+        "No such file or directory".into(),
+    ));
     let failed = sent(&out).remove(0);
     assert_eq!(failed.state, TaskState::TaskFailed);
     assert!(failed
@@ -323,7 +284,7 @@ fn resubscribe_carries_unacknowledged_updates_and_task() {
     let mut h = Harness::running(&[], json!({}));
     assert_eq!(h.input(Input::StreamEnded("reset".into())), []);
     // The task's exit while disconnected is queued, not sent.
-    assert!(states(&h.input(Input::Exited(Ok(ExitStatus::from_raw(0))))).is_empty());
+    assert!(states(&h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(0))))).is_empty());
     let retry = h.core.next_deadline().unwrap();
     assert_eq!(retry, h.now + Duration::from_millis(100));
     let out = h.advance(Duration::from_millis(100));
@@ -360,7 +321,7 @@ fn updates_made_while_connecting_go_out_after_subscribed() {
     h.input(Input::StreamEnded("reset".into()));
     let out = h.advance(Duration::from_secs(1));
     assert!(matches!(&out[..], [Action::Subscribe(_)]));
-    assert!(sent(&h.input(Input::Exited(Ok(ExitStatus::from_raw(0))))).is_empty());
+    assert!(sent(&h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(0))))).is_empty());
     let out = h.input(Input::from(subscribed(&[])));
     assert_eq!(states(&out), [TaskState::TaskFinished]);
 }
@@ -373,7 +334,7 @@ fn acknowledged_task_is_not_resent() {
         task: task(json!({})),
     })));
     let starting = sent(&out).remove(0);
-    h.input(Input::Started);
+    h.input(Input::Started(t1()));
     h.ack(&starting);
     h.input(Input::StreamEnded("eof".into()));
     let out = h.advance(Duration::from_secs(1));
@@ -408,9 +369,9 @@ fn failed_attempts_back_off_until_the_recovery_timeout() {
     assert_eq!(pauses[..3], [100, 200, 400].map(Duration::from_millis));
     assert!(pauses.iter().all(|p| *p <= Duration::from_secs(2)));
     // After 60 s without the agent, the executor kills its task ...
-    assert_eq!(gave_up, [Action::Signal(Signal::Terminate)]);
+    assert_eq!(gave_up, [Action::Signal(t1(), Signal::Terminate)]);
     // ... and exits once it is gone.
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGTERM))));
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGTERM))));
     assert_eq!(out.last(), Some(&Action::Exit(0)));
 }
 
@@ -421,10 +382,10 @@ fn without_checkpointing_a_lost_agent_ends_the_executor() {
     h.input(Input::from(Event::Launch(Launch {
         task: task(json!({})),
     })));
-    h.input(Input::Started);
+    h.input(Input::Started(t1()));
     let out = h.input(Input::StreamEnded("eof".into()));
-    assert_eq!(out, [Action::Signal(Signal::Terminate)]);
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGTERM))));
+    assert_eq!(out, [Action::Signal(t1(), Signal::Terminate)]);
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGTERM))));
     assert_eq!(out, [Action::Exit(0)]);
 }
 
@@ -435,13 +396,13 @@ fn health_checks_report_and_kill_after_consecutive_failures() {
     let mut h = Harness::new(true);
     h.input(Input::from(subscribed(&["TASK_KILLING_STATE"])));
     h.input(Input::from(Event::Launch(Launch { task: task(check) })));
-    let out = h.input(Input::Started);
+    let out = h.input(Input::Started(t1()));
     assert!(
         matches!(out.last(), Some(Action::StartHealthChecks { .. })),
         "{out:?}"
     );
 
-    let out = h.input(Input::Health(Ok(())));
+    let out = h.input(Input::Health(t1(), Ok(())));
     let healthy = sent(&out).remove(0);
     assert_eq!(healthy.state, TaskState::TaskRunning);
     assert_eq!(healthy.healthy, Some(true));
@@ -449,20 +410,22 @@ fn health_checks_report_and_kill_after_consecutive_failures() {
         healthy.reason,
         Some(Reason::ReasonTaskHealthCheckStatusUpdated)
     );
-    assert!(h.input(Input::Health(Ok(()))).is_empty());
+    assert!(h.input(Input::Health(t1(), Ok(()))).is_empty());
 
-    let out = h.input(Input::Health(Err("refused".into())));
+    let out = h.input(Input::Health(t1(), Err("refused".into())));
     assert_eq!(sent(&out)[0].healthy, Some(false));
-    let out = h.input(Input::Health(Err("refused".into())));
+    let out = h.input(Input::Health(t1(), Err("refused".into())));
     assert_eq!(
         states(&out),
         [TaskState::TaskRunning, TaskState::TaskKilling]
     );
-    assert!(out.contains(&Action::StopHealthChecks));
-    assert!(out.contains(&Action::Signal(Signal::Terminate)));
+    assert!(out.contains(&Action::StopHealthChecks(t1())));
+    assert!(out.contains(&Action::Signal(t1(), Signal::Terminate)));
     // Results still in flight after the kill are ignored.
-    assert!(h.input(Input::Health(Err("refused".into()))).is_empty());
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGTERM))));
+    assert!(h
+        .input(Input::Health(t1(), Err("refused".into())))
+        .is_empty());
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGTERM))));
     let killed = sent(&out).remove(0);
     assert_eq!(killed.state, TaskState::TaskKilled);
     assert_eq!(killed.healthy, Some(false));
@@ -475,9 +438,12 @@ fn max_completion_time_fails_the_task() {
         json!({"max_completion_time": {"nanoseconds": 5_000_000_000i64}}),
     );
     let out = h.advance(Duration::from_secs(5));
-    assert_eq!(out, [Action::Signal(Signal::Terminate)]);
-    assert_eq!(h.advance(Duration::ZERO), [Action::Signal(Signal::Kill)]);
-    let out = h.input(Input::Exited(Ok(ExitStatus::from_raw(libc::SIGKILL))));
+    assert_eq!(out, [Action::Signal(t1(), Signal::Terminate)]);
+    assert_eq!(
+        h.advance(Duration::ZERO),
+        [Action::Signal(t1(), Signal::Kill)]
+    );
+    let out = h.input(Input::Exited(t1(), Ok(ExitStatus::from_raw(libc::SIGKILL))));
     let failed = sent(&out).remove(0);
     assert_eq!(failed.state, TaskState::TaskFailed);
     assert_eq!(failed.reason, Some(Reason::ReasonMaxCompletionTimeReached));
@@ -547,7 +513,7 @@ proptest::proptest! {
                     launches += 1;
                     Input::from(Event::Launch(Launch { task: t }))
                 }
-                Step::Exit(code) if running => Input::Exited(Ok(ExitStatus::from_raw(code << 8))),
+                Step::Exit(code) if running => Input::Exited(t1(), Ok(ExitStatus::from_raw(code << 8))),
                 Step::Kill(grace) if subscribed => Input::from(Event::Kill(Kill {
                     task_id: "t1".into(),
                     kill_policy: grace.map(|ms| meseta_api::KillPolicy {
@@ -563,7 +529,7 @@ proptest::proptest! {
                     }))
                 }
                 Step::StreamEnded if connecting || subscribed => Input::StreamEnded("gone".into()),
-                Step::Health(ok) => Input::Health(if ok { Ok(()) } else { Err("down".into()) }),
+                Step::Health(ok) => Input::Health(t1(), if ok { Ok(()) } else { Err("down".into()) }),
                 Step::Wait(ms) => {
                     h.now += Duration::from_millis(ms);
                     Input::Tick
@@ -580,7 +546,7 @@ proptest::proptest! {
                     subscribed = true;
                 }
             }
-            if matches!(input, Input::Exited(_)) {
+            if matches!(input, Input::Exited(..)) {
                 terminated = true;
             }
             let mut queue: std::collections::VecDeque<Action> = h.input(input).into();
@@ -601,13 +567,13 @@ proptest::proptest! {
                     }
                     Action::Launch(_) => {
                         running = true;
-                        for next in h.input(Input::Started).into_iter().rev() {
+                        for next in h.input(Input::Started(t1())).into_iter().rev() {
                             queue.push_front(next);
                         }
                     }
-                    Action::Signal(Signal::Terminate) => term_sent = true,
-                    Action::Signal(Signal::Kill) => proptest::prop_assert!(term_sent),
-                    Action::StartHealthChecks { .. } | Action::StopHealthChecks => {}
+                    Action::Signal(_, Signal::Terminate) => term_sent = true,
+                    Action::Signal(_, Signal::Kill) => proptest::prop_assert!(term_sent),
+                    Action::StartHealthChecks { .. } | Action::StopHealthChecks(_) => {}
                     Action::Exit(code) => {
                         // 1 only for a KILL before any LAUNCH.
                         let early_kill = launches == 0 && matches!(step, Step::Kill(_));
@@ -620,6 +586,7 @@ proptest::proptest! {
             // The task gets one terminal update, whether sent or still queued.
             terminal_updates.extend(
                 h.core
+                    .session
                     .unacknowledged
                     .iter()
                     .filter(|u| u.status.task_id.value == "t1" && u.status.state.is_terminal())
