@@ -26,6 +26,7 @@ import pwd
 import queue
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -39,6 +40,7 @@ import requests
 from conftest import (
     DEFAULT_TIMEOUT,
     HTTP_TIMEOUT,
+    REPO_ROOT,
     ApiError,
     Endpoint,
     Launcher,
@@ -324,10 +326,40 @@ def test_master_get_flags_has_work_dir(module_cluster, path):
     assert names["work_dir"], names
 
 
+def git(*args):
+    """The output of ``git args`` in the repository, or None where git cannot tell."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def assert_build_fields(version):
+    """Mesos's VersionInfo build fields: the date (UTC) of ``build_time``, the user, and
+    the git commit and branch of this checkout when it is one (the binary is built
+    from HEAD), else no git fields."""
+    assert version["version"] == "1.11.0", version
+    assert isinstance(version["build_time"], float) and version["build_time"] > 0, version
+    assert version["build_date"] == time.strftime(
+        "%Y-%m-%d %H:%M:%S", time.gmtime(version["build_time"])
+    ), version
+    assert isinstance(version["build_user"], str) and version["build_user"], version
+    head = git("rev-parse", "--verify", "HEAD")
+    if head is None:
+        assert "git_sha" not in version and "git_branch" not in version, version
+        return
+    assert version.get("git_sha") == head, f"the binary is not built from HEAD {head}: {version}"
+    assert version.get("git_branch") == git("symbolic-ref", "-q", "HEAD"), version
+    assert version.get("git_tag") == git("describe", "--exact-match", "--tags", "HEAD"), version
+
+
 @pytest.mark.parametrize("path", OPERATOR_PATHS)
 def test_master_get_version(module_cluster, path):
     info = operator_call(module_cluster.master, "GET_VERSION", path)["get_version"]
-    assert info["version_info"]["version"] == "1.11.0", info
+    assert_build_fields(info["version_info"])
 
 
 def test_master_get_state_has_the_four_parts(module_cluster, sleeper):
@@ -688,6 +720,7 @@ def test_master_v0_state(module_cluster, sleeper, path):
     assert task["framework_id"] == sleeper.framework.id
     assert task["resources"]["cpus"] == pytest.approx(TASK_CPUS), task["resources"]
     assert task["resources"]["mem"] == pytest.approx(TASK_MEM), task["resources"]
+    assert_build_fields(state)
 
 
 def test_master_v0_state_summary(module_cluster, sleeper):
@@ -778,9 +811,7 @@ def test_master_metrics_snapshot(module_cluster, sleeper):
 def test_master_version(module_cluster):
     version = get_json(module_cluster.master, "/version")
     assert re.fullmatch(r"\d+(\.\d+)+", version["version"]), version
-    assert version["version"] == "1.11.0"
-    for key in ("build_date", "build_time", "build_user"):
-        assert key in version, version
+    assert_build_fields(version)
 
 
 @pytest.mark.parametrize("path", ["/master/redirect", "/redirect"])
@@ -832,7 +863,7 @@ def test_agent_get_flags(module_cluster):
 
 def test_agent_get_version(module_cluster):
     info = operator_call(module_cluster.agent, "GET_VERSION")["get_version"]["version_info"]
-    assert info["version"] == "1.11.0", info
+    assert_build_fields(info)
 
 
 def test_agent_get_state(module_cluster, sleeper):
@@ -935,6 +966,7 @@ def test_agent_read_file_outside_a_sandbox_is_refused(module_cluster):
 def test_agent_v0_state(module_cluster, sleeper):
     state = get_json(module_cluster.agent, "/state")
     assert state["id"] == module_cluster.agent_id
+    assert_build_fields(state)
     framework = next((f for f in state["frameworks"] if f["id"] == sleeper.framework.id), None)
     assert framework is not None, state["frameworks"]
     executors = framework["executors"]
@@ -956,7 +988,7 @@ def test_agent_v0_flags_health_version(module_cluster):
     health = module_cluster.agent.get("/health")
     assert health.status_code == 200
     version = get_json(module_cluster.agent, "/version")
-    assert version["version"] == "1.11.0", version
+    assert_build_fields(version)
 
 
 def test_agent_metrics_snapshot(module_cluster, sleeper):

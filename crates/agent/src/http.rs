@@ -184,7 +184,7 @@ pub fn router(app: App) -> Router {
         .route("/health", get(|| async { StatusCode::OK }))
         .route(
             "/version",
-            get(|| async { json_response(&views::version()) }),
+            get(|| async { json_response(&meseta_api::version::version_info()) }),
         )
         .route("/flags", get(flags))
         .route("/metrics/snapshot", get(metrics))

@@ -4,8 +4,8 @@
 //! its name.
 
 use crate::command::View;
+use crate::files;
 use crate::http::{check_json_body, check_post, error, json_response, App, HttpError};
-use crate::{files, views};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -90,7 +90,7 @@ async fn answer(app: &App, call: Call) -> Result<Option<Value>, HttpError> {
             json!({"flags": flags})
         }
         Call::GetVersion => {
-            let mut info = views::version();
+            let mut info = meseta_api::version::version_info();
             if let Some(o) = info.as_object_mut() {
                 o.remove("meseta_version");
             }

@@ -25,17 +25,6 @@ pub fn render(agent: &Agent, view: View) -> Value {
     }
 }
 
-/// `/version`, with our own version beside the Mesos API level we speak.
-pub fn version() -> Value {
-    json!({
-        "version": MESOS_VERSION,
-        "build_date": "",
-        "build_time": 0,
-        "build_user": "",
-        "meseta_version": MESETA_VERSION,
-    })
-}
-
 fn executor_v0(framework: &Framework, e: &Executor) -> Value {
     let (mut tasks, mut queued) = (Vec::new(), Vec::new());
     for task in e.live_and_unacked_tasks(&framework.info) {
@@ -89,14 +78,10 @@ pub fn flags_v0(flags: &[(String, String)]) -> Value {
 }
 
 fn state_v0(agent: &Agent) -> Value {
-    let version = version();
     let master_hostname = agent.master.as_ref().and_then(|m| m.hostname.clone());
-    json!({
-        "version": version["version"],
+    let mut state = json!({
+        "version": MESOS_VERSION,
         "meseta_version": MESETA_VERSION,
-        "build_date": version["build_date"],
-        "build_time": version["build_time"],
-        "build_user": version["build_user"],
         "start_time": agent.start_time,
         "id": agent.agent_info.id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
         "pid": format!("slave(1)@{}", agent.endpoint),
@@ -111,7 +96,11 @@ fn state_v0(agent: &Agent) -> Value {
         "flags": flags_map(agent),
         "frameworks": agent.book.frameworks.values().map(framework_v0).collect::<Vec<_>>(),
         "completed_frameworks": agent.book.completed_frameworks.iter().map(framework_v0).collect::<Vec<_>>(),
-    })
+    });
+    for (name, value) in meseta_api::version::build_fields() {
+        state[name] = value;
+    }
+    state
 }
 
 fn get_frameworks(agent: &Agent) -> Value {

@@ -24,6 +24,7 @@ pub mod recordio;
 pub mod resources;
 pub mod scheduler;
 pub mod v0;
+pub mod version;
 
 pub use ids::*;
 pub use mesos::*;

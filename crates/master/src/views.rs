@@ -357,9 +357,6 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
     let mut out = json!({
         "version": meseta_api::MESOS_VERSION,
         "meseta_version": meseta_api::MESETA_VERSION,
-        "build_date": "",
-        "build_time": 0,
-        "build_user": "",
         "start_time": core.start_time,
         "elected_time": core.start_time,
         "id": core.master_info.id,
@@ -375,6 +372,9 @@ pub fn v0_state(core: &Core, flags: &Value, leader: &str) -> Value {
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
+    for (name, value) in meseta_api::version::build_fields() {
+        out[name] = value;
+    }
     out["slaves"] = slaves;
     out["frameworks"] = core.frameworks.values().map(framework).collect();
     out["completed_frameworks"] = core.completed_frameworks.iter().map(framework).collect();

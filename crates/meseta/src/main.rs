@@ -56,6 +56,13 @@ struct ExecutorArgs {
 }
 
 fn main() -> Result<()> {
+    meseta_api::version::set_build(meseta_api::version::Build::from_env(
+        option_env!("MESETA_BUILD_TIME"),
+        option_env!("MESETA_BUILD_USER"),
+        option_env!("MESETA_GIT_SHA"),
+        option_env!("MESETA_GIT_BRANCH"),
+        option_env!("MESETA_GIT_TAG"),
+    ));
     let cli = Cli::parse();
     init_logging();
     match cli.command {

@@ -35,7 +35,10 @@ pub async fn handle(
         Call::GetHealth => json(&headers, &response(type_name, json!({"healthy": true}))),
         Call::GetVersion => json(
             &headers,
-            &response(type_name, json!({"version_info": version_info()})),
+            &response(
+                type_name,
+                json!({"version_info": meseta_api::version::version_info()}),
+            ),
         ),
         Call::GetFlags => {
             let flags: Vec<Value> = app
@@ -179,17 +182,6 @@ pub async fn handle(
             format!("{} is not supported by this master yet", other.type_name()),
         ),
     }
-}
-
-/// `version_info` / `/version`.
-pub fn version_info() -> Value {
-    json!({
-        "version": meseta_api::MESOS_VERSION,
-        "meseta_version": meseta_api::MESETA_VERSION,
-        "build_date": "",
-        "build_time": 0.0,
-        "build_user": "",
-    })
 }
 
 fn query(svc: &mut Service, call: &Call) -> Value {

@@ -143,7 +143,7 @@ pub async fn health() -> Response {
 }
 
 pub async fn version(headers: HeaderMap) -> Response {
-    json(&headers, &super::operator::version_info())
+    json(&headers, &meseta_api::version::version_info())
 }
 
 /// 307 to the leader (this master), protocol-relative as Mesos writes it.
