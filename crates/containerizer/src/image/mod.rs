@@ -12,12 +12,15 @@
 //! - [`provision`]: per-container root filesystems (overlayfs, or copies).
 //! - [`gc`]: removing images no container uses.
 //! - [`service`]: the agent's entry point: pull once per image, then provision.
+//! - `keyed`: one lock per image name or blob digest, so that concurrent work on one runs
+//!   once.
 
 pub mod archive;
 pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod gc;
+mod keyed;
 pub mod layer;
 pub mod manifest;
 pub mod provision;

@@ -1,15 +1,21 @@
 //! Pulling images over the Docker Registry HTTP API v2 / OCI distribution: the manifest
 //! (an index resolves to linux/amd64), the config and each missing layer, every one
-//! verified against its digest as it streams into the store. A 401 is answered once per
+//! verified against its digest as it streams into the store. Blobs are fetched once per
+//! digest across concurrent pulls through one [`Registry`] (a lock per digest: a pull
+//! that finds another fetching a blob it needs waits for it, then finds it stored);
+//! separate processes sharing a store may both fetch one, and each lands it by rename
+//! once verified, so either copy is whole. A 401 is answered once per
 //! pull with what the registry asks for: a Bearer token from its realm (with our login
 //! for that registry when we have one) or Basic auth.
 
 use super::auth::{parse_challenge, Challenge, Credentials};
+use super::keyed::KeyedLocks;
 use super::manifest::{self, Document, Manifest};
 use super::{config, Digest, ImageError, ImageRecord, ImageStore, Reference};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// Manifests and configs larger than this are refused.
 const MAX_DOCUMENT: usize = 4 << 20;
@@ -51,11 +57,13 @@ impl RegistryConfig {
     }
 }
 
-/// A registry client (one HTTP connection pool for every pull).
+/// A registry client (one HTTP connection pool for every pull; its clones share it and
+/// the blob fetches under way).
 #[derive(Clone)]
 pub struct Registry {
     http: reqwest::Client,
     config: RegistryConfig,
+    fetching: Arc<KeyedLocks<Digest>>,
 }
 
 impl Registry {
@@ -65,7 +73,11 @@ impl Registry {
             .connect_timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("an HTTP client with default settings builds");
-        Registry { http, config }
+        Registry {
+            http,
+            config,
+            fetching: Arc::new(KeyedLocks::new()),
+        }
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -125,15 +137,19 @@ impl Registry {
                 }
             }
         };
-        if !store.has_blob(&manifest.config.digest) {
+        let config_digest = &manifest.config.digest;
+        let fetching = self.fetching.lock(config_digest.clone()).await;
+        if !store.has_blob(config_digest) {
             let response = session
-                .get(&format!("blobs/{}", manifest.config.digest), "*/*")
+                .get(&format!("blobs/{config_digest}"), "*/*")
                 .await?;
             let bytes = session.body(response, "image config").await?;
-            store.put_blob(&bytes, Some(&manifest.config.digest), "image config")?;
+            store.put_blob(&bytes, Some(config_digest), "image config")?;
         }
+        drop(fetching);
         config::parse(&store.read_blob(&manifest.config.digest)?)?;
         for (i, layer) in manifest.layers.iter().enumerate() {
+            let _fetching = self.fetching.lock(layer.digest.clone()).await;
             if store.has_blob(&layer.digest) {
                 continue;
             }

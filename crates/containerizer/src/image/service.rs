@@ -1,14 +1,14 @@
 //! The agent's image service: one store, one registry client, and the rules that tie them
 //! together: an image missing from the store is pulled, concurrent requests for one image
-//! share one pull (a lock per image name), and garbage collection never runs while a pull
-//! or provision is under way.
+//! share one pull (a lock per image name; concurrent pulls of different images share
+//! the blobs they have in common, see [`Registry`]), and garbage collection never runs
+//! while a pull or provision is under way.
 
 use super::gc::{self, Pruned};
+use super::keyed::KeyedLocks;
 use super::provision::{self, Backend, Provisioned};
 use super::registry::{Registry, RegistryConfig};
 use super::{ImageError, ImageRecord, ImageStore, Reference};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use tokio::sync::RwLock;
 
 pub struct ImageService {
@@ -19,7 +19,7 @@ pub struct ImageService {
     /// not chosen).
     fallback: bool,
     /// One lock per normalized image name: holders pull, later ones find it stored.
-    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pulls: KeyedLocks<String>,
     /// Read by pulls and provisions, written by garbage collection.
     gc: RwLock<()>,
 }
@@ -37,7 +37,7 @@ impl ImageService {
             registry: Registry::new(registry),
             backend: backend.unwrap_or_else(Backend::detect),
             fallback: backend.is_none(),
-            pulls: Mutex::new(HashMap::new()),
+            pulls: KeyedLocks::new(),
             gc: RwLock::new(()),
         }
     }
@@ -61,8 +61,7 @@ impl ImageService {
     pub async fn pull(&self, name: &str) -> Result<ImageRecord, ImageError> {
         let _gc = self.gc.read().await;
         let reference = self.reference(name)?;
-        let lock = self.pull_lock(&reference);
-        let _pulling = lock.lock().await;
+        let _pulling = self.pulls.lock(reference.to_string()).await;
         self.registry.pull(&self.store, &reference).await
     }
 
@@ -72,8 +71,7 @@ impl ImageService {
         if let Some(record) = self.store.get(&key)? {
             return Ok(record);
         }
-        let lock = self.pull_lock(&reference);
-        let _pulling = lock.lock().await;
+        let _pulling = self.pulls.lock(key.clone()).await;
         if let Some(record) = self.store.get(&key)? {
             return Ok(record);
         }
@@ -81,11 +79,6 @@ impl ImageService {
         let record = self.registry.pull(&self.store, &reference).await?;
         tracing::info!(image = %key, manifest = %record.manifest, "pulled");
         Ok(record)
-    }
-
-    fn pull_lock(&self, reference: &Reference) -> Arc<tokio::sync::Mutex<()>> {
-        let mut pulls = self.pulls.lock().expect("pull locks poisoned");
-        pulls.entry(reference.to_string()).or_default().clone()
     }
 
     /// The root filesystem of `container_id`, from `name` (pulled when missing).
