@@ -8,6 +8,7 @@ use crate::book::{
     self, Book, Cleanup, ExecutorState, KillOutcome, NewRun, RunOutcome, Termination,
 };
 use crate::command::{Command, ContainerEntry, ExecutorReply};
+use crate::executor_auth::{verify_claims, Claims};
 use crate::fetcher::Fetcher;
 use crate::launch::{self, RunContext};
 use crate::outbox::{Batch, Outbox};
@@ -228,8 +229,8 @@ impl Agent {
                 self.registered = false;
             }
             Command::FromMaster(message) => self.master_message(message),
-            Command::Executor(call, reply) => {
-                let _ = reply.send(self.executor_call(call));
+            Command::Executor(call, claims, reply) => {
+                let _ = reply.send(self.executor_call(call, claims.as_ref()));
             }
             Command::ExecutorExited {
                 framework_id,
@@ -812,6 +813,8 @@ impl Agent {
         let Some(e) = framework.executors.get(eid) else {
             return;
         };
+        let token =
+            (self.config.executor_auth.as_ref()).map(|a| a.token(fid, eid, &e.container_id));
         let ctx = RunContext {
             container_id: &e.container_id.value,
             resources: e.used_resources(),
@@ -828,6 +831,7 @@ impl Agent {
             switch_user: self.switch_user,
             inherited: std::env::vars().collect(),
             image: self.prepared.get(&e.container_id).and_then(Option::as_ref),
+            authentication_token: token.as_deref(),
         };
         let cid = e.container_id.clone();
         if !self.prepared.contains_key(&cid) {
@@ -1065,7 +1069,7 @@ impl Agent {
         self.apply_cleanup(fid, Some(eid), cleanup);
     }
 
-    fn executor_call(&mut self, call: exec::Call) -> ExecutorReply {
+    fn executor_call(&mut self, call: exec::Call, claims: Option<&Claims>) -> ExecutorReply {
         let (fid, eid) = (call.framework_id, call.executor_id);
         let Some(e) = self.book.executor(&fid, &eid) else {
             let what = if self.book.framework(&fid).is_none() {
@@ -1078,6 +1082,11 @@ impl Agent {
                 _ => ExecutorReply::Rejected(400, what),
             };
         };
+        if let (Some(claims), false) = (claims, matches!(call.kind, CallKind::Heartbeat)) {
+            if let Err(message) = verify_claims(claims, &fid, &eid, &e.container_id) {
+                return ExecutorReply::Rejected(403, message);
+            }
+        }
         // A terminating executor still reports how its tasks ended (Mesos drops executor
         // updates only while the whole framework is shutting down).
         let subscribed = matches!(e.state, ExecutorState::Running | ExecutorState::Terminating)

@@ -57,8 +57,13 @@ pub enum Command {
     FromMaster(ToAgent),
     /// The link dropped.
     Disconnected,
-    /// An executor call (already parsed and validated).
-    Executor(executor::Call, oneshot::Sender<ExecutorReply>),
+    /// An executor call (already parsed and validated), with its token's claims when
+    /// executors authenticate.
+    Executor(
+        executor::Call,
+        Option<crate::executor_auth::Claims>,
+        oneshot::Sender<ExecutorReply>,
+    ),
     /// An executor's process exited.
     ExecutorExited {
         framework_id: FrameworkId,

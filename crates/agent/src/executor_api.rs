@@ -1,8 +1,10 @@
-//! `/api/v1/executor`: decodes and checks executor calls in Mesos's order (503 while
-//! recovering, 405, 400/415 content type, 400 parse/validation), hands them to the
-//! actor, and streams SUBSCRIBE's events as RecordIO with a heartbeat.
+//! `/api/v1/executor`: decodes and checks executor calls in Mesos's order (401 without
+//! a valid token when executors authenticate, 503 while recovering, 405, 400/415 content
+//! type, 400 parse/validation), hands them to the actor with the token's claims, and
+//! streams SUBSCRIBE's events as RecordIO with a heartbeat.
 
 use crate::command::{Command, ExecutorReply};
+use crate::executor_auth::Challenge;
 use crate::http::{check_json_body, check_post, error, App, HttpError};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -22,6 +24,18 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
+    let claims = match &app.executor_auth {
+        Some(auth) if auth.required() => {
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match auth.authenticate(authorization, crate::agent::now_secs()) {
+                Ok(claims) => Some(claims),
+                Err(Challenge(challenge)) => return Ok(unauthorized(challenge)),
+            }
+        }
+        _ => None,
+    };
     if !*app.recovered.borrow() {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -38,7 +52,7 @@ pub async fn handle(
             &format!("Failed to validate executor::Call: {e}"),
         )
     })?;
-    match app.ask(|tx| Command::Executor(call, tx)).await? {
+    match app.ask(|tx| Command::Executor(call, claims, tx)).await? {
         ExecutorReply::Accepted => Ok(StatusCode::ACCEPTED.into_response()),
         ExecutorReply::Rejected(code, message) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
@@ -46,6 +60,15 @@ pub async fn handle(
         }
         ExecutorReply::Subscribed(events) => Ok(stream(events, HEARTBEAT_INTERVAL)),
     }
+}
+
+/// 401 with the challenge in `WWW-Authenticate`.
+fn unauthorized(challenge: String) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+    )
+        .into_response()
 }
 
 /// The SUBSCRIBE response: a chunked RecordIO stream of events, with a HEARTBEAT after

@@ -31,6 +31,8 @@ pub struct App {
     pub flags: Arc<Vec<(String, String)>>,
     /// The image store (PRUNE_IMAGES).
     pub images: Arc<meseta_containerizer::image::ImageService>,
+    /// Executor tokens, checked on executor calls when required.
+    pub executor_auth: Option<Arc<crate::executor_auth::ExecutorAuth>>,
 }
 
 impl App {

@@ -97,6 +97,8 @@ pub struct RunContext<'a> {
     pub inherited: Vec<(String, String)>,
     /// The image's root filesystem, provisioned before the launch.
     pub image: Option<&'a Provisioned>,
+    /// The executor's token, when the agent gives executors one.
+    pub authentication_token: Option<&'a str>,
 }
 
 impl RunContext<'_> {
@@ -150,6 +152,9 @@ impl RunContext<'_> {
                 "MESOS_SUBSCRIPTION_BACKOFF_MAX",
                 meseta_api::duration::format(SUBSCRIPTION_BACKOFF_MAX),
             );
+        }
+        if let Some(token) = self.authentication_token {
+            set(crate::executor_auth::TOKEN_VARIABLE, token.to_string());
         }
         set("LIBPROCESS_PORT", "0".to_string());
         if self.switch_user {
@@ -425,6 +430,7 @@ mod tests {
                 ("TERM".into(), "xterm".into()),
             ],
             image: None,
+            authentication_token: Some("t0k3n"),
         };
         let env = env_of(&ctx);
         assert_eq!(env["MESOS_FRAMEWORK_ID"], "F-0000");
@@ -440,6 +446,7 @@ mod tests {
         assert_eq!(env["MESOS_RECOVERY_TIMEOUT"], "15mins");
         assert_eq!(env["MESOS_SUBSCRIPTION_BACKOFF_MAX"], "2secs");
         assert_eq!(env["LIBPROCESS_PORT"], "0");
+        assert_eq!(env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"], "t0k3n");
         assert_eq!(env["PATH"], "/opt", "the command's variables win");
         assert_eq!(env["TERM"], "xterm");
         assert!(
@@ -455,9 +462,11 @@ mod tests {
             framework: &fw,
             command_executor: true,
             switch_user: true,
+            authentication_token: None,
             ..ctx
         };
         let env = env_of(&ctx);
+        assert!(!env.contains_key("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"));
         assert_eq!(env["MESOS_CHECKPOINT"], "0");
         assert_eq!(env["MESOS_HTTP_COMMAND_EXECUTOR"], "1");
         assert!(!env.contains_key("MESOS_RECOVERY_TIMEOUT"));
@@ -495,6 +504,7 @@ mod tests {
             switch_user: false,
             inherited: vec![],
             image: None,
+            authentication_token: None,
         };
         let spec = ctx.launch_spec().unwrap();
         assert_eq!(spec.container_id, "c1");

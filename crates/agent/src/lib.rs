@@ -11,10 +11,12 @@ mod book;
 mod command;
 pub mod detect;
 mod executor_api;
+pub mod executor_auth;
 mod fetcher;
 mod files;
 mod http;
 mod images;
+mod jwt;
 mod launch;
 mod link;
 mod operator_api;
@@ -108,6 +110,9 @@ pub struct AgentConfig {
     pub images: ImageOptions,
     /// `--fetcher-cache-size`, `--fetcher-stall-timeout`, `--frameworks-home`.
     pub fetcher: FetcherOptions,
+    /// `--executor-secret-key` (executors get tokens signed with it) and
+    /// `--authenticate-http-executors` (their calls must carry them).
+    pub executor_auth: Option<Arc<executor_auth::ExecutorAuth>>,
 }
 
 /// Container images: where they come from and how root filesystems are made.
@@ -172,6 +177,16 @@ impl AgentConfig {
             "fetcher_stall_timeout",
             meseta_api::duration::format(self.fetcher.stall_timeout),
         ));
+        flags.push((
+            "authenticate_http_executors",
+            self.executor_auth
+                .as_ref()
+                .is_some_and(|a| a.required())
+                .to_string(),
+        ));
+        if let Some(auth) = &self.executor_auth {
+            flags.push(("executor_secret_key", auth.key_file().display().to_string()));
+        }
         if let Some(home) = &self.fetcher.frameworks_home {
             flags.push(("frameworks_home", home.display().to_string()));
         }
@@ -283,6 +298,7 @@ pub async fn run(
         launcher: launcher.clone(),
         flags: flags.clone(),
         images: images.clone(),
+        executor_auth: config.executor_auth.clone(),
     };
     let server = tokio::spawn(serve(listener, app, stop_rx.clone()));
 

@@ -331,6 +331,7 @@ fn config(
         meseta_binary: executor_script(dir),
         images: Default::default(),
         fetcher: Default::default(),
+        executor_auth: None,
     }
 }
 

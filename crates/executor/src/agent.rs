@@ -1,6 +1,8 @@
-//! The executor's HTTP link to its agent (`POST /api/v1/executor`, JSON): SUBSCRIBE opens
-//! a chunked RecordIO stream of events; other calls are answered 202.
+//! The executor's HTTP link to its agent (`POST /api/v1/executor`, JSON, with
+//! `Authorization: Bearer <token>` when the agent gave the executor a token): SUBSCRIBE
+//! opens a chunked RecordIO stream of events; other calls are answered 202.
 
+use crate::config::Config;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use meseta_api::executor::{Call, Event};
@@ -35,12 +37,15 @@ pub enum LinkError {
 pub struct AgentLink {
     client: reqwest::Client,
     url: String,
+    /// The `Authorization` header's value.
+    authorization: Option<String>,
 }
 
 impl AgentLink {
-    /// A link to the agent at `endpoint` (`ip:port`).
-    pub fn new(endpoint: &str) -> Result<AgentLink, LinkError> {
-        let url = format!("http://{endpoint}/api/v1/executor");
+    /// A link to the agent at `config`'s endpoint (`ip:port`), authenticated with its
+    /// token when it has one.
+    pub fn new(config: &Config) -> Result<AgentLink, LinkError> {
+        let url = format!("http://{}/api/v1/executor", config.agent_endpoint);
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
@@ -50,15 +55,24 @@ impl AgentLink {
                 url: url.clone(),
                 source,
             })?;
-        Ok(AgentLink { client, url })
+        let authorization = (config.authentication_token.as_ref()).map(|t| format!("Bearer {t}"));
+        Ok(AgentLink {
+            client,
+            url,
+            authorization,
+        })
     }
 
     async fn post(&self, call: &Call) -> Result<reqwest::Response, LinkError> {
-        let response = self
+        let mut request = self
             .client
             .post(&self.url)
             .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
+            .header("Accept", "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request
             .body(meseta_api::json::to_ascii_vec(call))
             .send()
             .await

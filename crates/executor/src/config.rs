@@ -1,11 +1,14 @@
 //! The executor's configuration, read from the environment the agent gives it
-//! (`MESOS_AGENT_ENDPOINT`, `MESOS_FRAMEWORK_ID`, `MESOS_EXECUTOR_ID`, …).
+//! (`MESOS_AGENT_ENDPOINT`, `MESOS_FRAMEWORK_ID`, `MESOS_EXECUTOR_ID`,
+//! `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, …).
 
 use meseta_api::{duration, ExecutorId, FrameworkId};
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
+/// The variable holding the executor's authentication token.
+const TOKEN_VARIABLE: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
 /// Mesos's default `MESOS_RECOVERY_TIMEOUT`.
 const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Mesos's default `MESOS_SUBSCRIPTION_BACKOFF_MAX`.
@@ -45,7 +48,11 @@ pub struct Config {
     pub subscription_backoff_max: Duration,
     /// How long the agent waits after SHUTDOWN before it destroys the container.
     pub shutdown_grace_period: Duration,
-    /// The executor's whole environment, inherited by the task.
+    /// The token the executor's calls carry (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), when
+    /// the agent gave one.
+    pub authentication_token: Option<String>,
+    /// The executor's environment, inherited by the task: all of it but the token,
+    /// which (as in Mesos) tasks do not see.
     pub environment: Vec<(String, String)>,
 }
 
@@ -103,7 +110,11 @@ impl Config {
                 "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
                 DEFAULT_SHUTDOWN_GRACE_PERIOD,
             )?,
-            environment: vars,
+            authentication_token: get(TOKEN_VARIABLE),
+            environment: vars
+                .into_iter()
+                .filter(|(k, _)| k != TOKEN_VARIABLE)
+                .collect(),
         })
     }
 }
@@ -138,6 +149,24 @@ mod tests {
         assert_eq!(c.subscription_backoff_max, Duration::from_secs(2));
         assert_eq!(c.shutdown_grace_period, Duration::from_secs(10));
         assert_eq!(c.environment.len(), 7);
+        assert_eq!(c.authentication_token, None);
+    }
+
+    #[test]
+    fn the_token_is_kept_from_the_task() {
+        let c = Config::from_vars(vars(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+            ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", "a.b.c"),
+        ]))
+        .unwrap();
+        assert_eq!(c.authentication_token.as_deref(), Some("a.b.c"));
+        assert!(
+            c.environment.iter().all(|(k, _)| k != TOKEN_VARIABLE),
+            "{:?}",
+            c.environment
+        );
     }
 
     #[test]

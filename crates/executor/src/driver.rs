@@ -45,13 +45,13 @@ impl Sources for SystemSources {
 
 /// Runs the command executor until it is done; returns its exit code.
 pub async fn run(config: Config) -> Result<i32, LinkError> {
-    let link = AgentLink::new(&config.agent_endpoint)?;
+    let link = AgentLink::new(&config)?;
     drive(link, Core::new(config, SystemSources)).await
 }
 
 /// Runs the default executor (task groups) until it is done; returns its exit code.
 pub async fn run_default(config: Config) -> Result<i32, LinkError> {
-    let link = AgentLink::new(&config.agent_endpoint)?;
+    let link = AgentLink::new(&config)?;
     drive(link, DefaultCore::new(config, SystemSources)).await
 }
 

@@ -202,6 +202,21 @@ pub struct AgentCommonFlags {
         env = "MESETA_FRAMEWORKS_HOME"
     )]
     pub frameworks_home: Option<PathBuf>,
+    /// Require executors to authenticate their calls with the token the agent gives
+    /// them (needs `--executor-secret-key`).
+    #[arg(
+        long = "authenticate-http-executors",
+        alias = "authenticate_http_executors",
+        env = "MESETA_AUTHENTICATE_HTTP_EXECUTORS"
+    )]
+    pub authenticate_http_executors: bool,
+    /// A file holding the key that executors' tokens are signed with (HS256 JWTs).
+    #[arg(
+        long = "executor-secret-key",
+        alias = "executor_secret_key",
+        env = "MESETA_EXECUTOR_SECRET_KEY"
+    )]
+    pub executor_secret_key: Option<PathBuf>,
 }
 
 impl AgentFlags {
@@ -229,6 +244,10 @@ fn agent_config(
     common: AgentCommonFlags,
 ) -> Result<meseta_agent::AgentConfig> {
     let launcher = std::env::current_exe().context("finding the meseta binary")?;
+    let executor_auth = executor_auth(
+        common.executor_secret_key.as_deref(),
+        common.authenticate_http_executors,
+    )?;
     Ok(meseta_agent::AgentConfig {
         ip,
         port,
@@ -259,7 +278,27 @@ fn agent_config(
             frameworks_home: common.frameworks_home,
             stall_timeout: common.fetcher_stall_timeout,
         },
+        executor_auth,
     })
+}
+
+/// The executor token signer from `--executor-secret-key`, required by
+/// `--authenticate-http-executors`.
+fn executor_auth(
+    key_file: Option<&std::path::Path>,
+    required: bool,
+) -> Result<Option<std::sync::Arc<meseta_agent::executor_auth::ExecutorAuth>>> {
+    let Some(path) = key_file else {
+        anyhow::ensure!(
+            !required,
+            "--authenticate-http-executors needs --executor-secret-key, the file holding the key that executor tokens are signed with"
+        );
+        return Ok(None);
+    };
+    let secret = std::fs::read(path)
+        .with_context(|| format!("reading --executor-secret-key {}", path.display()))?;
+    let auth = meseta_agent::executor_auth::ExecutorAuth::new(&secret, path.into(), required)?;
+    Ok(Some(std::sync::Arc::new(auth)))
 }
 
 #[derive(Args, Clone, Debug)]
