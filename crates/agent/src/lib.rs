@@ -244,7 +244,10 @@ pub async fn run(
                 })?),
                 "linux",
             ),
-            false => (Arc::new(PosixLauncher::new()), "posix"),
+            false => (
+                Arc::new(PosixLauncher::with_zygote(config.meseta_binary.clone())),
+                "posix",
+            ),
         };
     let hostname = match &config.hostname {
         Some(h) => h.clone(),

@@ -6,23 +6,66 @@ use crate::launcher::{
     LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage,
 };
 use crate::procfs;
+use crate::zygote::Zygote;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a recovered container (not our child) is checked for exit.
 const RECOVERED_POLL: Duration = Duration::from_millis(250);
 
 /// Launches containers as plain processes.
-#[derive(Clone, Debug, Default)]
-pub struct PosixLauncher;
+#[derive(Clone, Default)]
+pub struct PosixLauncher {
+    /// Forks the programs that are this binary itself (command executors) instead of
+    /// executing it again.
+    zygote: Option<Arc<Zygote>>,
+}
 
 impl PosixLauncher {
     pub fn new() -> Self {
-        PosixLauncher
+        PosixLauncher { zygote: None }
     }
+
+    /// A launcher that starts programs which are `binary` itself (it must have the
+    /// `zygote` subcommand, see [`crate::zygote`]) by forking a pre-started copy of it.
+    pub fn with_zygote(binary: PathBuf) -> Self {
+        PosixLauncher {
+            zygote: Some(Arc::new(Zygote::new(binary))),
+        }
+    }
+
+    /// The zygote that can start `program`, if there is one.
+    fn zygote_for<'a>(&'a self, program: &'a Program) -> Option<(&'a Zygote, &'a [String])> {
+        let zygote = self.zygote.as_deref()?;
+        match program {
+            Program::Argv { path, args }
+                if Path::new(path) == zygote.binary() && !args.is_empty() =>
+            {
+                Some((zygote, args))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PosixLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PosixLauncher")
+            .field("zygote", &self.zygote.as_ref().map(|z| z.binary()))
+            .finish()
+    }
+}
+
+/// Resolves once `process` is gone, polling: for processes that are not our children.
+pub(crate) async fn wait_until_gone(process: ProcessRef) -> Option<i32> {
+    while procfs::is_same_live_process(process.pid, process.start_time) {
+        tokio::time::sleep(RECOVERED_POLL).await;
+    }
+    None
 }
 
 /// The identity a process switches to before it runs.
@@ -84,6 +127,20 @@ impl Launcher for PosixLauncher {
             )));
         }
         let creds = credentials(spec.user.as_deref())?;
+        if let Some((zygote, args)) = self.zygote_for(&spec.program) {
+            let forked = zygote.fork(
+                args,
+                &spec.env,
+                &spec.working_dir,
+                &spec.stdout,
+                &spec.stderr,
+                creds.as_ref(),
+            );
+            match forked {
+                Ok((process, exited)) => return Ok(Launched { process, exited }),
+                Err(e) => tracing::warn!("{e}; executing the program instead"),
+            }
+        }
         let stdout = open_output(&spec.stdout)?;
         let stderr = open_output(&spec.stderr)?;
         if let Some(creds) = &creds {
@@ -153,12 +210,7 @@ impl Launcher for PosixLauncher {
         }
         Some(Launched {
             process,
-            exited: Box::pin(async move {
-                while procfs::is_same_live_process(process.pid, process.start_time) {
-                    tokio::time::sleep(RECOVERED_POLL).await;
-                }
-                None
-            }),
+            exited: Box::pin(wait_until_gone(process)),
         })
     }
 

@@ -39,6 +39,10 @@ enum Command {
     /// A container's supervisor (started by the agent's Linux launcher; not for direct use).
     #[command(hide = true)]
     Launch(launch::LaunchArgs),
+    /// Forks command executors for the agent's posix launcher (started by the agent; not
+    /// for direct use).
+    #[command(hide = true)]
+    Zygote,
     /// The agent's image store: import, pull, list, rm, unpack, prune.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -64,8 +68,44 @@ fn main() -> Result<()> {
         option_env!("MESETA_GIT_TAG"),
     ));
     let cli = Cli::parse();
+    if let Command::Zygote = cli.command {
+        // Logging is set up by each forked child, for its own stderr.
+        meseta_containerizer::zygote::serve(run_forked)?;
+        return Ok(());
+    }
     init_logging();
-    match cli.command {
+    dispatch(cli.command)
+}
+
+/// A child of the zygote: runs `args` as if the binary had been executed with them.
+fn run_forked(args: Vec<String>) -> i32 {
+    match Cli::try_parse_from(args) {
+        Ok(Cli {
+            command: Command::Zygote,
+        }) => {
+            eprintln!("a zygote does not fork zygotes");
+            2
+        }
+        Ok(cli) => {
+            init_logging();
+            match dispatch(cli.command) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e:?}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            let _ = e.print();
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs one subcommand (every one but `zygote`); the process exits when it is done.
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Executor(args) => {
             let kind = match args.default {
                 true => meseta_executor::Kind::Default,
@@ -125,7 +165,7 @@ async fn run(command: Command) -> Result<i32> {
         Command::Execute(flags) => execute::run(flags).await,
         Command::Image(command) => image::run(command).await,
         Command::Sim(command) => meseta_sim::run(command, shutdown_signal()).await,
-        Command::Executor(_) | Command::Launch(_) => {
+        Command::Executor(_) | Command::Launch(_) | Command::Zygote => {
             unreachable!("handled before the runtime starts")
         }
     }
