@@ -6,7 +6,9 @@
 
 use crate::command::Command;
 use futures::StreamExt;
-use meseta_api::internal::{ShutdownAgent, ToAgent, ToMaster, LINK_ID_HEADER, LINK_TIMEOUT_SECS};
+use meseta_api::internal::{
+    ShutdownAgent, ToAgent, ToMaster, LINK_ID_HEADER, LINK_TIMEOUT_SECS, MAX_MESSAGES_PER_POST,
+};
 use meseta_api::recordio::Decoder;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,8 +176,9 @@ impl Link {
     }
 }
 
-/// Posts messages one at a time while a link is up; drops them otherwise (status
-/// updates are resent by the status update manager after the next registration).
+/// Posts messages while a link is up, those queued since the last post together (in
+/// order, one post at a time); drops them otherwise (status updates are resent by the
+/// status update manager after the next registration).
 async fn send_messages(
     base: String,
     client: reqwest::Client,
@@ -184,12 +187,14 @@ async fn send_messages(
     reconnect: Arc<Notify>,
 ) {
     let url = format!("{base}/internal/v1/agent/message");
-    while let Some(message) = outgoing.recv().await {
+    let mut batch = Vec::new();
+    while outgoing.recv_many(&mut batch, MAX_MESSAGES_PER_POST).await > 0 {
+        let messages = std::mem::take(&mut batch);
         let Some(id) = link_id.borrow().clone() else {
-            tracing::debug!("not registered; dropping {}", message.type_name());
+            tracing::debug!("not registered; dropping {} messages", messages.len());
             continue;
         };
-        let body = meseta_api::json::to_ascii_vec(&message);
+        let body = meseta_api::json::to_ascii_vec(&messages);
         let sent = client
             .post(&url)
             .header(LINK_ID_HEADER, id)
@@ -198,23 +203,25 @@ async fn send_messages(
             .body(body)
             .send()
             .await;
+        let what = || describe(&messages);
         match sent {
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
-                tracing::info!(
-                    "the master answered 409 to {}: reregistering",
-                    message.type_name()
-                );
+                tracing::info!("the master answered 409 to {}: reregistering", what());
                 reconnect.notify_one();
             }
             Ok(r) if !r.status().is_success() => {
-                tracing::warn!(
-                    "the master answered {} to {}",
-                    r.status(),
-                    message.type_name()
-                );
+                tracing::warn!("the master answered {} to {}", r.status(), what());
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!("sending {} failed: {e}", message.type_name()),
+            Err(e) => tracing::debug!("sending {} failed: {e}", what()),
         }
+    }
+}
+
+/// Names the messages of one post for logs: the type of one, or how many.
+fn describe(messages: &[ToMaster]) -> String {
+    match messages {
+        [one] => one.type_name().to_string(),
+        many => format!("{} messages", many.len()),
     }
 }

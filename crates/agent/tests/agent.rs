@@ -199,9 +199,9 @@ impl FakeMaster {
                         let msg_tx = msg_tx.clone();
                         async move {
                             assert!(headers.contains_key(internal::LINK_ID_HEADER));
-                            msg_tx
-                                .send(serde_json::from_slice::<ToMaster>(&body).unwrap())
-                                .unwrap();
+                            for message in serde_json::from_slice::<Vec<ToMaster>>(&body).unwrap() {
+                                msg_tx.send(message).unwrap();
+                            }
                             axum::http::StatusCode::ACCEPTED
                         }
                     },

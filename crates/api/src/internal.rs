@@ -6,9 +6,11 @@
 //!    which is `REGISTERED` (the agent id, and a link id naming this connection), or answers
 //!    an error status with a message (for example 409 for a version the master cannot speak,
 //!    or 403 for an agent the master marked gone).
-//! 2. For everything else, the agent POSTs one [`ToMaster`] message as JSON to
-//!    `/internal/v1/agent/message` with the `Meseta-Link-Id` header; the master answers 202,
-//!    or 409 when the link id is not the current one (the agent then reregisters).
+//! 2. For everything else, the agent POSTs a JSON array of [`ToMaster`] messages (those
+//!    queued since its last post, in order; at most [`MAX_MESSAGES_PER_POST`]) to
+//!    `/internal/v1/agent/message` with the `Meseta-Link-Id` header; the master applies
+//!    them in order and answers 202, or 409 when the link id is not the current one (the
+//!    agent then reregisters).
 //! 3. The master sends `PING` on the stream every few seconds; an agent that sees neither a
 //!    message nor a ping for [`LINK_TIMEOUT_SECS`] reconnects and reregisters with what it
 //!    runs. The master treats a dropped stream as a disconnected agent.
@@ -20,7 +22,11 @@ use crate::resources::Resource;
 use serde::{Deserialize, Serialize};
 
 /// The link protocol version; both sides must speak the same one.
-pub const LINK_VERSION: u32 = 2;
+pub const LINK_VERSION: u32 = 3;
+
+/// The most messages an agent puts in one post: a busy agent's messages share posts,
+/// and one post stays small.
+pub const MAX_MESSAGES_PER_POST: usize = 256;
 
 /// The header carrying the link id on agent→master messages.
 pub const LINK_ID_HEADER: &str = "Meseta-Link-Id";

@@ -7,7 +7,9 @@ use crate::hollow::{Counts, HollowAgent};
 use crate::Stats;
 use futures::StreamExt;
 use meseta_api::backoff::{jitter, Backoff};
-use meseta_api::internal::{ToAgent, ToMaster, LINK_ID_HEADER, LINK_TIMEOUT_SECS};
+use meseta_api::internal::{
+    ToAgent, ToMaster, LINK_ID_HEADER, LINK_TIMEOUT_SECS, MAX_MESSAGES_PER_POST,
+};
 use meseta_api::recordio::{Typed, TypedDecoder};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -62,29 +64,30 @@ impl Edge {
         }
     }
 
-    /// Posts messages in order; false when the master no longer knows the link.
+    /// Posts messages in order, many to a post; false when the master no longer knows
+    /// the link.
     async fn post(&self, link_id: &str, messages: Vec<ToMaster>) -> bool {
         let url = format!("{}/internal/v1/agent/message", self.base);
-        for message in messages {
+        for batch in messages.chunks(MAX_MESSAGES_PER_POST) {
             let sent = self
                 .client
                 .post(&url)
                 .header(LINK_ID_HEADER, link_id)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .timeout(MESSAGE_TIMEOUT)
-                .body(meseta_api::json::to_ascii_vec(&message))
+                .body(meseta_api::json::to_ascii_vec(&batch))
                 .send()
                 .await;
             match sent {
                 Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return false,
                 Ok(r) if !r.status().is_success() => tracing::warn!(
-                    "the master answered {} to {}",
+                    "the master answered {} to {} messages",
                     r.status(),
-                    message.type_name()
+                    batch.len()
                 ),
                 Ok(_) => {}
                 // Lost updates are retried by the state machine.
-                Err(e) => tracing::debug!("sending {} failed: {e}", message.type_name()),
+                Err(e) => tracing::debug!("sending {} messages failed: {e}", batch.len()),
             }
         }
         true

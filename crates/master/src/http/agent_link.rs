@@ -69,12 +69,12 @@ pub async fn message(State(app): State<AppState>, headers: HeaderMap, body: Byte
             format!("Expecting the '{LINK_ID_HEADER}' header"),
         );
     };
-    let message: ToMaster = match serde_json::from_slice(&body) {
+    let messages: Vec<ToMaster> = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("Invalid agent message: {e}"),
+                format!("Invalid agent messages (a JSON array of them): {e}"),
             )
         }
     };
@@ -82,10 +82,12 @@ pub async fn message(State(app): State<AppState>, headers: HeaderMap, body: Byte
         .service
         .call(move |svc| {
             let agent_id = svc.core.agent_for_link(&link_id)?;
-            match message {
-                ToMaster::StatusUpdate(update) => svc.core.status_update(&agent_id, update),
-                ToMaster::ExecutorMessage(m) => svc.core.executor_message(&agent_id, m),
-                ToMaster::ExitedExecutor(e) => svc.core.executor_exited(&agent_id, e),
+            for message in messages {
+                match message {
+                    ToMaster::StatusUpdate(update) => svc.core.status_update(&agent_id, update),
+                    ToMaster::ExecutorMessage(m) => svc.core.executor_message(&agent_id, m),
+                    ToMaster::ExitedExecutor(e) => svc.core.executor_exited(&agent_id, e),
+                }
             }
             Ok::<(), ApiError>(())
         })
