@@ -5,7 +5,7 @@
 //! containers.
 
 use crate::book::{
-    self, Book, Cleanup, ExecutorState, KillOutcome, NewRun, RunOutcome, Termination,
+    self, Book, Cleanup, Delivery, ExecutorState, KillOutcome, NewRun, RunOutcome, Termination,
 };
 use crate::command::{Command, ContainerEntry, ExecutorReply};
 use crate::executor_auth::{verify_claims, Claims};
@@ -19,8 +19,8 @@ use meseta_api::executor::{self as exec, CallKind, Event};
 use meseta_api::internal::{self, RegisterAgent, Registered, ToAgent, ToMaster};
 use meseta_api::json::new_uuid_bytes;
 use meseta_api::{
-    AgentInfo, CapabilityType, ContainerId, ExecutorId, FrameworkId, MasterInfo, Reason, Resources,
-    StatusSource, TaskId, TaskState, TaskStatus,
+    AgentInfo, CapabilityType, ContainerId, ExecutorId, ExecutorType, FrameworkId, FrameworkInfo,
+    MasterInfo, Reason, Resources, StatusSource, TaskGroupInfo, TaskId, TaskState, TaskStatus,
 };
 use meseta_containerizer::image::{ImageService, Provisioned};
 use meseta_containerizer::{ExitFuture, Launcher, Signal};
@@ -322,6 +322,7 @@ impl Agent {
                     state: ExecutorState::Registering,
                     process: record.process,
                     queued: Vec::new(),
+                    queued_groups: Vec::new(),
                     launched: Default::default(),
                     terminated: Default::default(),
                     completed: Default::default(),
@@ -337,7 +338,7 @@ impl Agent {
             };
             let id = record.info.task_id.clone();
             if record.queued {
-                e.queued.push(record.info);
+                e.requeue(record.info, record.group);
             } else if record.task.state.is_terminal() {
                 e.terminated.insert(
                     id,
@@ -512,25 +513,7 @@ impl Agent {
             ToAgent::Registered(registered) => self.registered(registered),
             ToAgent::CheckpointResources(message) => self.checkpoint_resources(message),
             ToAgent::RunTask(run) => self.run_task(run),
-            ToAgent::RunTaskGroup(group) => {
-                let fid = group.framework.id.clone().unwrap_or_default();
-                self.book.upsert_framework(group.framework);
-                for task in group.task_group.tasks {
-                    self.agent_update(
-                        &fid,
-                        task.task_id,
-                        Some(group.executor.executor_id.clone()),
-                        Termination {
-                            state: TaskState::TaskFailed,
-                            reason: Reason::ReasonContainerLaunchFailed,
-                            message:
-                                "Task groups (LAUNCH_GROUP) are not supported by this agent yet"
-                                    .to_string(),
-                        },
-                    );
-                }
-                let _ = self.book.reap(&fid, None);
-            }
+            ToAgent::RunTaskGroup(group) => self.run_task_group(group),
             ToAgent::KillTask(kill) => self.kill_task(kill),
             ToAgent::Acknowledge(ack) => {
                 match self.updates.acknowledge(
@@ -632,27 +615,90 @@ impl Agent {
             None => launch::command_executor_info(&task, &fid, &self.config.meseta_binary),
         };
         let eid = executor.executor_id.clone();
+        let invalid = (command_executor && task.command.is_none())
+            .then(|| "A task needs either a command or an executor".to_string());
+        let ids = vec![task.task_id.clone()];
+        let Some(new_run) = self.admit(framework, &executor, std::slice::from_ref(&task), invalid)
+        else {
+            return;
+        };
+        let outcome = self
+            .book
+            .run_task(&fid, executor, command_executor, task, new_run);
+        self.run_outcome(&fid, &eid, &ids, outcome);
+    }
+
+    /// RUN_TASK_GROUP: the group's tasks go to its DEFAULT executor together (launched
+    /// for them if it is not running), which runs them as `meseta executor --default`.
+    fn run_task_group(&mut self, run: internal::RunTaskGroup) {
+        let internal::RunTaskGroup {
+            framework,
+            executor,
+            task_group,
+        } = run;
+        let Some(fid) = framework.id.clone() else {
+            tracing::warn!(
+                "RUN_TASK_GROUP for executor {} without a framework id",
+                executor.executor_id
+            );
+            return;
+        };
+        let executor = meseta_api::ExecutorInfo {
+            framework_id: Some(fid.clone()),
+            ..executor
+        };
+        let eid = executor.executor_id.clone();
+        let ids: Vec<TaskId> = task_group.tasks.iter().map(|t| t.task_id.clone()).collect();
+        let invalid = if executor.kind != Some(ExecutorType::Default) {
+            Some("The executor of a task group must be of type DEFAULT".to_string())
+        } else if ids.is_empty() {
+            Some("A task group must contain at least one task".to_string())
+        } else if ids.iter().any(|id| !paths::is_safe_component(&id.value)) {
+            Some("The ids of a task group's tasks must be usable as directory names (no '/', '.' or '..')".to_string())
+        } else {
+            None
+        };
+        let Some(new_run) = self.admit(framework, &executor, &task_group.tasks, invalid) else {
+            return;
+        };
+        let outcome = self
+            .book
+            .run_task_group(&fid, executor, task_group.tasks, new_run);
+        self.run_outcome(&fid, &eid, &ids, outcome);
+    }
+
+    /// What RUN_TASK and RUN_TASK_GROUP share before the book takes the tasks: the
+    /// framework is recorded (and checkpointed), the ids checked for use as directory
+    /// names (besides the caller's own check, `invalid`), the persistent volumes linked
+    /// into the sandbox. Returns the identity of a new executor run, or `None` when the
+    /// tasks were refused (their updates are sent).
+    fn admit(
+        &mut self,
+        framework: FrameworkInfo,
+        executor: &meseta_api::ExecutorInfo,
+        tasks: &[meseta_api::TaskInfo],
+        invalid: Option<String>,
+    ) -> Option<NewRun> {
+        let fid = framework.id.clone().unwrap_or_default();
+        let eid = &executor.executor_id;
+        let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id.clone()).collect();
         let checkpoint = framework.checkpoint;
         self.book.upsert_framework(framework.clone());
         let invalid = if !paths::is_safe_component(&fid.value)
             || !paths::is_safe_component(&eid.value)
         {
-            Some("Framework and executor ids must be usable as directory names (no '/', '.' or '..')")
-        } else if command_executor && task.command.is_none() {
-            Some("A task needs either a command or an executor")
+            Some("Framework and executor ids must be usable as directory names (no '/', '.' or '..')".to_string())
         } else {
-            None
+            invalid
         };
         if let Some(message) = invalid {
-            let state = TaskState::TaskError;
             let termination = Termination {
-                state,
+                state: TaskState::TaskError,
                 reason: Reason::ReasonTaskInvalid,
-                message: message.to_string(),
+                message,
             };
-            self.agent_update(&fid, task.task_id, Some(eid), termination);
-            let _ = self.book.reap(&fid, None);
-            return;
+            self.refuse(&fid, eid, &ids, termination);
+            return None;
         }
         if checkpoint {
             self.batch.ops.push(StoreOp::PutFramework(framework));
@@ -662,16 +708,16 @@ impl Agent {
             &self.config.work_dir,
             &self.agent_id(),
             &fid,
-            &eid,
+            eid,
             &container_id.value,
         );
-        let sandbox = match self.book.executor(&fid, &eid) {
+        let sandbox = match self.book.executor(&fid, eid) {
             Some(e) if e.state != ExecutorState::Terminated => e.directory.clone(),
             _ => directory.clone(),
         };
-        let resources: Vec<_> = task
-            .resources
+        let resources: Vec<_> = tasks
             .iter()
+            .flat_map(|t| &t.resources)
             .chain(&executor.resources)
             .cloned()
             .collect();
@@ -683,32 +729,61 @@ impl Agent {
                 reason: Reason::ReasonContainerLaunchFailed,
                 message,
             };
-            self.agent_update(&fid, task.task_id, Some(eid), termination);
-            let _ = self.book.reap(&fid, None);
-            return;
+            self.refuse(&fid, eid, &ids, termination);
+            return None;
         }
-        let new_run = NewRun {
+        Some(NewRun {
             container_id,
             directory,
-        };
-        match self
-            .book
-            .run_task(&fid, executor, command_executor, task.clone(), new_run)
-        {
+        })
+    }
+
+    /// Acts on the book's answer to RUN_TASK or RUN_TASK_GROUP for the tasks `ids`.
+    fn run_outcome(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        ids: &[TaskId],
+        outcome: RunOutcome,
+    ) {
+        match outcome {
             RunOutcome::LaunchExecutor => {
-                self.checkpoint_task(&fid, &eid, &task.task_id, true);
-                self.launch_executor(&fid, &eid);
+                for id in ids {
+                    self.checkpoint_task(fid, eid, id, true);
+                }
+                self.launch_executor(fid, eid);
             }
-            RunOutcome::Queued => self.checkpoint_task(&fid, &eid, &task.task_id, true),
+            RunOutcome::Queued => {
+                for id in ids {
+                    self.checkpoint_task(fid, eid, id, true);
+                }
+            }
             RunOutcome::Deliver(task) => {
-                self.checkpoint_task(&fid, &eid, &task.task_id, false);
-                self.send_event(&fid, &eid, Event::Launch(exec::Launch { task }));
+                self.checkpoint_task(fid, eid, &task.task_id, false);
+                self.send_event(fid, eid, Event::Launch(exec::Launch { task }));
             }
-            RunOutcome::Rejected(termination) => {
-                self.agent_update(&fid, task.task_id, Some(eid), termination);
-                let _ = self.book.reap(&fid, None);
+            RunOutcome::DeliverGroup(tasks) => {
+                for id in ids {
+                    self.checkpoint_task(fid, eid, id, false);
+                }
+                self.send_event(fid, eid, delivery_event(Delivery::Group(tasks)));
             }
+            RunOutcome::Rejected(termination) => self.refuse(fid, eid, ids, termination),
         }
+    }
+
+    /// Ends tasks that will not run with `termination`.
+    fn refuse(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        ids: &[TaskId],
+        termination: Termination,
+    ) {
+        for id in ids {
+            self.agent_update(fid, id.clone(), Some(eid.clone()), termination.clone());
+        }
+        let _ = self.book.reap(fid, None);
     }
 
     fn kill_task(&mut self, kill: internal::KillTask) {
@@ -735,6 +810,7 @@ impl Agent {
                 executor_id,
                 reason,
                 idle,
+                group,
             } => {
                 let message = "Killed before delivery to the executor".to_string();
                 let termination = Termination {
@@ -742,7 +818,10 @@ impl Agent {
                     reason,
                     message,
                 };
-                self.agent_update(&fid, kill.task_id, Some(executor_id.clone()), termination);
+                for task_id in std::iter::once(kill.task_id).chain(group) {
+                    let eid = Some(executor_id.clone());
+                    self.agent_update(&fid, task_id, eid, termination.clone());
+                }
                 if idle {
                     self.shutdown_executor(&fid, &executor_id);
                 }
@@ -815,13 +894,14 @@ impl Agent {
         };
         let token =
             (self.config.executor_auth.as_ref()).map(|a| a.token(fid, eid, &e.container_id));
+        let info = launch::runnable(&e.info, &self.config.meseta_binary);
         let ctx = RunContext {
             container_id: &e.container_id.value,
             resources: e.used_resources(),
             agent_id: &agent_id,
             endpoint: &self.executor_endpoint,
             framework: &framework.info,
-            executor: &e.info,
+            executor: &info,
             directory: &e.directory,
             command_executor: e.command_executor,
             shutdown_grace_period: launch::grace_period(
@@ -1142,8 +1222,8 @@ impl Agent {
             container_id: Some(e.container_id.clone()),
         };
         let _ = tx.send(Event::Subscribed(subscribed));
-        for task in &queued {
-            let _ = tx.send(Event::Launch(exec::Launch { task: task.clone() }));
+        for delivery in queued {
+            let _ = tx.send(delivery_event(delivery));
         }
         self.streams.insert((fid.clone(), eid.clone()), tx);
         let launched: Vec<TaskId> = self
@@ -1229,6 +1309,7 @@ impl Agent {
                             info: entry.info,
                             task: entry.task,
                             queued: false,
+                            group: Vec::new(),
                         };
                         self.batch.ops.push(StoreOp::PutTask(fid.clone(), record));
                     }
@@ -1364,6 +1445,7 @@ impl Agent {
                 info: entry.info,
                 task: entry.task,
                 queued,
+                group: e.queued_group_of(task_id),
             };
             self.batch.ops.push(StoreOp::PutTask(fid.clone(), record));
         }
@@ -1427,6 +1509,16 @@ impl Agent {
                     })
             })
             .collect()
+    }
+}
+
+/// The event that hands queued tasks to their executor.
+fn delivery_event(delivery: Delivery) -> Event {
+    match delivery {
+        Delivery::Task(task) => Event::Launch(exec::Launch { task }),
+        Delivery::Group(tasks) => Event::LaunchGroup(exec::LaunchGroupEvent {
+            task_group: TaskGroupInfo { tasks },
+        }),
     }
 }
 

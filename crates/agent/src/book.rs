@@ -53,6 +53,9 @@ pub struct Executor {
     pub process: Option<ProcessRef>,
     /// Tasks waiting for the executor to subscribe, in arrival order.
     pub queued: Vec<TaskInfo>,
+    /// The task groups among `queued` (each delivered whole as one LAUNCH_GROUP), by
+    /// their tasks' ids; members no longer queued are ignored.
+    pub queued_groups: Vec<Vec<TaskId>>,
     pub launched: BTreeMap<TaskId, TaskEntry>,
     pub terminated: BTreeMap<TaskId, TaskEntry>,
     pub completed: VecDeque<Task>,
@@ -63,6 +66,28 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Queues a task recovered from a checkpoint, with the ids of the group it came in
+    /// (empty for a task launched alone).
+    pub fn requeue(&mut self, info: TaskInfo, group: Vec<TaskId>) {
+        if !group.is_empty() && !self.queued_groups.contains(&group) {
+            self.queued_groups.push(group);
+        }
+        self.queued.push(info);
+    }
+
+    /// The ids of the queued group `task` belongs to (empty when it is queued alone).
+    pub fn queued_group_of(&self, task: &TaskId) -> Vec<TaskId> {
+        let queued = |id: &TaskId| self.queued.iter().any(|q| &q.task_id == id);
+        if !queued(task) {
+            return Vec::new();
+        }
+        self.queued_groups
+            .iter()
+            .find(|g| g.contains(task))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn has_tasks(&self) -> bool {
         !self.queued.is_empty() || !self.launched.is_empty() || !self.terminated.is_empty()
     }
@@ -131,8 +156,19 @@ pub enum RunOutcome {
     Queued,
     /// The executor is subscribed: send it LAUNCH (the task is now launched).
     Deliver(TaskInfo),
+    /// The executor is subscribed: send it LAUNCH_GROUP (the tasks are now launched).
+    DeliverGroup(Vec<TaskInfo>),
     /// The task cannot run: answer with this status.
     Rejected(Termination),
+}
+
+/// What a subscribing executor gets of its queued tasks, in arrival order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// A LAUNCH.
+    Task(TaskInfo),
+    /// A LAUNCH_GROUP.
+    Group(Vec<TaskInfo>),
 }
 
 /// What to do with KILL_TASK.
@@ -146,6 +182,8 @@ pub enum KillOutcome {
         executor_id: ExecutorId,
         reason: Reason,
         idle: bool,
+        /// The other tasks of its queued task group, killed with it (as Mesos does).
+        group: Vec<TaskId>,
     },
     /// Send KILL to the subscribed executor.
     Forward { executor_id: ExecutorId },
@@ -208,6 +246,30 @@ fn push_bounded<T>(list: &mut VecDeque<T>, item: T) {
     while list.len() > MAX_COMPLETED {
         list.pop_front();
     }
+}
+
+/// Queued tasks as they are delivered: each group whole, at the place of its first task.
+fn deliveries(queued: Vec<TaskInfo>, groups: &[Vec<TaskId>]) -> Vec<Delivery> {
+    let group_of = |task: &TaskInfo| groups.iter().position(|g| g.contains(&task.task_id));
+    let mut out: Vec<Delivery> = Vec::new();
+    let mut placed: BTreeMap<usize, usize> = BTreeMap::new();
+    for task in queued {
+        match group_of(&task) {
+            None => out.push(Delivery::Task(task)),
+            Some(g) => match placed.get(&g) {
+                Some(&at) => {
+                    if let Delivery::Group(tasks) = &mut out[at] {
+                        tasks.push(task);
+                    }
+                }
+                None => {
+                    placed.insert(g, out.len());
+                    out.push(Delivery::Group(vec![task]));
+                }
+            },
+        }
+    }
+    out
 }
 
 impl Book {
@@ -283,6 +345,37 @@ impl Book {
         task: TaskInfo,
         new_run: NewRun,
     ) -> RunOutcome {
+        self.run(
+            framework_id,
+            executor,
+            command_executor,
+            vec![task],
+            false,
+            new_run,
+        )
+    }
+
+    /// RUN_TASK_GROUP, after `upsert_framework`: the tasks are queued, delivered or
+    /// refused together.
+    pub fn run_task_group(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor: ExecutorInfo,
+        tasks: Vec<TaskInfo>,
+        new_run: NewRun,
+    ) -> RunOutcome {
+        self.run(framework_id, executor, false, tasks, true, new_run)
+    }
+
+    fn run(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor: ExecutorInfo,
+        command_executor: bool,
+        tasks: Vec<TaskInfo>,
+        group: bool,
+        new_run: NewRun,
+    ) -> RunOutcome {
         let rejected = |state, reason, message: String| {
             RunOutcome::Rejected(Termination {
                 state,
@@ -290,7 +383,10 @@ impl Book {
                 message,
             })
         };
-        if self.knows_task(framework_id, &task.task_id) {
+        if let Some(task) = tasks
+            .iter()
+            .find(|t| self.knows_task(framework_id, &t.task_id))
+        {
             return rejected(
                 TaskState::TaskError,
                 Reason::ReasonTaskInvalid,
@@ -311,6 +407,8 @@ impl Book {
                 format!("Framework {framework_id} is being shut down"),
             );
         }
+        let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id.clone()).collect();
+        let queued_groups = if group { vec![ids] } else { Vec::new() };
         let info = framework.info.clone();
         match framework.executors.get_mut(&executor.executor_id) {
             None => {
@@ -323,7 +421,8 @@ impl Book {
                         command_executor,
                         state: ExecutorState::Registering,
                         process: None,
-                        queued: vec![task],
+                        queued: tasks,
+                        queued_groups,
                         launched: BTreeMap::new(),
                         terminated: BTreeMap::new(),
                         completed: VecDeque::new(),
@@ -335,22 +434,30 @@ impl Book {
             }
             Some(e) => match e.state {
                 ExecutorState::Registering => {
-                    e.queued.push(task);
+                    e.queued.extend(tasks);
+                    e.queued_groups.extend(queued_groups);
                     RunOutcome::Queued
                 }
                 ExecutorState::Running => {
-                    let entry = TaskEntry {
-                        task: new_task(
-                            &task,
-                            framework_id,
-                            &info,
-                            &e.info.executor_id,
-                            e.command_executor,
-                        ),
-                        info: task.clone(),
-                    };
-                    e.launched.insert(task.task_id.clone(), entry);
-                    RunOutcome::Deliver(task)
+                    for task in &tasks {
+                        let entry = TaskEntry {
+                            task: new_task(
+                                task,
+                                framework_id,
+                                &info,
+                                &e.info.executor_id,
+                                e.command_executor,
+                            ),
+                            info: task.clone(),
+                        };
+                        e.launched.insert(task.task_id.clone(), entry);
+                    }
+                    let mut tasks = tasks;
+                    if group || tasks.len() != 1 {
+                        RunOutcome::DeliverGroup(tasks)
+                    } else {
+                        RunOutcome::Deliver(tasks.remove(0))
+                    }
                 }
                 ExecutorState::Terminating | ExecutorState::Terminated => rejected(
                     TaskState::TaskDropped,
@@ -362,13 +469,14 @@ impl Book {
     }
 
     /// An executor SUBSCRIBE: marks it running, keeps the tasks it reports that we do not
-    /// know (after an agent restart), and returns the queued tasks to send as LAUNCH.
+    /// know (after an agent restart), and returns the queued tasks to send as LAUNCH (or
+    /// LAUNCH_GROUP, for those that came as a group).
     pub fn subscribe(
         &mut self,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
         unacknowledged_tasks: Vec<TaskInfo>,
-    ) -> Result<Vec<TaskInfo>, SubscribeError> {
+    ) -> Result<Vec<Delivery>, SubscribeError> {
         let framework = self
             .frameworks
             .get_mut(framework_id)
@@ -400,6 +508,7 @@ impl Book {
             }
         }
         let queued = std::mem::take(&mut e.queued);
+        let groups = std::mem::take(&mut e.queued_groups);
         for task in &queued {
             let entry = TaskEntry {
                 task: new_task(task, framework_id, &info, executor_id, e.command_executor),
@@ -407,7 +516,7 @@ impl Book {
             };
             e.launched.insert(task.task_id.clone(), entry);
         }
-        Ok(queued)
+        Ok(deliveries(queued, &groups))
     }
 
     /// Records a status of a task (from its executor or the agent): its state and status
@@ -532,6 +641,8 @@ impl Book {
         };
         let executor_id = e.info.executor_id.clone();
         let queued = e.queued.iter().any(|q| &q.task_id == task_id);
+        let mut group = e.queued_group_of(task_id);
+        group.retain(|id| id != task_id);
         match e.state {
             ExecutorState::Terminating | ExecutorState::Terminated => KillOutcome::Ignore,
             ExecutorState::Registering => {
@@ -540,19 +651,25 @@ impl Book {
                 } else {
                     Reason::ReasonExecutorUnregistered
                 };
-                let others = e.queued.iter().filter(|q| &q.task_id != task_id).count()
+                let others = e
+                    .queued
+                    .iter()
+                    .filter(|q| &q.task_id != task_id && !group.contains(&q.task_id))
+                    .count()
                     + e.launched.len()
                     - usize::from(!queued);
                 KillOutcome::KillNow {
                     executor_id,
                     reason,
                     idle: others == 0,
+                    group,
                 }
             }
             ExecutorState::Running if queued => KillOutcome::KillNow {
                 executor_id,
                 reason: Reason::ReasonTaskKilledDuringLaunch,
                 idle: false,
+                group,
             },
             ExecutorState::Running => {
                 e.killing.insert(task_id.clone());
@@ -740,11 +857,8 @@ mod tests {
         );
         let delivered = b.subscribe(&fid(), &ExecutorId::new("e"), vec![]).unwrap();
         assert_eq!(
-            delivered
-                .iter()
-                .map(|t| t.task_id.value.as_str())
-                .collect::<Vec<_>>(),
-            ["t1", "t2"]
+            delivered,
+            [Delivery::Task(task("t1")), Delivery::Task(task("t2"))]
         );
         b
     }
@@ -892,7 +1006,8 @@ mod tests {
             KillOutcome::KillNow {
                 executor_id: ExecutorId::new("e"),
                 reason: Reason::ReasonTaskKilledDuringLaunch,
-                idle: true
+                idle: true,
+                group: vec![]
             }
         );
         b.run_task(&fid(), executor("e"), true, task("t2"), run("c1"));
@@ -936,7 +1051,8 @@ mod tests {
             KillOutcome::KillNow {
                 executor_id: ExecutorId::new("e"),
                 reason: Reason::ReasonExecutorUnregistered,
-                idle: true
+                idle: true,
+                group: vec![]
             }
         );
     }
@@ -973,6 +1089,108 @@ mod tests {
                 executor_completed: true,
                 framework_completed: true
             }
+        );
+    }
+
+    fn default_executor(id: &str) -> ExecutorInfo {
+        serde_json::from_value(json!({"type":"DEFAULT","executor_id":{"value":id},
+            "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}}]}))
+        .unwrap()
+    }
+
+    fn tasks(ids: &[&str]) -> Vec<TaskInfo> {
+        ids.iter().map(|id| task(id)).collect()
+    }
+
+    #[test]
+    fn task_groups_are_queued_and_delivered_whole() {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        let e = ExecutorId::new("g");
+        assert_eq!(
+            b.run_task_group(&fid(), default_executor("g"), tasks(&["a", "b"]), run("c1")),
+            RunOutcome::LaunchExecutor
+        );
+        assert_eq!(
+            b.run_task_group(&fid(), default_executor("g"), tasks(&["c"]), run("c2")),
+            RunOutcome::Queued
+        );
+        let executor = b.executor(&fid(), &e).unwrap();
+        assert!(!executor.command_executor);
+        assert_eq!(executor.queued_group_of(&TaskId::new("b")).len(), 2);
+        assert_eq!(b.used_resources().scalar("cpus"), 3.1);
+        assert_eq!(
+            b.subscribe(&fid(), &e, vec![]).unwrap(),
+            [
+                Delivery::Group(tasks(&["a", "b"])),
+                Delivery::Group(tasks(&["c"]))
+            ]
+        );
+        let executor = b.executor(&fid(), &e).unwrap();
+        assert_eq!(executor.launched.len(), 3);
+        assert_eq!(
+            executor.launched[&TaskId::new("a")].task.executor_id,
+            Some(e.clone())
+        );
+        assert!(executor.queued_groups.is_empty());
+        assert_eq!(
+            b.run_task_group(&fid(), default_executor("g"), tasks(&["d", "e"]), run("x")),
+            RunOutcome::DeliverGroup(tasks(&["d", "e"]))
+        );
+        assert!(
+            matches!(
+                b.run_task_group(&fid(), default_executor("g"), tasks(&["f", "a"]), run("x")),
+                RunOutcome::Rejected(Termination {
+                    state: TaskState::TaskError,
+                    ..
+                })
+            ),
+            "a group with a task already here is refused whole"
+        );
+        assert!(!b.knows_task(&fid(), &TaskId::new("f")));
+    }
+
+    #[test]
+    fn killing_a_queued_task_of_a_group_kills_the_group() {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        b.run_task_group(&fid(), default_executor("g"), tasks(&["a", "b"]), run("c1"));
+        assert_eq!(
+            b.kill_task(&fid(), &TaskId::new("a")),
+            KillOutcome::KillNow {
+                executor_id: ExecutorId::new("g"),
+                reason: Reason::ReasonTaskKilledDuringLaunch,
+                idle: true,
+                group: vec![TaskId::new("b")]
+            }
+        );
+        b.run_task_group(&fid(), default_executor("g"), tasks(&["c"]), run("c1"));
+        assert!(matches!(
+            b.kill_task(&fid(), &TaskId::new("b")),
+            KillOutcome::KillNow { idle: false, ref group, .. } if group == &[TaskId::new("a")]
+        ));
+    }
+
+    #[test]
+    fn recovered_queued_tasks_keep_their_groups() {
+        let mut b = Book::new();
+        b.upsert_framework(framework());
+        b.run_task_group(&fid(), default_executor("g"), tasks(&["a"]), run("c1"));
+        let e = b.executor_mut(&fid(), &ExecutorId::new("g")).unwrap();
+        e.queued.clear();
+        e.queued_groups.clear();
+        let group = vec![TaskId::new("b"), TaskId::new("c")];
+        e.requeue(task("b"), group.clone());
+        e.requeue(task("c"), group.clone());
+        e.requeue(task("d"), vec![]);
+        assert_eq!(e.queued_groups, [group]);
+        assert!(e.queued_group_of(&TaskId::new("d")).is_empty());
+        assert_eq!(
+            b.subscribe(&fid(), &ExecutorId::new("g"), vec![]).unwrap(),
+            [
+                Delivery::Group(tasks(&["b", "c"])),
+                Delivery::Task(task("d"))
+            ]
         );
     }
 }

@@ -7,13 +7,14 @@
 use crate::book::Termination;
 use meseta_api::container::{ContainerInfo, VolumeMode, VolumeOrigin};
 use meseta_api::{
-    CommandInfo, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Reason, Resources, TaskInfo,
-    TaskState,
+    CommandInfo, ExecutorId, ExecutorInfo, ExecutorType, FrameworkId, FrameworkInfo, Reason,
+    Resources, TaskInfo, TaskState,
 };
 use meseta_containerizer::image::Provisioned;
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
 };
+use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -76,6 +77,27 @@ pub fn command_executor_info(
         shutdown_grace_period: None,
         labels: task.labels.clone(),
     }
+}
+
+/// The executor as it is run: a DEFAULT executor (a task group's, which has no command)
+/// runs `meseta executor --default`, as Mesos runs its `mesos-default-executor`; the
+/// ExecutorInfo the agent keeps and shows is left as the framework gave it.
+pub fn runnable<'a>(executor: &'a ExecutorInfo, meseta_binary: &Path) -> Cow<'a, ExecutorInfo> {
+    if executor.kind != Some(ExecutorType::Default) || executor.command.is_some() {
+        return Cow::Borrowed(executor);
+    }
+    let binary = meseta_binary.display().to_string();
+    Cow::Owned(ExecutorInfo {
+        command: Some(CommandInfo {
+            uris: Vec::new(),
+            environment: None,
+            shell: false,
+            value: Some(binary.clone()),
+            arguments: vec![binary, "executor".to_string(), "--default".to_string()],
+            user: None,
+        }),
+        ..executor.clone()
+    })
 }
 
 /// What the environment of one executor run depends on.
@@ -400,6 +422,29 @@ mod tests {
         let c = argv.command.unwrap();
         assert_eq!(c.user.as_deref(), Some("bob"));
         assert_eq!(c.environment.unwrap().variables[0].name, "A");
+    }
+
+    #[test]
+    fn a_default_executor_runs_meseta_executor_default() {
+        let bin = Path::new("/usr/bin/meseta");
+        let default: ExecutorInfo = serde_json::from_value(
+            json!({"type":"DEFAULT","executor_id":{"value":"g"},"name":"group"}),
+        )
+        .unwrap();
+        let run = runnable(&default, bin);
+        let command = run.command.as_ref().unwrap();
+        assert!(!command.shell);
+        assert_eq!(command.value.as_deref(), Some("/usr/bin/meseta"));
+        assert_eq!(
+            command.arguments,
+            ["/usr/bin/meseta", "executor", "--default"]
+        );
+        assert_eq!(run.name.as_deref(), Some("group"));
+        let custom: ExecutorInfo = serde_json::from_value(
+            json!({"executor_id":{"value":"c"},"command":{"value":"./run"}}),
+        )
+        .unwrap();
+        assert!(matches!(runnable(&custom, bin), Cow::Borrowed(_)));
     }
 
     fn env_of(ctx: &RunContext) -> std::collections::HashMap<String, String> {

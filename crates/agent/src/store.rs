@@ -68,6 +68,9 @@ pub struct TaskRecord {
     pub task: Task,
     /// Not yet handed to its executor.
     pub queued: bool,
+    /// For a queued task that came in a task group: the ids of the group's tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<TaskId>,
 }
 
 /// One write.

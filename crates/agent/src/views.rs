@@ -38,11 +38,20 @@ fn executor_v0(framework: &Framework, e: &Executor) -> Value {
         "container": e.container_id.value,
         "directory": e.directory.display().to_string(),
         "resources": v0::resources(&e.used_resources().into_vec()),
-        "type": if e.command_executor { "COMMAND" } else { "CUSTOM" },
+        "type": executor_type(e),
         "tasks": tasks,
         "queued_tasks": queued,
         "completed_tasks": e.completed.iter().map(v0::task).collect::<Vec<_>>(),
     })
+}
+
+/// The v0 `type` of an executor: COMMAND, DEFAULT (a task group's) or CUSTOM.
+fn executor_type(e: &Executor) -> &'static str {
+    match (e.command_executor, e.info.kind) {
+        (true, _) => "COMMAND",
+        (false, Some(meseta_api::ExecutorType::Default)) => "DEFAULT",
+        (false, _) => "CUSTOM",
+    }
 }
 
 fn framework_v0(f: &Framework) -> Value {

@@ -14,6 +14,7 @@ mod offers;
 mod quota;
 mod reconcile;
 mod reservations;
+mod task_groups;
 mod tasks;
 mod weights;
 

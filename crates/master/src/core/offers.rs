@@ -428,59 +428,24 @@ impl Core {
             .executor
             .framework_id
             .get_or_insert_with(|| framework_id.clone());
-        let mut error = if group.executor.kind != Some(ExecutorType::Default) {
-            Some("The executor of a task group must be of type DEFAULT".to_string())
-        } else if group.task_group.tasks.is_empty() {
-            Some("A task group must contain at least one task".to_string())
-        } else {
-            None
-        };
         let mut trial = remaining.clone();
         let mut trial_ids = launched_ids.clone();
-        let mut needs = Vec::new();
-        if error.is_none() {
-            for task in group.task_group.tasks.iter_mut() {
-                if task.executor.is_some() || task.command.is_none() {
-                    error = Some(format!(
-                        "Task '{}' in a task group must have a command and no executor",
-                        task.task_id
-                    ));
-                    break;
+        let needs = self.validate_group(framework_id, agent_id, &mut trial, &mut trial_ids, &group);
+        let needs = match needs {
+            Ok(needs) => needs,
+            Err(message) => {
+                for task in &group.task_group.tasks {
+                    self.reject_task(
+                        now,
+                        framework_id,
+                        task,
+                        Reason::ReasonTaskGroupInvalid,
+                        message.clone(),
+                    );
                 }
-                let mut as_executor_task = task.clone();
-                as_executor_task.command = None;
-                as_executor_task.executor = Some(group.executor.clone());
-                match self.validate_task(
-                    framework_id,
-                    agent_id,
-                    &trial,
-                    &trial_ids,
-                    &mut as_executor_task,
-                ) {
-                    Ok(needed) => {
-                        trial.subtract_all(&needed);
-                        trial_ids.insert(task.task_id.clone());
-                        needs.push(needed);
-                    }
-                    Err(message) => {
-                        error = Some(message);
-                        break;
-                    }
-                }
+                return;
             }
-        }
-        if let Some(message) = error {
-            for task in &group.task_group.tasks {
-                self.reject_task(
-                    now,
-                    framework_id,
-                    task,
-                    Reason::ReasonTaskGroupInvalid,
-                    message.clone(),
-                );
-            }
-            return;
-        }
+        };
         *remaining = trial;
         *launched_ids = trial_ids;
         for (task, needed) in group.task_group.tasks.iter().zip(needs) {
@@ -502,6 +467,73 @@ impl Core {
                 task_group: group.task_group,
             }),
         );
+    }
+
+    /// Mesos's task group validation: every task as any task is checked (the message
+    /// prefixed with the task), and as a task of a group; then the executor; then whether
+    /// the executor's resources fit too when it is new on the agent. Returns what each
+    /// task consumes (the first one with the new executor's resources), taken off
+    /// `remaining`.
+    fn validate_group(
+        &self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        remaining: &mut Resources,
+        launched_ids: &mut BTreeSet<TaskId>,
+        group: &meseta_api::LaunchGroup,
+    ) -> Result<Vec<Resources>, String> {
+        let executor = &group.executor;
+        let offered = strip_allocation(remaining);
+        if group.task_group.tasks.is_empty() {
+            return Err("Task group cannot be empty".to_string());
+        }
+        let mut needs = Vec::new();
+        for task in &group.task_group.tasks {
+            if let Some(error) = task_groups::task_error(task, executor) {
+                return Err(error);
+            }
+            let mut alone = TaskInfo {
+                executor: None,
+                ..task.clone()
+            };
+            let needed = self
+                .validate_task(framework_id, agent_id, remaining, launched_ids, &mut alone)
+                .map_err(|why| format!("Task '{}' is invalid: {why}", task.task_id))?;
+            remaining.subtract_all(&needed);
+            launched_ids.insert(task.task_id.clone());
+            needs.push(needed);
+        }
+        if let Some(error) = task_groups::executor_error(executor, framework_id) {
+            return Err(error);
+        }
+        let agent = self.agents.get(agent_id).expect("validated");
+        match agent
+            .executors
+            .get(&(framework_id.clone(), executor.executor_id.clone()))
+        {
+            Some(existing) if !same_executor(&existing.info, executor) => Err(format!(
+                "ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID '{}'",
+                executor.executor_id
+            )),
+            Some(_) => Ok(needs),
+            None => {
+                let executor_resources = Resources::from_list(executor.resources.clone())
+                    .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+                let executor_resources = strip_allocation(&executor_resources);
+                if !strip_allocation(remaining).contains(&executor_resources) {
+                    let total: Resources = needs.iter().fold(executor_resources.clone(), |mut t, n| {
+                        t.add_all(n);
+                        t
+                    });
+                    return Err(format!(
+                        "Total resources {total} required by task group and its executor are more than available {offered}"
+                    ));
+                }
+                remaining.subtract_all(&executor_resources);
+                needs[0].add_all(&executor_resources);
+                Ok(needs)
+            }
+        }
     }
 
     /// Mesos's TaskInfo validation; returns the resources the launch consumes (the task's,
@@ -540,6 +572,12 @@ impl Core {
             .map_err(|e| format!("Task uses invalid resources: {e}"))?;
         let mut needed = task_resources;
         if let Some(executor) = task.executor.as_mut() {
+            if executor.kind.is_some_and(|k| k != ExecutorType::Custom) {
+                return Err("'ExecutorInfo.type' must be 'CUSTOM'".into());
+            }
+            if executor.command.is_none() {
+                return Err("'ExecutorInfo.command' must be set".into());
+            }
             match &executor.framework_id {
                 Some(f) if f != framework_id => {
                     return Err(format!("ExecutorInfo has an invalid FrameworkID (Actual: {f} vs Expected: {framework_id})"));

@@ -29,10 +29,18 @@ fn framework_info(extra: serde_json::Value) -> FrameworkInfo {
 }
 
 fn register(core: &mut Core, link: &str, id: Option<&str>, tasks: Vec<Task>) -> AgentId {
+    register_with(core, link, id, tasks, "cpus:4;mem:1024;ports:[31000-31010]")
+}
+
+fn register_with(
+    core: &mut Core,
+    link: &str,
+    id: Option<&str>,
+    tasks: Vec<Task>,
+    resources: &str,
+) -> AgentId {
     let mut info: AgentInfo = serde_json::from_value(json!({"hostname":"h","port":5051})).unwrap();
-    info.resources = Resources::parse("cpus:4;mem:1024;ports:[31000-31010]")
-        .unwrap()
-        .into_vec();
+    info.resources = Resources::parse(resources).unwrap().into_vec();
     info.id = id.map(AgentId::new);
     let reg = RegisterAgent {
         version: LINK_VERSION,
@@ -218,6 +226,155 @@ fn invalid_launches_end_in_task_error_without_launching() {
     assert!(errs[1].message.as_ref().unwrap().contains("more resources"));
     assert!(errs[2].message.as_ref().unwrap().contains("invalid agent"));
     assert!(errs[3].message.as_ref().unwrap().contains("not both"));
+}
+
+fn launch_group(offer: &Offer, executor: serde_json::Value, tasks: Vec<TaskInfo>) -> Accept {
+    serde_json::from_value(json!({
+        "offer_ids": [offer.id],
+        "operations": [{"type": "LAUNCH_GROUP",
+            "launch_group": {"executor": executor, "task_group": {"tasks": tasks}}}],
+    }))
+    .unwrap()
+}
+
+fn default_executor(id: &str) -> serde_json::Value {
+    json!({"type": "DEFAULT", "executor_id": {"value": id}, "resources": [
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+        {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]})
+}
+
+/// A core whose agent has disk, with one subscribed framework holding one offer.
+fn with_group_offer() -> (Core, AgentId, FrameworkId, Offer) {
+    let mut c = core();
+    let agent = register_with(&mut c, "L1", None, vec![], "cpus:4;mem:1024;disk:100");
+    let fid = c
+        .subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    c.drain_effects();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("one offer");
+    (c, agent, fid, offer)
+}
+
+#[test]
+fn a_task_group_reaches_the_agent_with_its_executor_counted_once() {
+    let (mut c, agent, fid, offer) = with_group_offer();
+    let tasks = vec![task("a", &agent, 1.0), task("b", &agent, 1.0)];
+    c.accept(T0, &fid, launch_group(&offer, default_executor("g"), tasks));
+    let fx = c.drain_effects();
+    assert!(updates(&fx, "S1").is_empty(), "{:?}", updates(&fx, "S1"));
+    let msgs = link_messages(&fx, "L1");
+    let [ToAgent::RunTaskGroup(run)] = &msgs[..] else {
+        panic!("{msgs:?}")
+    };
+    assert_eq!(run.task_group.tasks.len(), 2);
+    assert_eq!(run.executor.framework_id.as_ref(), Some(&fid));
+    let used = c.agents[&agent].used[&fid].scalar("cpus");
+    assert!((used - 2.5).abs() < 1e-9, "the executor's 0.5 once: {used}");
+    let stored = &c.agents[&agent].tasks[&(fid.clone(), TaskId::new("a"))];
+    assert_eq!(stored.executor_id, Some(ExecutorId::new("g")));
+    // A second group for the running executor does not pay for it again.
+    c.tick(T0 + 6.0);
+    c.allocate(T0 + 6.0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("the rest");
+    let more = vec![task("c", &agent, 1.0)];
+    c.accept(
+        T0 + 6.0,
+        &fid,
+        launch_group(&offer, default_executor("g"), more),
+    );
+    let fx = c.drain_effects();
+    assert!(matches!(
+        &link_messages(&fx, "L1")[..],
+        [ToAgent::RunTaskGroup(_)]
+    ));
+    let used = c.agents[&agent].used[&fid].scalar("cpus");
+    assert!((used - 3.5).abs() < 1e-9, "{used}");
+}
+
+#[test]
+fn invalid_task_groups_end_in_task_error_without_launching() {
+    let cases: Vec<(serde_json::Value, Vec<serde_json::Value>, &str)> = vec![
+        (
+            json!({"type": "CUSTOM", "command": {"value": "x"}}),
+            vec![],
+            "must be 'DEFAULT'",
+        ),
+        (json!({"resources": []}), vec![], "uses less CPUs"),
+        (
+            json!({}),
+            vec![json!({"executor": {"executor_id": {"value": "own"}, "command": {"value": "x"}}})],
+            "is different from executor 'g'",
+        ),
+        (
+            json!({}),
+            vec![json!({"cpus": 100})],
+            "Task 'a' is invalid: Task uses more resources",
+        ),
+    ];
+    for (executor_extra, task_extras, expected) in cases {
+        let (mut c, agent, fid, offer) = with_group_offer();
+        let mut executor = default_executor("g");
+        executor
+            .as_object_mut()
+            .unwrap()
+            .extend(executor_extra.as_object().unwrap().clone());
+        let mut a = task("a", &agent, 1.0);
+        for extra in task_extras {
+            if let Some(cpus) = extra.get("cpus") {
+                a = task("a", &agent, cpus.as_f64().unwrap());
+            }
+            if let Some(own) = extra.get("executor") {
+                a.executor = Some(serde_json::from_value(own.clone()).unwrap());
+            }
+        }
+        let tasks = vec![a, task("b", &agent, 1.0)];
+        c.accept(T0, &fid, launch_group(&offer, executor, tasks));
+        let fx = c.drain_effects();
+        assert!(link_messages(&fx, "L1").is_empty(), "{expected}");
+        let errors = updates(&fx, "S1");
+        assert_eq!(errors.len(), 2, "{expected}");
+        for s in &errors {
+            assert_eq!(s.state, TaskState::TaskError);
+            assert_eq!(s.reason, Some(Reason::ReasonTaskGroupInvalid));
+            let message = s.message.as_deref().unwrap();
+            assert!(
+                message.contains(expected),
+                "{message} should say {expected}"
+            );
+        }
+        assert!(c.agents[&agent].used.get(&fid).is_none_or(|u| u.is_empty()));
+    }
+}
+
+#[test]
+fn an_empty_task_group_launches_nothing() {
+    let (mut c, _agent, fid, offer) = with_group_offer();
+    c.accept(
+        T0,
+        &fid,
+        launch_group(&offer, default_executor("g"), vec![]),
+    );
+    let fx = c.drain_effects();
+    assert!(link_messages(&fx, "L1").is_empty());
+    assert!(updates(&fx, "S1").is_empty());
+}
+
+#[test]
+fn a_launch_with_a_default_executor_is_refused() {
+    let (mut c, agent, fid, offer) = with_offer(json!({}));
+    let mut t = task("t", &agent, 0.1);
+    t.command = None;
+    t.executor = Some(serde_json::from_value(default_executor("g")).unwrap());
+    c.accept(T0, &fid, launch(&offer, vec![t]));
+    let fx = c.drain_effects();
+    assert!(link_messages(&fx, "L1").is_empty());
+    let errors = updates(&fx, "S1");
+    assert_eq!(
+        errors[0].message.as_deref(),
+        Some("'ExecutorInfo.type' must be 'CUSTOM'")
+    );
 }
 
 #[test]
