@@ -282,6 +282,36 @@ def test_a_failed_task_kills_the_rest_of_its_group(meseta):
     assert not framework.errors, framework.errors
 
 
+def test_a_task_failing_its_health_check_is_killed_with_its_group(meseta):
+    cluster, framework = start_cluster(meseta)
+    agent_id = cluster.agent_id
+    checked, sleeper = GatedTask("checked"), GatedTask("sleeper")
+    # Unhealthy from the start: `test -f healthy` runs in the task's own sandbox.
+    check = {
+        "type": "COMMAND",
+        "command": {"value": "test -f healthy"},
+        "delay_seconds": 0,
+        "interval_seconds": 0.2,
+        "grace_period_seconds": 0,
+        "consecutive_failures": 2,
+    }
+    framework.launch_group(
+        agent_id,
+        default_executor("group"),
+        [checked.info(agent_id, health_check=check), sleeper.info(agent_id)],
+    )
+    unhealthy = framework.wait(
+        lambda: [s for s in framework.statuses("checked") if s.get("healthy") is False],
+        what="an unhealthy update of the checked task",
+    )[0]
+    assert unhealthy["state"] == "TASK_RUNNING", unhealthy
+    assert unhealthy["reason"] == "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", unhealthy
+    killed = framework.wait_state("checked", "TASK_KILLED")
+    assert killed.get("healthy") is False, killed
+    framework.wait_state("sleeper", "TASK_KILLED")
+    assert not framework.errors, framework.errors
+
+
 def test_a_kill_of_one_task_kills_its_group_only(meseta):
     cluster, framework = start_cluster(meseta)
     agent_id = cluster.agent_id
