@@ -14,6 +14,7 @@ mod executor_api;
 pub mod executor_auth;
 mod fetcher;
 mod files;
+mod gc;
 mod http;
 mod images;
 mod jwt;
@@ -30,6 +31,8 @@ mod volumes;
 
 use anyhow::Context;
 pub use fetcher::{parse_size, FetcherOptions};
+pub use gc::schedule::Policy as GcPolicy;
+pub use gc::GcOptions;
 use meseta_api::AgentInfo;
 use meseta_containerizer::image::{Backend, ImageService, ImageStore, RegistryConfig};
 use meseta_containerizer::linux::{Isolation, LinuxConfig, LinuxLauncher};
@@ -110,6 +113,8 @@ pub struct AgentConfig {
     pub images: ImageOptions,
     /// `--fetcher-cache-size`, `--fetcher-stall-timeout`, `--frameworks-home`.
     pub fetcher: FetcherOptions,
+    /// `--gc-delay`, `--gc-disk-headroom`, `--disk-watch-interval`: sandbox removal.
+    pub gc: GcOptions,
     /// `--executor-secret-key` (executors get tokens signed with it) and
     /// `--authenticate-http-executors` (their calls must carry them).
     pub executor_auth: Option<Arc<executor_auth::ExecutorAuth>>,
@@ -177,6 +182,9 @@ impl AgentConfig {
             "fetcher_stall_timeout",
             meseta_api::duration::format(self.fetcher.stall_timeout),
         ));
+        flags.push(("gc_delay", duration(self.gc.policy.delay)));
+        flags.push(("gc_disk_headroom", self.gc.policy.disk_headroom.to_string()));
+        flags.push(("disk_watch_interval", duration(self.gc.disk_watch_interval)));
         flags.push((
             "authenticate_http_executors",
             self.executor_auth
@@ -305,6 +313,7 @@ pub async fn run(
     };
     let server = tokio::spawn(serve(listener, app, stop_rx.clone()));
 
+    let gc = gc::Gc::spawn(config.gc, config.work_dir.clone(), stop_rx.clone());
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (outbox, writer) = outbox::Outbox::spawn(store, link_tx);
     let mut actor = agent::Agent::new(agent::Parts {
@@ -316,6 +325,7 @@ pub async fn run(
         images: images.clone(),
         outbox,
         commands: commands_tx.clone(),
+        gc,
     });
     actor.recover(recovered);
     recovered_tx.send_replace(true);

@@ -332,6 +332,7 @@ fn config(
         images: Default::default(),
         fetcher: Default::default(),
         executor_auth: None,
+        gc: Default::default(),
     }
 }
 

@@ -49,6 +49,22 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     meseta_api::duration::parse(text)
 }
 
+/// A duration that is not zero (the period of a timer).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!("'{text}' must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// `--gc-disk-headroom`: a share of the disk, 0 to 1.
+fn parse_disk_headroom(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}' must be a number between 0.0 and 1.0")),
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct MasterFlags {
     /// IP address to listen on.
@@ -202,6 +218,16 @@ pub struct AgentCommonFlags {
         env = "MESETA_FRAMEWORKS_HOME"
     )]
     pub frameworks_home: Option<PathBuf>,
+    /// How long a finished executor run's sandbox is kept (less as the disk fills up).
+    #[arg(long = "gc-delay", alias = "gc_delay", env = "MESETA_GC_DELAY", default_value = "1weeks", value_parser = parse_duration)]
+    pub gc_delay: Duration,
+    /// The share of the disk (0 to 1) to keep free: sandboxes older than
+    /// `gc-delay * (1 - headroom - usage)` are removed at each disk check.
+    #[arg(long = "gc-disk-headroom", alias = "gc_disk_headroom", env = "MESETA_GC_DISK_HEADROOM", default_value = "0.1", value_parser = parse_disk_headroom)]
+    pub gc_disk_headroom: f64,
+    /// How often the disk's usage is checked for sandbox GC.
+    #[arg(long = "disk-watch-interval", alias = "disk_watch_interval", env = "MESETA_DISK_WATCH_INTERVAL", default_value = "1mins", value_parser = parse_interval)]
+    pub disk_watch_interval: Duration,
     /// Require executors to authenticate their calls with the token the agent gives
     /// them (needs `--executor-secret-key`).
     #[arg(
@@ -279,6 +305,13 @@ fn agent_config(
             stall_timeout: common.fetcher_stall_timeout,
         },
         executor_auth,
+        gc: meseta_agent::GcOptions {
+            policy: meseta_agent::GcPolicy {
+                delay: common.gc_delay,
+                disk_headroom: common.gc_disk_headroom,
+            },
+            disk_watch_interval: common.disk_watch_interval,
+        },
     })
 }
 
