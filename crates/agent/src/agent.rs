@@ -10,6 +10,7 @@ use crate::book::{
 use crate::command::{Command, ContainerEntry, ExecutorReply};
 use crate::executor_auth::{verify_claims, Claims};
 use crate::fetcher::Fetcher;
+use crate::gc::Gc;
 use crate::launch::{self, RunContext};
 use crate::outbox::{Batch, Outbox};
 use crate::store::{ExecutorRecord, Recovered, StoreOp, TaskRecord};
@@ -24,7 +25,7 @@ use meseta_api::{
 };
 use meseta_containerizer::image::{ImageService, Provisioned};
 use meseta_containerizer::{ExitFuture, Launcher, Signal};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,6 +99,8 @@ pub struct Agent {
     batch: Batch,
     outbox: Outbox,
     commands: mpsc::Sender<Command>,
+    /// Removes finished runs' sandboxes.
+    pub(crate) gc: Gc,
     switch_user: bool,
     /// Set when the master shut this agent down.
     stopped: bool,
@@ -129,6 +132,7 @@ pub struct Parts {
     pub images: Arc<ImageService>,
     pub outbox: Outbox,
     pub commands: mpsc::Sender<Command>,
+    pub gc: Gc,
 }
 
 impl Agent {
@@ -166,6 +170,7 @@ impl Agent {
             batch: Batch::default(),
             outbox: parts.outbox,
             commands: parts.commands,
+            gc: parts.gc,
             switch_user: nix::unistd::geteuid().is_root(),
             stopped: false,
         }
@@ -421,6 +426,8 @@ impl Agent {
             .map(|e| e.container_id.value.clone())
             .collect();
         crate::images::release_orphans(&self.images, containers);
+        let known: HashSet<PathBuf> = self.sandbox_roots().into_iter().collect();
+        self.gc.recover(&self.config.work_dir, &known);
         self.flush();
     }
 
@@ -1456,6 +1463,9 @@ impl Agent {
             self.batch
                 .ops
                 .push(StoreOp::DeleteExecutor(fid.clone(), eid.clone()));
+            if let Some(run) = self.book.completed_run(fid, eid) {
+                self.gc.finished(run.to_path_buf());
+            }
         }
         if cleanup.framework_completed {
             self.batch.ops.push(StoreOp::DeleteFramework(fid.clone()));

@@ -9,7 +9,7 @@ use meseta_api::{
 };
 use meseta_containerizer::ProcessRef;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How many completed executors (per framework), tasks (per executor) and frameworks are kept.
 const MAX_COMPLETED: usize = 50;
@@ -769,6 +769,19 @@ impl Book {
                     })
             })
             .collect()
+    }
+
+    /// The sandbox of the executor's last completed run.
+    pub fn completed_run(&self, framework: &FrameworkId, executor: &ExecutorId) -> Option<&Path> {
+        let live = self.frameworks.get(framework);
+        let done = || {
+            let mut done = self.completed_frameworks.iter().rev();
+            done.find(|f| f.info.id.as_ref() == Some(framework))
+        };
+        let f = live.or_else(done)?;
+        let mut runs = f.completed_executors.iter().rev();
+        let run = runs.find(|e| &e.info.executor_id == executor)?;
+        Some(&run.directory)
     }
 
     /// Resources held by every executor and its tasks.

@@ -7,6 +7,7 @@ use crate::command::View;
 use meseta_api::v0;
 use meseta_api::{TaskState, MESETA_VERSION, MESOS_VERSION};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
 
 /// Renders a view.
 pub fn render(agent: &Agent, view: View) -> Value {
@@ -216,6 +217,14 @@ fn metrics(agent: &Agent) -> Value {
         "slave/invalid_framework_messages": c.invalid_framework_messages,
         "slave/status_updates_pending": agent.updates.pending_count(),
     });
+    let gc = agent.gc.metrics();
+    for (name, counter) in [
+        ("succeeded", &gc.succeeded),
+        ("failed", &gc.failed),
+        ("pending", &gc.pending),
+    ] {
+        m[format!("gc/path_removals_{name}")] = json!(counter.load(Ordering::Relaxed));
+    }
     for name in ["cpus", "mem", "disk", "gpus"] {
         let total = agent.total.scalar(name);
         let in_use = used.scalar(name);
