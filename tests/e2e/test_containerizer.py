@@ -482,8 +482,9 @@ def test_command_task_runs_in_an_imported_image(meseta, meseta_bin, tmp_path):
         task = linux.run(command, container=container)
         linux.framework.wait_state(task, "TASK_FINISHED")
         out = linux.output(task).splitlines()
+        # docker/runtime: the task starts in the image's WorkingDir.
         assert out == [
-            "sandbox=/mnt/mesos/sandbox pwd=/mnt/mesos/sandbox",
+            "sandbox=/mnt/mesos/sandbox pwd=/data",
             "/bin/busybox",
             "no-os-release",
             "kept",

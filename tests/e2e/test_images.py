@@ -147,6 +147,29 @@ def add_platform_index(root):
     return amd64["digest"], arm64["digest"]
 
 
+def with_runtime_config(layout, dest, runtime):
+    """A copy of the busybox layout at ``dest`` whose image config's ``config`` (Entrypoint,
+    Cmd, Env, WorkingDir) is ``runtime``: a new config blob and manifest, as a builder
+    would write them."""
+    shutil.copytree(layout, dest)
+    blobs = dest / "blobs" / "sha256"
+    index = json.loads((dest / "index.json").read_text())
+    top = index["manifests"][0]
+    manifest = json.loads((blobs / top["digest"].split(":")[1]).read_bytes())
+    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_bytes())
+    config["config"] = runtime
+
+    def put(data, media_type):
+        (blobs / sha256(data).split(":")[1]).write_bytes(data)
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
+
+    manifest["config"] = put(json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
+    entry = put(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json")
+    entry["annotations"] = top["annotations"]
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return dest
+
+
 def bcrypt_hash(password):
     try:
         with warnings.catch_warnings():
@@ -662,6 +685,72 @@ def test_command_task_runs_in_the_image(image_agent):
         assert line in out.splitlines(), out
     assert "old" not in out.splitlines()
     assert_released(agent)
+
+
+RUNTIME_CONFIG = {
+    "Entrypoint": ["/bin/echo", "entry"],
+    "Cmd": ["cmd"],
+    "Env": ["PATH=/bin", "FROM_IMAGE=image", "OVERRIDDEN=image"],
+    "WorkingDir": "/work/dir",
+}
+
+
+@pytest.fixture(scope="module")
+def runtime_image(tmp_path_factory, layout, registry):
+    """``runtime:latest`` in the test registry: busybox with RUNTIME_CONFIG."""
+    dest = with_runtime_config(layout[0], tmp_path_factory.mktemp("runtime") / "layout", RUNTIME_CONFIG)
+    registry.push(dest, "runtime:latest")
+    return "runtime"
+
+
+def run_in_image(framework, agent, agent_id, image, command):
+    """Runs a command task with ``command`` (a CommandInfo) in ``image`` to TASK_FINISHED;
+    returns its final status and stdout."""
+    task = image_task(agent_id, "unused", image)
+    task["command"] = command
+    framework.launch_task(agent_id, task)
+    status = framework.wait_state(task["task_id"]["value"], "TASK_FINISHED")
+    stdout = Path(wait_sandbox(agent.api, framework.id, task["task_id"]["value"])) / "stdout"
+    return status, stdout.read_text()
+
+
+def test_docker_runtime_for_command_tasks(image_agent, runtime_image):
+    """docker/runtime for command tasks: without a value the image's Entrypoint runs with
+    Cmd, or with the task's arguments instead; a value or a shell command replaces both;
+    the image's Env is under the task's and its WorkingDir (made when the image lacks it)
+    is the task's working directory, with the sandbox still at MESOS_SANDBOX."""
+    agent, agent_id, framework = image_agent
+    _, out = run_in_image(framework, agent, agent_id, runtime_image, {"shell": False})
+    assert out.splitlines() == ["entry cmd"], out
+    _, out = run_in_image(framework, agent, agent_id, runtime_image, {"shell": False, "arguments": ["x"]})
+    assert out.splitlines() == ["entry x"], out
+    _, out = run_in_image(
+        framework, agent, agent_id, runtime_image,
+        {"shell": False, "value": "/bin/echo", "arguments": ["echo", "own", "value"]},
+    )
+    assert out.splitlines() == ["own value"], out
+    script = 'echo "$FROM_IMAGE $OVERRIDDEN"; pwd; echo "$MESOS_SANDBOX"; test -f "$MESOS_SANDBOX/stdout" && echo sandbox'
+    command = {
+        "shell": True,
+        "value": script,
+        "environment": {"variables": [{"name": "OVERRIDDEN", "value": "task"}]},
+    }
+    _, out = run_in_image(framework, agent, agent_id, runtime_image, command)
+    assert out.splitlines() == ["image task", "/work/dir", "/mnt/mesos/sandbox", "sandbox"], out
+    assert_released(agent)
+
+
+def test_docker_runtime_without_an_executable_fails_the_task(image_agent, tmp_path, layout, registry):
+    """An image with neither Entrypoint nor Cmd and a command without a value: TASK_FAILED
+    that says so."""
+    _, agent_id, framework = image_agent
+    bare = with_runtime_config(layout[0], tmp_path / "bare", {"Env": ["PATH=/bin"]})
+    registry.push(bare, "bare:latest")
+    task = image_task(agent_id, "unused", "bare")
+    task["command"] = {"shell": False, "arguments": ["x"]}
+    framework.launch_task(agent_id, task)
+    status = framework.wait_state(task["task_id"]["value"], "TASK_FAILED")
+    assert "neither Entrypoint nor Cmd" in status["message"], status
 
 
 def test_execute_with_image(image_agent, meseta_bin):

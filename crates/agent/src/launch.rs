@@ -11,6 +11,7 @@ use meseta_api::{
     Resources, TaskInfo, TaskState,
 };
 use meseta_containerizer::image::Provisioned;
+use meseta_containerizer::runtime;
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
 };
@@ -133,13 +134,18 @@ impl RunContext<'_> {
             .unwrap_or_else(|| self.framework.user.clone())
     }
 
-    /// The environment: the agent's own (less stale `MESOS_`/`LIBPROCESS_` variables),
+    /// The environment: the agent's own (less stale `MESOS_`/`LIBPROCESS_` variables and
+    /// the image config meant for a command executor in an image),
     /// then Mesos's executor variables, then the executor command's variables.
     pub fn environment(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .inherited
             .iter()
-            .filter(|(k, _)| !k.starts_with("MESOS_") && !k.starts_with("LIBPROCESS_"))
+            .filter(|(k, _)| {
+                !k.starts_with("MESOS_")
+                    && !k.starts_with("LIBPROCESS_")
+                    && k != runtime::IMAGE_RUNTIME_VAR
+            })
             .cloned()
             .collect();
         let mut set = |k: &str, v: String| {
@@ -210,17 +216,7 @@ impl RunContext<'_> {
             .command
             .clone()
             .unwrap_or_else(|| CommandInfo::shell(""));
-        let program = if command.shell {
-            Program::Shell(command.value.clone().unwrap_or_default())
-        } else {
-            let path = command.value.clone().unwrap_or_default();
-            let args = if command.arguments.is_empty() {
-                vec![path.clone()]
-            } else {
-                command.arguments.clone()
-            };
-            Program::Argv { path, args }
-        };
+        let program = Program::from(&command);
         let container = match &self.executor.container {
             Some(raw) => Some(ContainerInfo::parse(raw)?),
             None => None,
@@ -472,6 +468,7 @@ mod tests {
             inherited: vec![
                 ("PATH".into(), "/bin".into()),
                 ("MESOS_STALE".into(), "x".into()),
+                (runtime::IMAGE_RUNTIME_VAR.into(), "{}".into()),
                 ("TERM".into(), "xterm".into()),
             ],
             image: None,
@@ -497,6 +494,7 @@ mod tests {
         assert!(
             !env.contains_key("MESOS_STALE") && !env.contains_key("S") && !env.contains_key("USER")
         );
+        assert!(!env.contains_key(runtime::IMAGE_RUNTIME_VAR));
         let spec = ctx.launch_spec().unwrap();
         assert_eq!(spec.program, Program::Shell("./run".into()));
         assert_eq!(spec.stdout, Path::new("/w/sb/stdout"));
@@ -517,6 +515,21 @@ mod tests {
         assert!(!env.contains_key("MESOS_RECOVERY_TIMEOUT"));
         assert_eq!(env["USER"], "nobody");
         assert_eq!(ctx.launch_spec().unwrap().user.as_deref(), Some("nobody"));
+
+        // An executor without a value runs its image's entrypoint with its arguments.
+        let mut image_default = executor.clone();
+        image_default.command =
+            Some(serde_json::from_value(json!({"shell": false, "arguments": ["-v"]})).unwrap());
+        let ctx = RunContext {
+            executor: &image_default,
+            ..ctx
+        };
+        assert_eq!(
+            ctx.launch_spec().unwrap().program,
+            Program::Image {
+                arguments: vec!["-v".into()]
+            }
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum Program {
     /// `path` executed directly with `args` as its whole argv (`args[0]` included), as
     /// Mesos runs a `CommandInfo` with `shell: false`.
     Argv { path: String, args: Vec<String> },
+    /// No executable of its own (`shell: false` without a `value`): the image's
+    /// Entrypoint or Cmd, with these arguments (`docker/runtime`, see [`crate::runtime`]).
+    Image { arguments: Vec<String> },
 }
 
 /// The resource limits of a container (from its executor's and tasks' resources).

@@ -13,6 +13,7 @@ mod launcher;
 pub mod linux;
 mod posix;
 mod procfs;
+pub mod runtime;
 pub mod zygote;
 
 pub use launcher::{

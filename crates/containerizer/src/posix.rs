@@ -6,6 +6,7 @@ use crate::launcher::{
     LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage,
 };
 use crate::procfs;
+use crate::runtime;
 use crate::zygote::Zygote;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -116,6 +117,7 @@ fn describe(program: &Program) -> String {
     match program {
         Program::Shell(command) => format!("sh -c '{command}'"),
         Program::Argv { path, .. } => path.clone(),
+        Program::Image { .. } => "the image's entrypoint".to_string(),
     }
 }
 
@@ -148,20 +150,12 @@ impl Launcher for PosixLauncher {
                 chown(path, creds)?;
             }
         }
-        let mut command = match &spec.program {
-            Program::Shell(text) => {
-                let mut c = std::process::Command::new("/bin/sh");
-                c.arg("-c").arg(text);
-                c
-            }
-            Program::Argv { path, args } => {
-                let mut c = std::process::Command::new(path);
-                if let Some((first, rest)) = args.split_first() {
-                    c.arg0(first).args(rest);
-                }
-                c
-            }
-        };
+        let exec = runtime::exec(&spec.program, None)
+            .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        let mut command = std::process::Command::new(&exec.path);
+        if let Some((first, rest)) = exec.argv.split_first() {
+            command.arg0(first).args(rest);
+        }
         command
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -363,6 +357,10 @@ mod tests {
         spec.hostname = Some("box".into());
         let err = PosixLauncher::new().launch(&spec).unwrap_err();
         assert!(err.to_string().contains("a hostname"), "{err}");
+        // No value and no image to take an entrypoint from: nothing to run.
+        let spec = self::spec(dir.path(), Program::Image { arguments: vec![] });
+        let err = PosixLauncher::new().launch(&spec).unwrap_err();
+        assert!(err.to_string().contains("no 'value'"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, …).
 
 use meseta_api::{duration, ExecutorId, FrameworkId};
+use meseta_containerizer::{runtime::IMAGE_RUNTIME_VAR, ImageConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
@@ -51,8 +52,11 @@ pub struct Config {
     /// The token the executor's calls carry (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), when
     /// the agent gave one.
     pub authentication_token: Option<String>,
+    /// The config of the image the executor runs its command task in, when the Linux
+    /// launcher applies it (`docker/runtime`; from `MESETA_IMAGE_RUNTIME`).
+    pub image: Option<ImageConfig>,
     /// The executor's environment, inherited by the task: all of it but the token,
-    /// which (as in Mesos) tasks do not see.
+    /// which (as in Mesos) tasks do not see, and the image's config.
     pub environment: Vec<(String, String)>,
 }
 
@@ -111,9 +115,21 @@ impl Config {
                 DEFAULT_SHUTDOWN_GRACE_PERIOD,
             )?,
             authentication_token: get(TOKEN_VARIABLE),
+            image: match get(IMAGE_RUNTIME_VAR) {
+                None => None,
+                Some(value) => {
+                    Some(
+                        serde_json::from_str(&value).map_err(|e| ConfigError::Invalid {
+                            name: IMAGE_RUNTIME_VAR,
+                            value,
+                            why: e.to_string(),
+                        })?,
+                    )
+                }
+            },
             environment: vars
                 .into_iter()
-                .filter(|(k, _)| k != TOKEN_VARIABLE)
+                .filter(|(k, _)| k != TOKEN_VARIABLE && k != IMAGE_RUNTIME_VAR)
                 .collect(),
         })
     }
@@ -167,6 +183,35 @@ mod tests {
             "{:?}",
             c.environment
         );
+    }
+
+    #[test]
+    fn the_image_config_is_for_the_task_launch_only() {
+        let image =
+            r#"{"entrypoint":["/bin/echo"],"cmd":[],"env":["A=1"],"working_dir":"/w","user":null}"#;
+        let base = [
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+        ];
+        let c = Config::from_vars(vars(&[
+            base[0],
+            base[1],
+            base[2],
+            (IMAGE_RUNTIME_VAR, image),
+        ]))
+        .unwrap();
+        let got = c.image.unwrap();
+        assert_eq!(got.entrypoint, ["/bin/echo"]);
+        assert_eq!(got.working_dir.as_deref(), Some("/w"));
+        assert_eq!(c.environment.len(), 3, "{:?}", c.environment);
+        let bad = Config::from_vars(vars(&[base[0], base[1], base[2], (IMAGE_RUNTIME_VAR, "[")]));
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { name, .. }) if name == IMAGE_RUNTIME_VAR),
+            "{bad:?}"
+        );
+        let none = Config::from_vars(vars(&base)).unwrap();
+        assert_eq!(none.image, None);
     }
 
     #[test]

@@ -109,7 +109,13 @@ impl<S: Sources> Core<S> {
         }
         tracing::info!("starting task {}", task.task_id);
         let config = &self.session.config;
-        let (run, steps) = TaskRun::launch(task, &config.environment, config.sandbox.clone(), None);
+        let (run, steps) = TaskRun::launch(
+            task,
+            &config.environment,
+            config.sandbox.clone(),
+            None,
+            config.image.as_ref(),
+        );
         self.task = Some(CommandTask {
             run,
             acknowledged: false,

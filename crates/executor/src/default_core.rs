@@ -121,7 +121,7 @@ impl<S: Sources> DefaultCore<S> {
             let config = &self.session.config;
             let sandbox = task_sandbox(&config.sandbox, &id);
             let base = with_sandbox(&config.environment, &sandbox);
-            let (run, steps) = TaskRun::launch(info, &base, sandbox.clone(), Some(sandbox));
+            let (run, steps) = TaskRun::launch(info, &base, sandbox.clone(), Some(sandbox), None);
             let task = GroupTask {
                 run,
                 acknowledged: false,

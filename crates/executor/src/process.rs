@@ -59,11 +59,18 @@ pub struct TaskProcess {
 impl TaskProcess {
     /// Starts the task; the returned child is to be awaited for its exit.
     pub fn spawn(spec: &LaunchSpec) -> std::io::Result<(TaskProcess, Child)> {
+        let context = |path: &Path, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+        };
+        // An image's WorkingDir that the image lacks is made, as Mesos does. (A switched
+        // user may be unable to look at the sandbox's path: that is not "missing".)
+        let missing =
+            std::fs::metadata(&spec.cwd).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing {
+            std::fs::create_dir_all(&spec.cwd).map_err(|e| context(&spec.cwd, e))?;
+        }
         let mut command = command_for(&spec.command, &spec.environment, &spec.cwd);
         if let Some(dir) = &spec.output_dir {
-            let context = |path: &Path, e: std::io::Error| {
-                std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
-            };
             std::fs::create_dir_all(dir).map_err(|e| context(dir, e))?;
             let output = |name: &str| {
                 let path = dir.join(name);

@@ -15,6 +15,7 @@ use meseta_api::{
     CommandInfo, HealthCheck, HealthCheckType, KillPolicy, Reason, TaskId, TaskInfo, TaskState,
     TaskStatus,
 };
+use meseta_containerizer::{runtime, ImageConfig};
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -107,51 +108,66 @@ impl TaskRun {
     /// LAUNCH of `info` in `cwd`, on top of the executor's environment `base`: sends
     /// TASK_STARTING, then starts the process, or fails the task when it has no usable
     /// command. With `output_dir`, the task writes its own `stdout` and `stderr` there.
+    /// With `image` (a command task in an image with `docker/runtime`), the image's
+    /// Entrypoint/Cmd, Env and WorkingDir apply ([`runtime::command_task`]).
     pub fn launch(
         info: TaskInfo,
         base: &[(String, String)],
         cwd: PathBuf,
         output_dir: Option<PathBuf>,
+        image: Option<&ImageConfig>,
     ) -> (TaskRun, Vec<Step>) {
         let task_id = info.task_id.clone();
-        let invalid = match &info.command {
-            None => Some(format!("Expecting task '{task_id}' to have a command")),
-            Some(c) if c.value.is_none() && c.shell => Some(format!(
+        let prepared = match (&info.command, image) {
+            (None, _) => Err(format!("Expecting task '{task_id}' to have a command")),
+            (Some(c), _) if c.value.is_none() && c.shell => Err(format!(
                 "Shell command of task '{task_id}' is not specified"
             )),
-            Some(c) if c.value.is_none() => {
-                Some(format!("Executable of task '{task_id}' is not specified"))
+            (Some(c), Some(image)) => {
+                if let Some(user) = runtime::ignored_user(image) {
+                    tracing::warn!(
+                        "the image's user '{user}' is not supported (as in Mesos); task {task_id} runs as the executor's user"
+                    );
+                }
+                runtime::command_task(c, base, &cwd, image)
+                    .map(|l| (l.command, l.environment, l.working_dir))
+                    .map_err(|e| {
+                        format!("Failed to determine the launch command of task '{task_id}': {e}")
+                    })
             }
-            Some(_) => None,
+            (Some(c), None) if c.value.is_none() => {
+                Err(format!("Executable of task '{task_id}' is not specified"))
+            }
+            (Some(c), None) => Ok((c.clone(), base.to_vec(), cwd.clone())),
         };
         let role = info
             .resources
             .first()
             .and_then(|r| r.allocation_info.as_ref())
             .and_then(|a| a.role.clone());
-        let environment = match &info.command {
-            Some(command) => task_environment(base, command, role),
-            None => base.to_vec(),
-        };
         let mut steps = vec![Step::Report(Report::state(TaskState::TaskStarting))];
-        let phase = match (invalid, info.command.clone()) {
-            (None, Some(command)) => {
+        let (phase, environment, cwd) = match prepared {
+            Ok((command, base, workdir)) => {
+                let environment = task_environment(&base, &command, role);
                 steps.push(Step::Act(Action::Launch(LaunchSpec {
                     task_id,
                     command,
                     environment: environment.clone(),
-                    cwd: cwd.clone(),
+                    cwd: workdir.clone(),
                     output_dir,
                 })));
-                Phase::Launching { pending_kill: None }
+                (
+                    Phase::Launching { pending_kill: None },
+                    environment,
+                    workdir,
+                )
             }
-            (why, _) => {
-                let why = why.unwrap_or_default();
+            Err(why) => {
                 steps.push(Step::Report(Report::with_message(
                     TaskState::TaskFailed,
                     why,
                 )));
-                Phase::Terminated
+                (Phase::Terminated, base.to_vec(), cwd)
             }
         };
         let run = TaskRun {
@@ -494,6 +510,7 @@ mod tests {
             &[("A".into(), "1".into())],
             PathBuf::from("/s/tasks/t1"),
             Some(PathBuf::from("/s/tasks/t1")),
+            None,
         );
         assert_eq!(states(&steps), [TaskState::TaskStarting]);
         let Some(Step::Act(Action::Launch(spec))) = steps.last() else {
@@ -506,9 +523,69 @@ mod tests {
     }
 
     #[test]
+    fn a_command_task_in_an_image_runs_its_entrypoint_env_and_working_dir() {
+        let image = ImageConfig {
+            entrypoint: vec!["/bin/echo".into(), "entry".into()],
+            cmd: vec!["cmd".into()],
+            env: vec!["FROM=image".into(), "B=image".into()],
+            working_dir: Some("/work".into()),
+            user: Some("nobody".into()),
+        };
+        let task = info(json!({"command": {"shell": false, "arguments": ["x"],
+            "environment": {"variables": [{"name": "B", "value": "task"}]}}}));
+        let base = [("PATH".to_string(), "/bin".to_string())];
+        let sandbox = PathBuf::from("/mnt/mesos/sandbox");
+        let (run, steps) = TaskRun::launch(task, &base, sandbox, None, Some(&image));
+        let Some(Step::Act(Action::Launch(spec))) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(spec.command.value.as_deref(), Some("/bin/echo"));
+        assert_eq!(spec.command.arguments, ["/bin/echo", "entry", "x"]);
+        assert_eq!(spec.cwd, PathBuf::from("/work"));
+        let env: std::collections::HashMap<_, _> = spec.environment.iter().cloned().collect();
+        assert_eq!(env["FROM"], "image");
+        assert_eq!(
+            env["B"], "task",
+            "the task's variables win over the image's"
+        );
+        assert_eq!(env["PATH"], "/bin");
+        assert_eq!(
+            run.info().command.as_ref().unwrap().value,
+            None,
+            "the task is kept"
+        );
+
+        // Neither a value nor an Entrypoint or Cmd: the task fails and says why.
+        let empty = ImageConfig::default();
+        let task = info(json!({"command": {"shell": false}}));
+        let (run, steps) = TaskRun::launch(task, &base, PathBuf::from("/s"), None, Some(&empty));
+        assert_eq!(
+            states(&steps),
+            [TaskState::TaskStarting, TaskState::TaskFailed]
+        );
+        let Some(Step::Report(failed)) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        let message = failed.message.as_deref().unwrap();
+        assert!(message.contains("launch command of task 't1'"), "{message}");
+        assert!(message.contains("neither Entrypoint nor Cmd"), "{message}");
+        assert!(run.is_terminated());
+        // Without an image such a command has no executable.
+        let task = info(json!({"command": {"shell": false}}));
+        let (_, steps) = TaskRun::launch(task, &base, PathBuf::from("/s"), None, None);
+        let Some(Step::Report(failed)) = steps.last() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(
+            failed.message.as_deref(),
+            Some("Executable of task 't1' is not specified")
+        );
+    }
+
+    #[test]
     fn a_kill_while_starting_is_carried_out_once_started() {
         let now = Instant::now();
-        let (mut run, _) = TaskRun::launch(info(json!({})), &[], PathBuf::from("/s"), None);
+        let (mut run, _) = TaskRun::launch(info(json!({})), &[], PathBuf::from("/s"), None, None);
         assert!(run
             .kill(Duration::from_secs(1), KillCause::Request, now, true)
             .is_empty());
@@ -532,6 +609,7 @@ mod tests {
             &[],
             PathBuf::from("/s"),
             None,
+            None,
         );
         assert_eq!(run.grace(None), Duration::from_secs(7));
         let policy = KillPolicy {
@@ -540,7 +618,7 @@ mod tests {
             }),
         };
         assert_eq!(run.grace(Some(&policy)), Duration::from_secs(1));
-        let (plain, _) = TaskRun::launch(info(json!({})), &[], PathBuf::from("/s"), None);
+        let (plain, _) = TaskRun::launch(info(json!({})), &[], PathBuf::from("/s"), None, None);
         assert_eq!(plain.grace(None), Duration::from_secs(3));
     }
 }

@@ -43,6 +43,7 @@ pub fn config(executor_id: &str, checkpoint: bool) -> Config {
         subscription_backoff_max: Duration::from_secs(2),
         shutdown_grace_period: Duration::from_secs(5),
         authentication_token: None,
+        image: None,
         environment: vec![("PATH".into(), "/bin".into()), ("A".into(), "1".into())],
     }
 }

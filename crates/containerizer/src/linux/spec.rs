@@ -4,7 +4,8 @@
 //! Pure: the caller resolves users and detects the cgroup version.
 
 use super::isolation::{Isolation, Isolator};
-use crate::launcher::{LaunchSpec, Program};
+use crate::launcher::LaunchSpec;
+use crate::runtime::{self, RuntimeError};
 use serde_json::{json, Value};
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
@@ -117,6 +118,8 @@ pub enum SpecError {
     UnknownRlimit(String),
     #[error("invalid container spec: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
 }
 
 /// The container's OCI spec, checked against the OCI schema.
@@ -176,25 +179,17 @@ pub fn sandbox_in_container(launch: &LaunchSpec) -> PathBuf {
 
 fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
     let launch = input.launch;
-    let runtime = input.isolation.has(Isolator::DockerRuntime);
-    let image = launch.image.as_ref().filter(|_| runtime);
-    let args = match &launch.program {
-        Program::Shell(command) => vec!["/bin/sh".into(), "-c".into(), command.clone()],
-        // An executor without a command of its own runs the image's entrypoint and cmd.
-        Program::Argv { path, args } if path.is_empty() && image.is_some() => {
-            let image = image.expect("checked");
-            let mut argv = image.entrypoint.clone();
-            match args.get(1..) {
-                Some(rest) if !rest.is_empty() => argv.extend(rest.iter().cloned()),
-                _ => argv.extend(image.cmd.iter().cloned()),
-            }
-            argv
-        }
-        // The host's `meseta` (the command executor) in an image: through the host's
-        // loader, so that it needs nothing of the image.
-        Program::Argv { path, args }
-            if launch.rootfs.is_some() && Path::new(path) == input.meseta_binary =>
-        {
+    let image = launch
+        .image
+        .as_ref()
+        .filter(|_| input.isolation.has(Isolator::DockerRuntime));
+    let exec = runtime::exec(&launch.program, image)?;
+    // The host's `meseta` (the command executor) in an image: through the host's loader,
+    // so that it needs nothing of the image. The image's config is for its task.
+    let command_executor = launch.rootfs.is_some() && Path::new(&exec.path) == input.meseta_binary;
+    let rest = exec.argv.iter().skip(1).cloned();
+    let args: Vec<String> = match command_executor {
+        true => {
             let binary = IMAGE_MESETA.to_string();
             let mut argv = match loader_in_image(input.host_runtime) {
                 Some(loader) => vec![
@@ -205,26 +200,24 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
                 ],
                 None => vec![binary],
             };
-            argv.extend(args.iter().skip(1).cloned());
+            argv.extend(rest);
             argv
         }
         // libcontainer executes `args[0]`, so the path takes its place.
-        Program::Argv { path, args } => std::iter::once(path.clone())
-            .chain(args.iter().skip(1).cloned())
-            .collect(),
+        false => std::iter::once(exec.path.clone()).chain(rest).collect(),
     };
-    let mut env: Vec<(String, String)> = image
-        .map(|i| {
-            i.env
-                .iter()
-                .filter_map(|e| e.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut env: Vec<(String, String)> = match (image, command_executor) {
+        (Some(image), false) => runtime::image_env(image),
+        _ => Vec::new(),
+    };
     for (k, v) in &launch.env {
         env.retain(|(name, _)| name != k);
         env.push((k.clone(), v.clone()));
+    }
+    env.retain(|(k, _)| k != runtime::IMAGE_RUNTIME_VAR);
+    if let (Some(image), true) = (image, command_executor) {
+        let config = serde_json::to_string(image).expect("an image config serializes");
+        env.push((runtime::IMAGE_RUNTIME_VAR.into(), config));
     }
     for (k, v) in env.iter_mut() {
         if k == "MESOS_SANDBOX" {
@@ -417,7 +410,7 @@ fn resources(input: &SpecInput) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launcher::{ImageConfig, Limits, Volume};
+    use crate::launcher::{ImageConfig, Limits, Program, Volume};
 
     fn launch() -> LaunchSpec {
         LaunchSpec {
@@ -597,10 +590,7 @@ mod tests {
     fn image_containers_see_the_sandbox_at_the_mesos_path() {
         let mut l = launch();
         l.rootfs = Some("/images/busybox".into());
-        l.program = Program::Argv {
-            path: String::new(),
-            args: vec!["x".into()],
-        };
+        l.program = Program::Image { arguments: vec![] };
         l.image = Some(ImageConfig {
             entrypoint: vec!["/bin/echo".into()],
             cmd: vec!["hello".into()],
@@ -626,6 +616,60 @@ mod tests {
             .unwrap();
         assert_eq!(sandbox["source"], "/w/sb");
         assert!(destinations(&spec).contains(&"/.meseta/bin/meseta".to_string()));
+        // The executor's arguments replace Cmd; without docker/runtime nothing says what
+        // to run.
+        l.program = Program::Image {
+            arguments: vec!["x".into()],
+        };
+        let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
+        assert_eq!(spec["process"]["args"], json!(["/bin/echo", "x"]));
+        let err = build_with(&l, "filesystem/linux", 0).unwrap_err();
+        assert_eq!(err, SpecError::Runtime(RuntimeError::NoImage));
+        l.image = Some(ImageConfig::default());
+        let err = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap_err();
+        assert_eq!(err, SpecError::Runtime(RuntimeError::NoExecutable));
+    }
+
+    #[test]
+    fn the_command_executor_gets_the_image_config_for_its_task() {
+        let mut l = launch();
+        l.rootfs = Some("/images/busybox".into());
+        l.program = Program::Argv {
+            path: "/usr/bin/meseta".into(),
+            args: vec!["/usr/bin/meseta".into(), "executor".into()],
+        };
+        l.env
+            .push((runtime::IMAGE_RUNTIME_VAR.into(), "stale".into()));
+        let image = ImageConfig {
+            entrypoint: vec!["/bin/echo".into()],
+            env: vec!["B=2".into()],
+            working_dir: Some("/work".into()),
+            ..Default::default()
+        };
+        l.image = Some(image.clone());
+        let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
+        assert_eq!(spec["process"]["args"][3], "/.meseta/bin/meseta");
+        assert_eq!(
+            spec["process"]["cwd"], IMAGE_SANDBOX,
+            "the executor's is the sandbox"
+        );
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert!(
+            !env.contains(&json!("B=2")),
+            "the image's Env is for the task"
+        );
+        let var = format!("{}=", runtime::IMAGE_RUNTIME_VAR);
+        let carried: Vec<&str> = env
+            .iter()
+            .filter_map(|e| e.as_str()?.strip_prefix(var.as_str()))
+            .collect();
+        assert_eq!(carried.len(), 1, "{env:?}");
+        let sent: ImageConfig = serde_json::from_str(carried[0]).unwrap();
+        assert_eq!(sent, image);
+        // Without docker/runtime the executor hears nothing of the image.
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert!(!env.iter().any(|e| e.as_str().unwrap().starts_with(&var)));
     }
 
     #[test]
