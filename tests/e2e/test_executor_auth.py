@@ -22,7 +22,7 @@ import json
 import os
 
 from conftest import HTTP_TIMEOUT, free_port, wait_for
-from helpers import RawFramework, wait_sandbox
+from helpers import RawFramework, command_task, scalar_resource, wait_sandbox
 
 REALM = 'Bearer realm="mesos-agent-executor"'
 
@@ -64,13 +64,26 @@ def message(agent, framework_id, executor_id, token=None):
     return agent.post("/api/v1/executor", data=json.dumps(body), headers=headers)
 
 
-def test_executors_must_authenticate_with_their_own_token(meseta, tmp_path):
+def authenticating_cluster(meseta, tmp_path):
+    """A ``meseta local`` whose agent requires executor tokens signed with a random key
+    (and has disk, which a default executor needs); returns it, the key and its file."""
     key = os.urandom(32)
     key_file = tmp_path / "executor.key"
     key_file.write_bytes(key)
     cluster = meseta.local(
-        extra_args=["--authenticate-http-executors", "--executor-secret-key", str(key_file)]
+        extra_args=[
+            "--authenticate-http-executors",
+            "--executor-secret-key",
+            str(key_file),
+            "--resources",
+            "cpus:4;mem:4096;disk:4096;ports:[31000-32000]",
+        ]
     )
+    return cluster, key, key_file
+
+
+def test_executors_must_authenticate_with_their_own_token(meseta, tmp_path):
+    cluster, key, key_file = authenticating_cluster(meseta, tmp_path)
     flags = cluster.agent.get("/flags").json()["flags"]
     assert flags["authenticate_http_executors"] == "true", flags
     assert flags["executor_secret_key"] == str(key_file), flags
@@ -116,6 +129,31 @@ def test_executors_must_authenticate_with_their_own_token(meseta, tmp_path):
     # Its own token: accepted.
     response = message(agent, fid, "mine", jwt(key, {"fid": fid, "eid": "mine", "cid": mine}))
     assert response.status_code == 202, f"{response.status_code} {response.text}"
+
+
+def test_the_default_executor_authenticates(meseta, tmp_path):
+    cluster, _, _ = authenticating_cluster(meseta, tmp_path)
+    framework = RawFramework(cluster.master, {"user": getpass.getuser(), "name": "e2e-auth-group"})
+    offer = framework.wait(
+        lambda: next(iter(framework.offers.values()), None), what="an offer"
+    )
+    framework.take_offer(offer)
+    executor = {
+        "type": "DEFAULT",
+        "executor_id": {"value": "grouped"},
+        "resources": [scalar_resource("cpus", 0.1), scalar_resource("mem", 32.0)]
+        + [scalar_resource("disk", 16.0)],
+    }
+    tasks = [command_task("in-group", cluster.agent_id, "echo grouped")]
+    group = {"executor": executor, "task_group": {"tasks": tasks}}
+    framework.call(
+        "ACCEPT",
+        accept={
+            "offer_ids": [offer["id"]],
+            "operations": [{"type": "LAUNCH_GROUP", "launch_group": group}],
+        },
+    )
+    framework.wait_state("in-group", "TASK_FINISHED")
 
 
 def test_authentication_needs_a_secret_key(meseta, tmp_path):

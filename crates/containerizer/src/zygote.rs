@@ -212,6 +212,13 @@ fn become_child(
     stderr: &File,
 ) -> Result<(), std::io::Error> {
     blocked.thread_unblock()?;
+    // As root still: the user may not be able to traverse the directories above its
+    // sandbox (an exec'd program changes directory before it switches user, too).
+    std::env::set_current_dir(&request.cwd)?;
+    let null = File::open("/dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), 0)?;
+    nix::unistd::dup2(stdout.as_raw_fd(), 1)?;
+    nix::unistd::dup2(stderr.as_raw_fd(), 2)?;
     match &request.user {
         None => nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?,
         Some(user) => {
@@ -224,13 +231,14 @@ fn become_child(
             nix::unistd::setgroups(&groups)?;
             nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid))?;
             nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid))?;
+            // A set-id change without an exec leaves the process undumpable: its /proc
+            // entries would stay root's. An exec'd program is dumpable again; so is this.
+            // SAFETY: prctl with integer arguments only.
+            if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
     }
-    let null = File::open("/dev/null")?;
-    nix::unistd::dup2(null.as_raw_fd(), 0)?;
-    nix::unistd::dup2(stdout.as_raw_fd(), 1)?;
-    nix::unistd::dup2(stderr.as_raw_fd(), 2)?;
-    std::env::set_current_dir(&request.cwd)?;
     for (key, _) in std::env::vars_os() {
         std::env::remove_var(key);
     }
