@@ -24,6 +24,9 @@ fn main() {
         .or_else(|| output("id", &["-un"]));
     set("MESETA_BUILD_USER", user);
     let Some(sha) = output("git", &["rev-parse", "--verify", "HEAD"]) else {
+        // Run again once the workspace is a checkout (cargo may also have kept this
+        // output from a copy of the sources without git sharing the target directory).
+        println!("cargo:rerun-if-changed=../../.git");
         return;
     };
     set("MESETA_GIT_SHA", Some(sha));
