@@ -327,7 +327,7 @@ impl Resource {
             && self.reservation_role() == other.reservation_role()
             && self.reservations == other.reservations
             && self.allocation_info == other.allocation_info
-            && self.disk == other.disk
+            && same_disk(self.disk.as_ref(), other.disk.as_ref())
             && self.revocable == other.revocable
             && self.shared == other.shared
             && self.provider_id == other.provider_id
@@ -573,6 +573,20 @@ impl Resource {
             }
             ValueType::Text => false,
         }
+    }
+}
+
+/// Whether two disks are the same resource, as Mesos compares them: the same source and
+/// persistence id. Their `volume` (where and how a task mounts it, RW or RO) and the
+/// persistence's principal are not part of it, so a task may use a volume read-only.
+fn same_disk(a: Option<&DiskInfo>, b: Option<&DiskInfo>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let id = |d: &DiskInfo| d.persistence.as_ref().map(|p| p.id.clone());
+            a.source == b.source && id(a) == id(b)
+        }
+        _ => false,
     }
 }
 
@@ -1164,6 +1178,30 @@ mod tests {
         assert_eq!(have.iter().count(), 1);
         assert_eq!(have.iter().next().unwrap().persistence_id(), Some("v2"));
         assert_eq!(have.to_string(), "disk(r)[v2:data]:64");
+    }
+
+    #[test]
+    fn a_volume_is_the_same_whatever_mount_a_task_asks_for() {
+        let mut have = Resources::new();
+        have.add(&volume("v1", 64.0));
+        let mut read_only = volume("v1", 64.0);
+        let disk = read_only.disk.as_mut().unwrap();
+        disk.volume = Some(Volume {
+            container_path: "elsewhere".into(),
+            mode: Some(VolumeMode::Ro),
+            host_path: None,
+        });
+        disk.persistence.as_mut().unwrap().principal = None;
+        let wanted = Resources::from_list(vec![read_only.clone()]).unwrap();
+        assert!(
+            have.contains(&wanted),
+            "as Mesos: volume and principal are not compared"
+        );
+        have.subtract(&read_only);
+        assert!(have.is_empty());
+        let mut other_source = volume("v1", 64.0);
+        other_source.disk.as_mut().unwrap().source = Some(serde_json::json!({"type": "PATH"}));
+        assert!(!other_source.same_kind(&volume("v1", 64.0)));
     }
 
     #[test]
