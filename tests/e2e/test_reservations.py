@@ -15,14 +15,16 @@ with fixed resources so that its info is the same on every restart.
 """
 
 import getpass
+import os
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler
 
 from conftest import ApiError, Launcher, registered_agent, wait_for
-from helpers import UPDATE_TIMEOUT, RawFramework, scalar
+from helpers import UPDATE_TIMEOUT, RawFramework, scalar, wait_sandbox
 
 AGENT_ARGS = ("--resources", "cpus:2;mem:2048;disk:1024;ports:[31000-32000]")
 ROLE = "storage"
@@ -42,13 +44,14 @@ def reserved(name, value, role=ROLE, principal=PRINCIPAL):
     }
 
 
-def volume(persistence_id, size, container_path="data", role=ROLE, principal=PRINCIPAL):
-    """A persistent volume on reserved disk, in the old format."""
+def volume(persistence_id, size, container_path="data", role=ROLE, principal=PRINCIPAL, mode="RW"):
+    """A persistent volume on reserved disk, in the old format; ``mode`` is how a task
+    mounts it (as in Mesos, not part of the volume's identity)."""
     return dict(
         reserved("disk", size, role, principal),
         disk={
             "persistence": {"id": persistence_id, "principal": principal},
-            "volume": {"container_path": container_path, "mode": "RW"},
+            "volume": {"container_path": container_path, "mode": mode},
         },
     )
 
@@ -436,3 +439,44 @@ def test_reservations_and_volumes_survive_master_and_agent_restarts(meseta):
     reader = RoleFramework(master.api, "e2e-volume-reader")
     reader.run_on_volume(agent_id, "read", f'test "$(cat data/f)" = {token}', vol)
     reader.wait_state("read", "TASK_FINISHED")
+
+
+# ---------------------------------------------------------------------------
+# Bind-mounted under filesystem/linux
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the Linux launcher needs root")
+def test_filesystem_linux_mounts_volumes_read_write_or_read_only(meseta):
+    """With the Linux launcher and filesystem/linux the volume is bind-mounted at its
+    container path (a directory in the sandbox, not a symlink): a task that uses it RW
+    writes to it; one that uses the same volume RO reads that data, and its writes fail
+    with EROFS."""
+    from test_containerizer import remove_cgroups_of
+
+    master = meseta.master()
+    agent = meseta.agent(master, extra_args=(*AGENT_ARGS, "--isolation", "filesystem/linux"))
+    try:
+        agent_id = registered_agent(master.api, agent.port)["agent_info"]["id"]["value"]
+        reserve_and_create(master, agent_id)
+        framework = RoleFramework(master.api, "e2e-mounted-volume")
+        token = uuid.uuid4().hex
+        not_a_link = "test -d data && test ! -L data && grep -q \" $PWD/data \" /proc/self/mountinfo"
+        framework.run_on_volume(
+            agent_id, "rw", f"{not_a_link} && echo {token} > data/f", volume("v1", 128)
+        )
+        framework.wait_state("rw", "TASK_FINISHED")
+        assert (volume_dir(agent, "v1") / "f").read_text().strip() == token
+        reader = (
+            f'{not_a_link} && test "$(cat data/f)" = {token} && '
+            "! touch data/g 2> err && grep 'Read-only file system' err"
+        )
+        framework.run_on_volume(agent_id, "ro", reader, volume("v1", 128, mode="RO"))
+        framework.wait_state("ro", "TASK_FINISHED")
+        assert not (volume_dir(agent, "v1") / "g").exists()
+        for task_id in ("rw", "ro"):
+            placed = Path(wait_sandbox(agent.api, framework.id, task_id)) / "data"
+            assert placed.is_dir() and not placed.is_symlink(), placed
+            assert not any(placed.iterdir()), "the data is in the volume, not the mount point"
+    finally:
+        meseta.shutdown()
+        remove_cgroups_of(agent.work_dir / "containers")

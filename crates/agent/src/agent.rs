@@ -15,6 +15,7 @@ use crate::launch::{self, RunContext};
 use crate::outbox::{Batch, Outbox};
 use crate::store::{ExecutorRecord, Recovered, StoreOp, TaskRecord};
 use crate::updates::{Action, Persist, UpdateManager};
+use crate::volumes::Placement;
 use crate::{paths, views, volumes, AgentConfig, RecoverPolicy};
 use meseta_api::executor::{self as exec, CallKind, Event};
 use meseta_api::internal::{self, RegisterAgent, Registered, ToAgent, ToMaster};
@@ -718,9 +719,16 @@ impl Agent {
             eid,
             &container_id.value,
         );
-        let sandbox = match self.book.executor(&fid, eid) {
-            Some(e) if e.state != ExecutorState::Terminated => e.directory.clone(),
-            _ => directory.clone(),
+        let running = self
+            .book
+            .executor(&fid, eid)
+            .filter(|e| e.state != ExecutorState::Terminated);
+        let sandbox = running.map_or_else(|| directory.clone(), |e| e.directory.clone());
+        // A launcher that mounts volumes does so when it starts the container; one
+        // already started gets links.
+        let placement = match running.is_some_and(|e| e.process.is_some()) {
+            false if self.launcher.mounts_persistent_volumes() => Placement::MountPoint,
+            _ => Placement::Link,
         };
         let resources: Vec<_> = tasks
             .iter()
@@ -729,7 +737,7 @@ impl Agent {
             .cloned()
             .collect();
         if let Err(message) =
-            volumes::link_into_sandbox(&self.config.work_dir, &sandbox, &resources)
+            volumes::place_in_sandbox(&self.config.work_dir, &sandbox, &resources, placement)
         {
             let termination = Termination {
                 state: TaskState::TaskFailed,
@@ -918,6 +926,7 @@ impl Agent {
             switch_user: self.switch_user,
             inherited: std::env::vars().collect(),
             image: self.prepared.get(&e.container_id).and_then(Option::as_ref),
+            work_dir: &self.config.work_dir,
             authentication_token: token.as_deref(),
         };
         let cid = e.container_id.clone();

@@ -14,6 +14,7 @@ use meseta_containerizer::image::Provisioned;
 use meseta_containerizer::runtime;
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
+    VolumeSource,
 };
 use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
@@ -120,6 +121,8 @@ pub struct RunContext<'a> {
     pub inherited: Vec<(String, String)>,
     /// The image's root filesystem, provisioned before the launch.
     pub image: Option<&'a Provisioned>,
+    /// The agent's work directory, where persistent volumes live.
+    pub work_dir: &'a Path,
     /// The executor's token, when the agent gives executors one.
     pub authentication_token: Option<&'a str>,
 }
@@ -235,7 +238,10 @@ impl RunContext<'_> {
             volumes: match &container {
                 Some(info) => volumes(info, self.directory)?,
                 None => Vec::new(),
-            },
+            }
+            .into_iter()
+            .chain(crate::volumes::mounts(self.work_dir, &self.resources)?)
+            .collect(),
             hostname: container.as_ref().and_then(|c| c.hostname.clone()),
             capabilities: container
                 .as_ref()
@@ -303,17 +309,19 @@ fn volumes(info: &ContainerInfo, sandbox: &Path) -> Result<Vec<Volume>, String> 
     info.volumes
         .iter()
         .map(|v| {
-            let (host_path, from_sandbox) = match v.origin()? {
+            let (host_path, source) = match v.origin()? {
                 VolumeOrigin::HostPath(p) if Path::new(p).is_absolute() => {
-                    (PathBuf::from(p), false)
+                    (PathBuf::from(p), VolumeSource::HostPath)
                 }
-                VolumeOrigin::HostPath(p) | VolumeOrigin::SandboxPath(p) => (in_sandbox(p)?, true),
+                VolumeOrigin::HostPath(p) | VolumeOrigin::SandboxPath(p) => {
+                    (in_sandbox(p)?, VolumeSource::SandboxPath)
+                }
             };
             Ok(Volume {
                 host_path,
                 container_path: PathBuf::from(&v.container_path),
                 read_only: v.mode == VolumeMode::ReadOnly,
-                from_sandbox,
+                source,
             })
         })
         .collect()
@@ -472,6 +480,7 @@ mod tests {
                 ("TERM".into(), "xterm".into()),
             ],
             image: None,
+            work_dir: Path::new("/w"),
             authentication_token: Some("t0k3n"),
         };
         let env = env_of(&ctx);
@@ -562,6 +571,7 @@ mod tests {
             switch_user: false,
             inherited: vec![],
             image: None,
+            work_dir: Path::new("/w"),
             authentication_token: None,
         };
         let spec = ctx.launch_spec().unwrap();
@@ -575,7 +585,9 @@ mod tests {
         );
         assert_eq!(spec.limits.disk_bytes, None);
         assert_eq!(spec.volumes.len(), 2);
-        assert!(spec.volumes[0].read_only && !spec.volumes[0].from_sandbox);
+        assert!(spec.volumes[0].read_only);
+        assert_eq!(spec.volumes[0].source, VolumeSource::HostPath);
+        assert_eq!(spec.volumes[1].source, VolumeSource::SandboxPath);
         assert_eq!(spec.volumes[1].host_path, sandbox.path().join("shared"));
         assert!(sandbox.path().join("shared").is_dir(), "created");
         assert_eq!(spec.capabilities, Some(vec!["NET_RAW".to_string()]));
@@ -602,6 +614,51 @@ mod tests {
             ..ctx
         };
         assert!(ctx.launch_spec().unwrap_err().contains("../up"));
+    }
+
+    #[test]
+    fn persistent_volumes_among_the_resources_are_mounted() {
+        let fid = FrameworkId::new("F-0000");
+        let executor = command_executor_info(
+            &task(json!({"value":"true"})),
+            &fid,
+            Path::new("/usr/bin/meseta"),
+        );
+        let mut volume: meseta_api::Resource = serde_json::from_value(json!({
+            "name":"disk","type":"SCALAR","scalar":{"value":8},
+            "reservations":[{"type":"DYNAMIC","role":"r"}],
+            "disk":{"persistence":{"id":"v1"},"volume":{"container_path":"data","mode":"RO"}}}))
+        .unwrap();
+        volume.validate().unwrap();
+        let mut resources = Resources::new();
+        resources.add(&meseta_api::Resource::scalar("cpus", 0.5));
+        resources.add(&volume);
+        let fw = framework(false);
+        let ctx = RunContext {
+            container_id: "c1",
+            resources,
+            agent_id: "A",
+            endpoint: "127.0.0.1:5051",
+            framework: &fw,
+            executor: &executor,
+            directory: Path::new("/w/sb"),
+            command_executor: true,
+            shutdown_grace_period: Duration::from_secs(5),
+            switch_user: false,
+            inherited: vec![],
+            image: None,
+            work_dir: Path::new("/w"),
+            authentication_token: None,
+        };
+        assert_eq!(
+            ctx.launch_spec().unwrap().volumes,
+            [Volume {
+                host_path: "/w/volumes/roles/r/v1".into(),
+                container_path: "data".into(),
+                read_only: true,
+                source: VolumeSource::Persistent,
+            }]
+        );
     }
 
     #[test]

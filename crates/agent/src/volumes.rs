@@ -2,12 +2,15 @@
 //! `<work_dir>/volumes/roles/<role>/<persistence id>` (a hierarchical role's `/` written
 //! as a space, which roles cannot contain, so that role `a` volume `b` and role `a/b` never
 //! share a directory), kept in step with the checkpointed resources the master sends, and
-//! their place in task sandboxes. Without a filesystem isolator (the posix launcher) a
-//! task's volume is a symlink at its `container_path` inside the sandbox, as Mesos does;
-//! a Linux launcher with its own mount namespace should bind-mount the directory there
-//! instead.
+//! their place in task sandboxes at their `container_path` ([`Placement`]): a symlink to
+//! the volume's directory when the launcher does not mount volumes (the posix launcher,
+//! `filesystem/posix`), as Mesos does; with `filesystem/linux` a mount point on which the
+//! Linux launcher bind-mounts the directory when it starts the container ([`mounts`]),
+//! read-only for a task that uses the volume in mode RO.
 
+use meseta_api::resources::VolumeMode;
 use meseta_api::{Resource, Resources};
+use meseta_containerizer::{Volume, VolumeSource};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -86,38 +89,85 @@ pub fn sync(
     problems
 }
 
-/// Makes the persistent volumes among a task's resources available in its sandbox: a
-/// symlink at each volume's `container_path` to the volume's directory (created if it is
-/// missing). Creates the sandbox directory if needed.
-pub fn link_into_sandbox(
+/// How a task's persistent volumes appear in its sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A symlink to the volume's directory.
+    Link,
+    /// A directory on which the launcher bind-mounts the volume when it starts the
+    /// container.
+    MountPoint,
+}
+
+/// A persistent volume as a task uses it.
+struct TaskVolume {
+    id: String,
+    /// The volume's directory.
+    source: PathBuf,
+    /// Where it goes, relative to the sandbox.
+    relative: PathBuf,
+    read_only: bool,
+}
+
+/// The persistent volumes among `resources`, checked: each says where it goes, inside the
+/// sandbox.
+fn task_volumes<'a>(
+    work_dir: &Path,
+    resources: impl IntoIterator<Item = &'a Resource>,
+) -> Result<Vec<TaskVolume>, String> {
+    volumes(resources)
+        .into_iter()
+        .map(|((role, id), r)| {
+            let Some(volume) = r.disk.as_ref().and_then(|d| d.volume.as_ref()) else {
+                return Err(format!(
+                    "persistent volume '{id}' has no 'volume' to say where it goes"
+                ));
+            };
+            let relative = Path::new(&volume.container_path);
+            let escapes = relative.components().any(|c| {
+                !matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+            if !safe_component(&id) || escapes || volume.container_path.is_empty() {
+                return Err(format!(
+                    "persistent volume '{id}' at '{}' cannot be placed in the sandbox",
+                    volume.container_path
+                ));
+            }
+            Ok(TaskVolume {
+                source: volume_dir(work_dir, &role, &id),
+                relative: relative.to_path_buf(),
+                read_only: volume.mode == Some(VolumeMode::Ro),
+                id,
+            })
+        })
+        .collect()
+}
+
+/// Makes the persistent volumes among a task's resources available in its sandbox at
+/// their `container_path`, as `placement` says; creates their directories, and the
+/// sandbox, if missing.
+pub fn place_in_sandbox(
     work_dir: &Path,
     sandbox: &Path,
     resources: &[Resource],
+    placement: Placement,
 ) -> Result<(), String> {
-    for ((role, id), r) in volumes(resources.iter()) {
-        let Some(volume) = r.disk.as_ref().and_then(|d| d.volume.as_ref()) else {
-            return Err(format!(
-                "persistent volume '{id}' has no 'volume' to say where it goes"
-            ));
-        };
-        let relative = Path::new(&volume.container_path);
-        let escapes = relative.components().any(|c| {
-            !matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
+    for v in task_volumes(work_dir, resources)? {
+        let target = sandbox.join(&v.relative);
+        let placed = std::fs::create_dir_all(&v.source).and_then(|()| match placement {
+            Placement::Link => {
+                let parent = v.relative.parent().unwrap_or(Path::new(""));
+                dirs_inside(sandbox, parent).and_then(|()| link(&v.source, &target))
+            }
+            Placement::MountPoint => dirs_inside(sandbox, &v.relative),
         });
-        if !safe_component(&id) || escapes || volume.container_path.is_empty() {
-            return Err(format!(
-                "persistent volume '{id}' at '{}' cannot be placed in the sandbox",
-                volume.container_path
-            ));
-        }
-        let source = volume_dir(work_dir, &role, &id);
-        let target = sandbox.join(relative);
-        link(&source, &target).map_err(|e| {
+        placed.map_err(|e| {
             format!(
-                "linking persistent volume '{id}' at {}: {e}",
+                "placing persistent volume '{}' at {}: {e}",
+                v.id,
                 target.display()
             )
         })?;
@@ -125,15 +175,48 @@ pub fn link_into_sandbox(
     Ok(())
 }
 
+/// The bind mounts of the persistent volumes among a container's resources, for a
+/// launcher that mounts them.
+pub fn mounts(work_dir: &Path, resources: &Resources) -> Result<Vec<Volume>, String> {
+    Ok(task_volumes(work_dir, resources.iter())?
+        .into_iter()
+        .map(|v| Volume {
+            host_path: v.source,
+            container_path: v.relative,
+            read_only: v.read_only,
+            source: VolumeSource::Persistent,
+        })
+        .collect())
+}
+
+/// Makes the directories of `relative` under `sandbox` (and the sandbox), through no
+/// symlink: what a task or a fetched archive left in the sandbox cannot send the agent's
+/// directories, or a mount, elsewhere.
+fn dirs_inside(sandbox: &Path, relative: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(sandbox)?;
+    let mut path = sandbox.to_path_buf();
+    for part in relative.components() {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is in the way (not a directory)",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&path)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn link(source: &Path, target: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(source)?;
     if let Ok(existing) = std::fs::read_link(target) {
         if existing == source {
             return Ok(());
         }
-    }
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)?;
     }
     std::os::unix::fs::symlink(source, target)
 }
@@ -200,28 +283,76 @@ mod tests {
         assert!(!dir_a.exists());
     }
 
+    fn with_mount(mut v: Resource, path: &str, mode: VolumeMode) -> Resource {
+        let volume = v.disk.as_mut().unwrap().volume.as_mut().unwrap();
+        volume.container_path = path.into();
+        volume.mode = Some(mode);
+        v
+    }
+
     #[test]
     fn volumes_are_linked_into_the_sandbox() {
         let work = tempfile::tempdir().unwrap();
         let sandbox = work.path().join("sandbox");
         let v = volume("r", "v1", "state/data");
         let resources = vec![Resource::scalar("cpus", 1.0), v.clone()];
-        link_into_sandbox(work.path(), &sandbox, &resources).unwrap();
+        place_in_sandbox(work.path(), &sandbox, &resources, Placement::Link).unwrap();
         std::fs::write(sandbox.join("state/data/f"), "hello").unwrap();
         let dir = volume_dir(work.path(), "r", "v1");
         assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "hello");
         // A second task in the same sandbox: the link is already there.
-        link_into_sandbox(work.path(), &sandbox, &resources).unwrap();
+        place_in_sandbox(work.path(), &sandbox, &resources, Placement::Link).unwrap();
         // A path that escapes the sandbox is refused.
-        let mut escaping = v;
-        escaping
-            .disk
-            .as_mut()
-            .unwrap()
-            .volume
-            .as_mut()
-            .unwrap()
-            .container_path = "../x".into();
-        assert!(link_into_sandbox(work.path(), &sandbox, &[escaping]).is_err());
+        let escaping = with_mount(v, "../x", VolumeMode::Rw);
+        let err = place_in_sandbox(work.path(), &sandbox, &[escaping], Placement::Link);
+        assert!(err.unwrap_err().contains("cannot be placed in the sandbox"));
+    }
+
+    #[test]
+    fn mounted_volumes_get_a_mount_point_and_their_mode() {
+        let work = tempfile::tempdir().unwrap();
+        let sandbox = work.path().join("sandbox");
+        let rw = volume("r", "v1", "data");
+        let ro = with_mount(volume("r", "v2", "in/ro"), "in/ro", VolumeMode::Ro);
+        let resources = vec![Resource::scalar("cpus", 1.0), rw, ro];
+        place_in_sandbox(work.path(), &sandbox, &resources, Placement::MountPoint).unwrap();
+        for path in ["data", "in/ro"] {
+            let m = std::fs::symlink_metadata(sandbox.join(path)).unwrap();
+            assert!(m.is_dir(), "{path} is a directory, not a link");
+        }
+        assert!(volume_dir(work.path(), "r", "v2").is_dir());
+        let mounts = mounts(work.path(), &set(&resources)).unwrap();
+        assert_eq!(
+            mounts,
+            [
+                Volume {
+                    host_path: volume_dir(work.path(), "r", "v1"),
+                    container_path: "data".into(),
+                    read_only: false,
+                    source: VolumeSource::Persistent,
+                },
+                Volume {
+                    host_path: volume_dir(work.path(), "r", "v2"),
+                    container_path: "in/ro".into(),
+                    read_only: true,
+                    source: VolumeSource::Persistent,
+                },
+            ]
+        );
+        // Nothing is made through a symlink left in the sandbox.
+        let outside = work.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, sandbox.join("trap")).unwrap();
+        let trapped = with_mount(volume("r", "v3", "x"), "trap/x", VolumeMode::Rw);
+        for placement in [Placement::MountPoint, Placement::Link] {
+            let err = place_in_sandbox(
+                work.path(),
+                &sandbox,
+                std::slice::from_ref(&trapped),
+                placement,
+            );
+            assert!(err.unwrap_err().contains("in the way"), "{placement:?}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     }
 }

@@ -36,9 +36,19 @@ pub struct Volume {
     /// Where it appears: absolute, or relative to the sandbox.
     pub container_path: PathBuf,
     pub read_only: bool,
-    /// Whether the source is in the sandbox (`volume/sandbox_path`) rather than
-    /// anywhere on the host (`volume/host_path`).
-    pub from_sandbox: bool,
+    pub source: VolumeSource,
+}
+
+/// Where a volume comes from, which says what mounts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeSource {
+    /// Anywhere on the host (`volume/host_path`).
+    HostPath,
+    /// In the sandbox (`volume/sandbox_path`).
+    SandboxPath,
+    /// A persistent volume's directory: bind-mounted with `filesystem/linux`; otherwise
+    /// the agent links it into the sandbox (`filesystem/posix`), and launchers leave it.
+    Persistent,
 }
 
 /// What an image's config asks of the process (`docker/runtime`): each part applies only
@@ -108,7 +118,11 @@ impl LaunchSpec {
     pub fn needs_isolation(&self) -> Option<&'static str> {
         if self.rootfs.is_some() {
             Some("an image")
-        } else if !self.volumes.is_empty() {
+        } else if self
+            .volumes
+            .iter()
+            .any(|v| v.source != VolumeSource::Persistent)
+        {
             Some("volumes")
         } else if self.hostname.is_some() {
             Some("a hostname")
@@ -217,6 +231,13 @@ pub trait Launcher: Send + Sync + 'static {
     /// Re-adopts a container started before an agent restart; `None` when it is gone (or
     /// its pid now names another process).
     fn recover(&self, process: ProcessRef) -> Option<Launched>;
+
+    /// Whether the launcher bind-mounts the persistent volumes of the containers it
+    /// starts (`VolumeSource::Persistent`); when it does not, the agent links them into
+    /// the sandbox.
+    fn mounts_persistent_volumes(&self) -> bool {
+        false
+    }
 
     /// Sends `signal` to every process of the container.
     fn signal(&self, process: ProcessRef, signal: Signal) -> Result<(), LaunchError>;

@@ -18,6 +18,6 @@ pub mod zygote;
 
 pub use launcher::{
     ContainerTermination, ExitFuture, ImageConfig, LaunchError, LaunchSpec, Launched, Launcher,
-    Limitation, Limits, ProcessRef, Program, Signal, Usage, Volume,
+    Limitation, Limits, ProcessRef, Program, Signal, Usage, Volume, VolumeSource,
 };
 pub use posix::PosixLauncher;

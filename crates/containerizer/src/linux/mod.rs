@@ -242,6 +242,10 @@ impl Launcher for LinuxLauncher {
         })
     }
 
+    fn mounts_persistent_volumes(&self) -> bool {
+        self.config.isolation.has(Isolator::FilesystemLinux)
+    }
+
     fn recover(&self, process: ProcessRef) -> Option<Launched> {
         let dir = self.find(process)?;
         if !procfs::is_same_live_process(process.pid, process.start_time)

@@ -4,7 +4,7 @@
 //! Pure: the caller resolves users and detects the cgroup version.
 
 use super::isolation::{Isolation, Isolator};
-use crate::launcher::LaunchSpec;
+use crate::launcher::{LaunchSpec, VolumeSource};
 use crate::runtime::{self, RuntimeError};
 use serde_json::{json, Value};
 use std::path::{Component, Path, PathBuf};
@@ -336,12 +336,16 @@ fn mounts(input: &SpecInput, sandbox: &Path) -> Result<Vec<Value>, SpecError> {
             mounts.push(bind(Path::new(file), Path::new(file), true));
         }
     }
+    let filesystem_linux = input.isolation.has(Isolator::FilesystemLinux);
     for volume in &launch.volumes {
-        let (isolator, name) = match volume.from_sandbox {
-            true => (Isolator::VolumeSandboxPath, "volume/sandbox_path"),
-            false => (Isolator::VolumeHostPath, "volume/host_path"),
+        let (isolator, name) = match volume.source {
+            VolumeSource::SandboxPath => (Isolator::VolumeSandboxPath, "volume/sandbox_path"),
+            VolumeSource::HostPath => (Isolator::VolumeHostPath, "volume/host_path"),
+            // Without filesystem/linux the agent linked it into the sandbox.
+            VolumeSource::Persistent if !filesystem_linux => continue,
+            VolumeSource::Persistent => (Isolator::FilesystemLinux, "filesystem/linux"),
         };
-        if !input.isolation.has(isolator) && !input.isolation.has(Isolator::FilesystemLinux) {
+        if !input.isolation.has(isolator) && !filesystem_linux {
             let what = format!("Volume '{}'", volume.container_path.display());
             return Err(SpecError::IsolatorMissing(what, name));
         }
@@ -680,13 +684,13 @@ mod tests {
                 host_path: "/srv/data".into(),
                 container_path: "/data".into(),
                 read_only: true,
-                from_sandbox: false,
+                source: VolumeSource::HostPath,
             },
             Volume {
                 host_path: "/w/sb/shared".into(),
                 container_path: "out".into(),
                 read_only: false,
-                from_sandbox: true,
+                source: VolumeSource::SandboxPath,
             },
         ];
         let err = build_with(&l, "volume/sandbox_path", 0).unwrap_err();
@@ -706,6 +710,33 @@ mod tests {
         l.volumes[1].container_path = "../escape".into();
         let err = build_with(&l, "volume/host_path,volume/sandbox_path", 0).unwrap_err();
         assert_eq!(err, SpecError::VolumeEscapes("../escape".into()));
+    }
+
+    #[test]
+    fn persistent_volumes_are_bound_with_filesystem_linux_only() {
+        let mut l = launch();
+        l.volumes = vec![Volume {
+            host_path: "/w/volumes/roles/r/v1".into(),
+            container_path: "state".into(),
+            read_only: true,
+            source: VolumeSource::Persistent,
+        }];
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        let mounts = spec["mounts"].as_array().unwrap();
+        let state = mounts
+            .iter()
+            .find(|m| m["destination"] == "/w/sb/state")
+            .unwrap();
+        assert_eq!(state["source"], "/w/volumes/roles/r/v1");
+        assert_eq!(state["options"], json!(["rbind", "rprivate", "ro"]));
+        // In an image, under the sandbox's mount point there.
+        l.rootfs = Some("/images/busybox".into());
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        assert!(destinations(&spec).contains(&format!("{IMAGE_SANDBOX}/state")));
+        // Without filesystem/linux the agent links it instead: no mount.
+        l.rootfs = None;
+        let spec = build_with(&l, "cgroups/mem", 0).unwrap();
+        assert!(!destinations(&spec).iter().any(|d| d.ends_with("state")));
     }
 
     #[test]
