@@ -2,11 +2,13 @@
 //!
 //! `core/` is the pure state machine, `allocator/` decides offers, `registry/` stores
 //! what survives restarts, `service` owns the state and performs effects, `http/` speaks
-//! the scheduler, operator, v0 and internal agent-link protocols, `views` renders state.
+//! the scheduler, operator, v0 and internal agent-link protocols, `views` renders state,
+//! and `reads` builds the whole-state views off the service loop.
 
 pub mod allocator;
 pub mod core;
 mod http;
+mod reads;
 pub mod registry;
 pub mod service;
 pub mod views;
@@ -149,6 +151,7 @@ pub async fn run(
     let (handle, jobs) = service::channel();
 
     let app = http::AppState {
+        reads: reads::Reads::new(handle.clone()),
         service: handle,
         flags: Arc::new(config.flags()),
         leader: Arc::new(format!("{advertised_ip}:{}", bound.port())),

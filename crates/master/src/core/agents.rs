@@ -96,7 +96,7 @@ impl Core {
             };
             if !self.frameworks.contains_key(&id) && !self.removed_frameworks.contains(&id) {
                 self.frameworks
-                    .insert(id, Framework::recovered(framework_info));
+                    .insert(id, Framework::recovered(framework_info).into());
             }
         }
         for executor in register.executors {
@@ -146,7 +146,7 @@ impl Core {
                     .insert(task.task_id.clone(), agent_id.clone());
             }
             reported.push(task.clone());
-            agent.tasks.insert(key, task);
+            agent.tasks.insert(key, task.into());
         }
         // Tasks the master launched that the agent does not report: the agent answers
         // those it never received with TASK_DROPPED.
@@ -171,7 +171,7 @@ impl Core {
                 }
             }
         }
-        self.agents.insert(agent_id.clone(), agent);
+        self.agents.insert(agent_id.clone(), agent.into());
         self.emit(Effect::ToLink(
             link_id.clone(),
             ToAgent::Registered(Registered {
@@ -220,7 +220,7 @@ impl Core {
         });
         if self.operator_observed {
             self.emit(Effect::Operator(meseta_api::operator::Event::AgentAdded(
-                serde_json::json!({"agent": crate::views::agent_message(self, &agent_id)}),
+                serde_json::json!({"agent": crate::views::agent_message(&self.agents[&agent_id])}),
             )));
         }
         Ok(agent_id)
@@ -414,7 +414,7 @@ impl Core {
         if removal == AgentRemoval::Gone {
             self.gone_agents.insert(agent_id.clone());
         }
-        for ((framework_id, task_id), mut task) in agent.tasks {
+        for ((framework_id, task_id), mut task) in agent.into_inner().tasks {
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 framework.tasks.remove(&task_id);
             }

@@ -80,7 +80,7 @@ impl Core {
     }
 
     fn advance_drain(&mut self, now: f64, agent_id: &AgentId) {
-        let Some(agent) = self.agents.get_mut(agent_id) else {
+        let Some(agent) = self.agents.get_mut(agent_id).map(|a| &mut **a) else {
             return;
         };
         let Some(drain) = agent.drain.as_mut() else {

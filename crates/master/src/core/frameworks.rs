@@ -75,7 +75,7 @@ impl Core {
             framework.stream_id = Some(stream_id.clone());
             framework.registered_time = Some(now);
             framework.suppressed_roles = suppressed_roles.into_iter().collect();
-            self.frameworks.insert(id.clone(), framework);
+            self.frameworks.insert(id.clone(), framework.into());
             self.count("master/framework_registrations");
             if self.operator_observed {
                 self.emit(Effect::Operator(
@@ -290,7 +290,11 @@ impl Core {
     /// The operator API's `Framework` message for one framework.
     pub fn framework_view_json(&self, framework_id: &FrameworkId) -> serde_json::Value {
         match self.frameworks.get(framework_id) {
-            Some(f) => crate::views::framework_message(self, f),
+            Some(f) => {
+                let allocated = crate::views::framework_allocated(self.agents.values(), f.id());
+                serde_json::to_value(crate::views::framework_message(&self.offers, &allocated, f))
+                    .expect("a framework message serializes")
+            }
             None => serde_json::Value::Null,
         }
     }

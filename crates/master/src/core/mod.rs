@@ -14,12 +14,16 @@ mod offers;
 mod quota;
 mod reconcile;
 mod reservations;
+mod shared;
+mod snapshot;
 mod task_groups;
 mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
 pub use reservations::ResourceOp;
+pub use shared::Shared;
+pub use snapshot::Snapshot;
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};
@@ -113,7 +117,7 @@ pub struct Framework {
     pub tasks: BTreeMap<TaskId, AgentId>,
     pub offers: BTreeSet<OfferId>,
     pub filters: Vec<RefuseFilter>,
-    pub completed_tasks: VecDeque<Task>,
+    pub completed_tasks: VecDeque<Shared<Task>>,
 }
 
 impl Framework {
@@ -174,7 +178,7 @@ pub struct Agent {
     /// Resources used by tasks and executors, per framework.
     pub used: BTreeMap<FrameworkId, Resources>,
     pub offered: Resources,
-    pub tasks: BTreeMap<(FrameworkId, TaskId), Task>,
+    pub tasks: BTreeMap<(FrameworkId, TaskId), Shared<Task>>,
     pub executors: BTreeMap<(FrameworkId, ExecutorId), ExecutorEntry>,
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
@@ -229,14 +233,14 @@ pub struct Core {
     pub master_info: MasterInfo,
     pub config: CoreConfig,
     pub start_time: f64,
-    pub frameworks: BTreeMap<FrameworkId, Framework>,
-    pub completed_frameworks: VecDeque<Framework>,
+    pub frameworks: BTreeMap<FrameworkId, Shared<Framework>>,
+    pub completed_frameworks: VecDeque<Shared<Framework>>,
     /// Frameworks torn down or removed; they may not subscribe again.
     pub removed_frameworks: BTreeSet<FrameworkId>,
-    pub agents: BTreeMap<AgentId, Agent>,
+    pub agents: BTreeMap<AgentId, Shared<Agent>>,
     /// Agents marked gone by an operator.
     pub gone_agents: BTreeSet<AgentId>,
-    pub offers: BTreeMap<OfferId, OfferEntry>,
+    pub offers: BTreeMap<OfferId, Shared<OfferEntry>>,
     /// Role weights set by `--weights` or UPDATE_WEIGHTS (a role not listed weighs 1).
     pub weights: BTreeMap<String, f64>,
     /// Role quotas set by UPDATE_QUOTA (kept in the registry).
@@ -308,11 +312,13 @@ impl Core {
                     capabilities: Vec::new(),
                     deactivated: admitted.deactivated,
                     drain: admitted.drain,
-                },
+                }
+                .into(),
             );
         }
         for (id, info) in registry.frameworks {
-            core.frameworks.insert(id, Framework::recovered(info));
+            core.frameworks
+                .insert(id, Framework::recovered(info).into());
         }
         core
     }
@@ -386,12 +392,8 @@ impl Core {
 
     /// Sends a message to an agent if it is linked.
     fn send_to_agent(&mut self, agent_id: &AgentId, message: ToAgent) -> bool {
-        match self.agents.get(agent_id) {
-            Some(Agent {
-                link: AgentLink::Connected,
-                link_id: Some(link),
-                ..
-            }) => {
+        match self.agents.get(agent_id).map(|a| (a.link, &a.link_id)) {
+            Some((AgentLink::Connected, Some(link))) => {
                 let link = link.clone();
                 self.emit(Effect::ToLink(link, message));
                 true
@@ -407,8 +409,12 @@ impl Core {
         self.expire_offers(now);
         self.expire_agents(now);
         self.advance_drains(now);
+        // Only frameworks with an expired filter are touched (a touch copies a framework
+        // that a snapshot shares).
         for framework in self.frameworks.values_mut() {
-            framework.filters.retain(|f| f.expires > now);
+            if framework.filters.iter().any(|f| f.expires <= now) {
+                framework.filters.retain(|f| f.expires > now);
+            }
         }
     }
 }
@@ -452,4 +458,4 @@ fn master_status(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

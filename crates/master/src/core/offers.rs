@@ -87,7 +87,8 @@ impl Core {
                 role,
                 resources,
                 created: now,
-            },
+            }
+            .into(),
         );
         self.count("master/offers_sent");
         self.send_to_framework(
@@ -107,7 +108,7 @@ impl Core {
         if let Some(framework) = self.frameworks.get_mut(&entry.offer.framework_id) {
             framework.offers.remove(offer_id);
         }
-        Some(entry)
+        Some(entry.into_inner())
     }
 
     /// Withdraws an offer and sends RESCIND.
@@ -641,9 +642,10 @@ impl Core {
                     framework_id: framework_id.clone(),
                 });
         }
-        agent
-            .tasks
-            .insert((framework_id.clone(), task.task_id.clone()), record.clone());
+        agent.tasks.insert(
+            (framework_id.clone(), task.task_id.clone()),
+            record.clone().into(),
+        );
         let framework = self
             .frameworks
             .get_mut(framework_id)

@@ -165,7 +165,7 @@ impl Core {
             .agents
             .values()
             .filter(|a| a.link == AgentLink::Connected)
-            .map(Agent::available)
+            .map(|a| a.available())
             .collect();
         let pool = Pool::of(free.iter());
         consumption(

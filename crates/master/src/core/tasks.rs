@@ -24,7 +24,7 @@ impl Core {
         let latest_state = latest_state.map(|s| self.drain_state(agent_id, s));
         self.count("master/status_updates");
         let key = (framework_id.clone(), status.task_id.clone());
-        let Some(agent) = self.agents.get_mut(agent_id) else {
+        let Some(agent) = self.agents.get_mut(agent_id).map(|a| &mut **a) else {
             return;
         };
         let mut became_terminal = None;

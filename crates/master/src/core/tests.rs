@@ -6,9 +6,9 @@ use meseta_api::internal::{ExitedExecutor, RegisterAgent, StatusUpdate, LINK_VER
 use meseta_api::scheduler::{Accept, Acknowledge, Kill, ReconcileTask};
 use serde_json::json;
 
-const T0: f64 = 1_000_000.0;
+pub(crate) const T0: f64 = 1_000_000.0;
 
-fn core() -> Core {
+pub(crate) fn core() -> Core {
     let info: MasterInfo =
         serde_json::from_value(json!({"id":"m","ip":16777343,"port":5050})).unwrap();
     let config = CoreConfig {
@@ -20,7 +20,7 @@ fn core() -> Core {
     Core::new(info, config, RegistryState::default(), T0)
 }
 
-fn framework_info(extra: serde_json::Value) -> FrameworkInfo {
+pub(crate) fn framework_info(extra: serde_json::Value) -> FrameworkInfo {
     let mut v = json!({"user":"u","name":"f","failover_timeout":10.0});
     v.as_object_mut()
         .unwrap()
@@ -28,11 +28,11 @@ fn framework_info(extra: serde_json::Value) -> FrameworkInfo {
     serde_json::from_value(v).unwrap()
 }
 
-fn register(core: &mut Core, link: &str, id: Option<&str>, tasks: Vec<Task>) -> AgentId {
+pub(crate) fn register(core: &mut Core, link: &str, id: Option<&str>, tasks: Vec<Task>) -> AgentId {
     register_with(core, link, id, tasks, "cpus:4;mem:1024;ports:[31000-31010]")
 }
 
-fn register_with(
+pub(crate) fn register_with(
     core: &mut Core,
     link: &str,
     id: Option<&str>,
@@ -55,7 +55,7 @@ fn register_with(
     core.register_agent(T0, link.into(), reg).unwrap()
 }
 
-fn stream_events(effects: &[Effect], stream: &str) -> Vec<Event> {
+pub(crate) fn stream_events(effects: &[Effect], stream: &str) -> Vec<Event> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -65,7 +65,7 @@ fn stream_events(effects: &[Effect], stream: &str) -> Vec<Event> {
         .collect()
 }
 
-fn link_messages(effects: &[Effect], link: &str) -> Vec<ToAgent> {
+pub(crate) fn link_messages(effects: &[Effect], link: &str) -> Vec<ToAgent> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -75,7 +75,7 @@ fn link_messages(effects: &[Effect], link: &str) -> Vec<ToAgent> {
         .collect()
 }
 
-fn offers(effects: &[Effect], stream: &str) -> Vec<Offer> {
+pub(crate) fn offers(effects: &[Effect], stream: &str) -> Vec<Offer> {
     stream_events(effects, stream)
         .into_iter()
         .flat_map(|e| match e {
@@ -85,7 +85,7 @@ fn offers(effects: &[Effect], stream: &str) -> Vec<Offer> {
         .collect()
 }
 
-fn updates(effects: &[Effect], stream: &str) -> Vec<TaskStatus> {
+pub(crate) fn updates(effects: &[Effect], stream: &str) -> Vec<TaskStatus> {
     stream_events(effects, stream)
         .into_iter()
         .filter_map(|e| match e {
@@ -95,7 +95,7 @@ fn updates(effects: &[Effect], stream: &str) -> Vec<TaskStatus> {
         .collect()
 }
 
-fn task(id: &str, agent: &AgentId, cpus: f64) -> TaskInfo {
+pub(crate) fn task(id: &str, agent: &AgentId, cpus: f64) -> TaskInfo {
     serde_json::from_value(json!({
         "name": id, "task_id": {"value": id}, "agent_id": agent,
         "command": {"value": "true"},
@@ -104,7 +104,7 @@ fn task(id: &str, agent: &AgentId, cpus: f64) -> TaskInfo {
     .unwrap()
 }
 
-fn launch(offer: &Offer, tasks: Vec<TaskInfo>) -> Accept {
+pub(crate) fn launch(offer: &Offer, tasks: Vec<TaskInfo>) -> Accept {
     serde_json::from_value(json!({
         "offer_ids": [offer.id],
         "operations": [{"type":"LAUNCH","launch":{"task_infos": tasks}}],
@@ -113,7 +113,7 @@ fn launch(offer: &Offer, tasks: Vec<TaskInfo>) -> Accept {
 }
 
 /// A core with one agent and one subscribed framework holding one offer.
-fn with_offer(extra: serde_json::Value) -> (Core, AgentId, FrameworkId, Offer) {
+pub(crate) fn with_offer(extra: serde_json::Value) -> (Core, AgentId, FrameworkId, Offer) {
     let mut c = core();
     let agent = register(&mut c, "L1", None, vec![]);
     let fid = c
@@ -397,7 +397,7 @@ fn unknown_or_reused_offer_drops_or_loses_the_tasks() {
     );
 }
 
-fn status(task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
+pub(crate) fn status(task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
     let mut s = TaskStatus::new(TaskId::new(task), state);
     s.uuid = Some(meseta_api::json::Bytes(vec![uuid; 16]));
     s.source = Some(StatusSource::SourceExecutor);
@@ -585,7 +585,9 @@ fn agent_reregistration_keeps_tasks_and_reconciles_missing_ones() {
     );
     c.drain_effects();
     c.link_closed(T0, &agent, "L1");
-    let kept = c.agents[&agent].tasks[&(fid.clone(), TaskId::new("kept"))].clone();
+    let kept = c.agents[&agent].tasks[&(fid.clone(), TaskId::new("kept"))]
+        .clone()
+        .into_inner();
     let id = register(&mut c, "L2", Some(agent.as_str()), vec![kept]);
     assert_eq!(id, agent);
     let fx = c.drain_effects();

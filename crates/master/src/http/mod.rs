@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use bytes::Bytes;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub flags: Arc<Vec<(String, String)>>,
     /// `host:port` of this master, for `/redirect`.
     pub leader: Arc<String>,
+    /// Reads of the whole-state views, off the service loop.
+    pub reads: crate::reads::Reads,
 }
 
 /// All of the master's routes.
@@ -117,29 +120,63 @@ pub fn unavailable() -> Response {
 /// A JSON body, gzipped when the client accepts gzip.
 pub fn json(headers: &HeaderMap, value: &serde_json::Value) -> Response {
     let body = meseta_api::json::to_ascii_vec(value);
-    let gzip = headers
+    if accepts_gzip(headers) {
+        if let Some(compressed) = gzip(&body) {
+            return gzipped_json(compressed);
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A JSON body already written (a view read, shared by its readers), gzipped off the
+/// runtime's threads when the client accepts gzip.
+pub async fn json_bytes(headers: &HeaderMap, body: Bytes) -> Response {
+    if accepts_gzip(headers) {
+        let plain = body.clone();
+        if let Ok(Some(compressed)) = tokio::task::spawn_blocking(move || gzip(&plain)).await {
+            return gzipped_json(compressed);
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The answer to a view read, or why there is none.
+pub async fn read_answer(
+    headers: &HeaderMap,
+    answer: Result<Bytes, crate::reads::ReadError>,
+) -> Response {
+    match answer {
+        Ok(body) => json_bytes(headers, body).await,
+        Err(crate::reads::ReadError::Stopped) => unavailable(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
                 .any(|e| e.trim().split(';').next() == Some("gzip"))
-        });
-    if gzip {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        if encoder.write_all(&body).is_ok() {
-            if let Ok(compressed) = encoder.finish() {
-                return (
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CONTENT_ENCODING, "gzip"),
-                    ],
-                    compressed,
-                )
-                    .into_response();
-            }
-        }
-    }
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        })
+}
+
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok()
+}
+
+fn gzipped_json(compressed: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_ENCODING, "gzip"),
+        ],
+        compressed,
+    )
+        .into_response()
 }
 
 /// Checks `Content-Type` as Mesos does: 400 when absent, 415 unless JSON (parameters such

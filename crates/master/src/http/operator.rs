@@ -1,17 +1,18 @@
 //! The master's operator API, `/api/v1` (also `/api/v1/operator`).
 
 use super::maintenance;
-use super::streams::GuardedStream;
-use super::{accepts_json, decode_call, error, json, unavailable, AppState};
-use crate::core::{ApiError, ResourceOp, WeightInfo};
+use super::{accepts_json, decode_call, error, json, read_answer, unavailable, AppState};
+use crate::core::{ApiError, ResourceOp, Snapshot, WeightInfo};
 use crate::service::{now, Service};
 use crate::views;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use meseta_api::operator::{response, Call, Event};
 use meseta_api::OperationType;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub async fn handle(
@@ -77,12 +78,37 @@ pub async fn handle(
         }
         Call::GetOperations => json(&headers, &response(type_name, json!({"operations": []}))),
         Call::Subscribe => subscribe(app).await,
+        Call::GetState => {
+            read(&app, &headers, type_name, |s| {
+                answer(type_name, &views::get_state(s))
+            })
+            .await
+        }
+        Call::GetAgents => {
+            read(&app, &headers, type_name, |s| {
+                answer(type_name, &views::get_agents(s))
+            })
+            .await
+        }
+        Call::GetFrameworks => {
+            read(&app, &headers, type_name, |s| {
+                answer(type_name, &views::get_frameworks(s))
+            })
+            .await
+        }
+        Call::GetExecutors => {
+            read(&app, &headers, type_name, |s| {
+                answer(type_name, &views::get_executors(s))
+            })
+            .await
+        }
+        Call::GetTasks => {
+            read(&app, &headers, type_name, |s| {
+                answer(type_name, &views::get_tasks(s))
+            })
+            .await
+        }
         Call::GetMetrics(_)
-        | Call::GetState
-        | Call::GetAgents
-        | Call::GetFrameworks
-        | Call::GetExecutors
-        | Call::GetTasks
         | Call::GetRoles
         | Call::GetWeights
         | Call::GetQuota
@@ -187,11 +213,6 @@ pub async fn handle(
 fn query(svc: &mut Service, call: &Call) -> Value {
     let core = &svc.core;
     match call {
-        Call::GetState => views::get_state(core),
-        Call::GetAgents => views::get_agents(core),
-        Call::GetFrameworks => views::get_frameworks(core),
-        Call::GetExecutors => views::get_executors(core),
-        Call::GetTasks => views::get_tasks(core),
         Call::GetRoles => views::get_roles(core),
         Call::GetMaster => views::get_master(core),
         Call::GetWeights => json!({"weight_infos": core.weight_infos()}),
@@ -308,29 +329,75 @@ fn empty_or_error(answer: Result<Result<(), ApiError>, crate::service::Stopped>)
     }
 }
 
+/// A whole-state view read off the service loop (see [`crate::reads`]).
+async fn read(
+    app: &AppState,
+    headers: &HeaderMap,
+    type_name: &'static str,
+    render: impl Fn(&Snapshot) -> Vec<u8> + Send + Sync + 'static,
+) -> Response {
+    read_answer(headers, app.reads.read(type_name, render).await).await
+}
+
+/// A response or event, `{"type": T, "<t>": payload}`, written straight to bytes.
+struct Answer<'a, T>(&'a str, &'a T);
+
+impl<T: Serialize> Serialize for Answer<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("type", self.0)?;
+        map.serialize_entry(&self.0.to_ascii_lowercase(), self.1)?;
+        map.end()
+    }
+}
+
+fn answer<T: Serialize>(type_name: &str, payload: &T) -> Vec<u8> {
+    meseta_api::json::to_ascii_vec(&Answer(type_name, payload))
+}
+
+/// SUBSCRIBED's payload.
+#[derive(Serialize)]
+struct Subscribed<'a> {
+    get_state: views::GetState<'a>,
+    heartbeat_interval_seconds: f64,
+}
+
+/// SUBSCRIBE: the subscriber is added with a snapshot of the state in one job, so that the
+/// events it gets follow the state it is sent first; that state is written off the service
+/// loop.
 async fn subscribe(app: AppState) -> Response {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let subscribed = app
+    let snapshot = app
         .service
         .call(move |svc| {
-            let state = views::get_state(&svc.core);
-            let first = Event::Subscribed(json!({
-                "get_state": state,
-                "heartbeat_interval_seconds": crate::core::HEARTBEAT_INTERVAL_SECS,
-            }));
-            let _ = tx.send(Bytes::from(meseta_api::recordio::encode(&first)));
-            let _ = tx.send(Bytes::from(meseta_api::recordio::encode(&Event::Heartbeat)));
             svc.add_operator_subscriber(tx);
+            svc.core.snapshot()
         })
         .await;
-    if subscribed.is_err() {
+    let Ok(snapshot) = snapshot else {
         return unavailable();
-    }
-    let body = GuardedStream::new(rx, || {}).into_body();
+    };
+    let first = tokio::task::spawn_blocking(move || {
+        let subscribed = Subscribed {
+            get_state: views::get_state(&snapshot),
+            heartbeat_interval_seconds: crate::core::HEARTBEAT_INTERVAL_SECS,
+        };
+        meseta_api::recordio::encode(&Answer("SUBSCRIBED", &subscribed))
+    })
+    .await;
+    let first = match first {
+        Ok(first) => Bytes::from(first),
+        Err(e) => return super::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let heartbeat = Bytes::from(meseta_api::recordio::encode(&Event::Heartbeat));
+    let records = futures::stream::iter([first, heartbeat])
+        .chain(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .map(Ok::<_, std::convert::Infallible>);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        axum::body::Body::from_stream(records),
     )
         .into_response()
 }

@@ -1,12 +1,14 @@
 //! The endpoints existing tools read: v0 JSON state, `/health`, `/version`, `/redirect`,
 //! `/teardown`, `/flags`, `/metrics/snapshot`.
 
-use super::{error, json, unavailable, AppState};
+use super::{error, json, read_answer, unavailable, AppState};
+use crate::core::Snapshot;
 use crate::service::{now, Service};
 use crate::views;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use meseta_api::json::to_ascii_vec;
 use meseta_api::FrameworkId;
 use serde_json::{json, Map, Value};
 
@@ -31,55 +33,51 @@ fn flags_object(app: &AppState) -> Value {
     )
 }
 
-pub async fn state(State(app): State<AppState>, headers: HeaderMap) -> Response {
+/// A whole-state view read off the service loop (see [`crate::reads`]).
+/// `render` writes the view of a snapshot, given the flags and the leader.
+async fn read(
+    app: &AppState,
+    headers: &HeaderMap,
+    key: &str,
+    render: impl Fn(&Snapshot, &Value, &str) -> Vec<u8> + Send + Sync + 'static,
+) -> Response {
+    let flags = flags_object(app);
     let leader = format!("master@{}", app.leader);
-    view(&app, &headers, move |svc, flags| {
-        views::v0_state(&svc.core, flags, &leader)
+    let render = move |snapshot: &Snapshot| render(snapshot, &flags, &leader);
+    read_answer(headers, app.reads.read(key, render).await).await
+}
+
+pub async fn state(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    read(&app, &headers, "v0/state", |s, flags, leader| {
+        to_ascii_vec(&views::v0_state(s, flags, leader))
     })
     .await
 }
 
 pub async fn state_summary(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    view(&app, &headers, |svc, _| views::v0_state_summary(&svc.core)).await
+    read(&app, &headers, "v0/state-summary", |s, _, _| {
+        to_ascii_vec(&views::v0_state_summary(s))
+    })
+    .await
 }
 
 pub async fn frameworks(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    view(&app, &headers, |svc, flags| {
-        let state = views::v0_state(&svc.core, flags, "");
-        json!({
-            "frameworks": state["frameworks"],
-            "completed_frameworks": state["completed_frameworks"],
-            "unregistered_frameworks": [],
-        })
+    read(&app, &headers, "v0/frameworks", |s, _, _| {
+        to_ascii_vec(&views::v0_frameworks(s))
     })
     .await
 }
 
 pub async fn slaves(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    view(&app, &headers, |svc, flags| {
-        let state = views::v0_state(&svc.core, flags, "");
-        json!({"slaves": state["slaves"], "recovered_slaves": state["recovered_slaves"]})
+    read(&app, &headers, "v0/slaves", |s, _, _| {
+        to_ascii_vec(&views::v0_slaves(s))
     })
     .await
 }
 
 pub async fn tasks(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    view(&app, &headers, |svc, flags| {
-        let state = views::v0_state(&svc.core, flags, "");
-        let tasks: Vec<Value> = state["frameworks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|f| {
-                f["tasks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .chain(f["completed_tasks"].as_array().into_iter().flatten())
-                    .cloned()
-            })
-            .collect();
-        json!({"tasks": tasks})
+    read(&app, &headers, "v0/tasks", |s, _, _| {
+        to_ascii_vec(&views::v0_tasks(s))
     })
     .await
 }
