@@ -1,25 +1,39 @@
 //! The executor's HTTP link to its agent (`POST /api/v1/executor`, JSON, with
 //! `Authorization: Bearer <token>` when the agent gave the executor a token): SUBSCRIBE
 //! opens a chunked RecordIO stream of events; other calls are answered 202.
+//!
+//! Plain HTTP/1.1 over hyper: each SUBSCRIBE gets its own connection (it holds it for the
+//! stream), and the other calls share one kept-alive connection, opened again after an
+//! error. An executor lives for one task, so a general client's set-up (connection pools,
+//! TLS configuration, URL parsing per request) would cost it more than its calls.
 
 use crate::config::Config;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
 use meseta_api::executor::{Call, Event};
 use meseta_api::recordio::{Typed, TypedDecoder};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::net::TcpStream;
+
+/// How long connecting to the agent may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP keepalive on the links, so that a vanished agent host is noticed.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+/// The agent's executor API.
+const PATH: &str = "/api/v1/executor";
 
 /// Why a call to the agent did not go through.
 #[derive(Debug, Error)]
 pub enum LinkError {
     /// No HTTP exchange happened (connection refused, reset, …).
-    #[error("cannot reach the agent at {url}: {source}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot reach the agent at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     /// The agent answered with an error status.
     #[error("the agent answered {call} with {status}: {body}")]
     Rejected {
@@ -35,56 +49,89 @@ pub enum LinkError {
 /// The agent's executor endpoint.
 #[derive(Clone, Debug)]
 pub struct AgentLink {
-    client: reqwest::Client,
-    url: String,
+    /// `ip:port`, also the `Host` header.
+    address: String,
     /// The `Authorization` header's value.
-    authorization: Option<String>,
+    authorization: Option<HeaderValue>,
+    /// The kept connection for calls other than SUBSCRIBE.
+    calls: Arc<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>,
 }
 
 impl AgentLink {
     /// A link to the agent at `config`'s endpoint (`ip:port`), authenticated with its
     /// token when it has one.
     pub fn new(config: &Config) -> Result<AgentLink, LinkError> {
-        let url = format!("http://{}/api/v1/executor", config.agent_endpoint);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Duration::from_secs(10))
-            .build()
-            .map_err(|source| LinkError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        let authorization = (config.authentication_token.as_ref()).map(|t| format!("Bearer {t}"));
+        let address = config.agent_endpoint.clone();
+        let authorization =
+            match &config.authentication_token {
+                None => None,
+                Some(token) => Some(HeaderValue::try_from(format!("Bearer {token}")).map_err(
+                    |e| LinkError::Unreachable {
+                        url: url(&address),
+                        reason: format!("the authentication token cannot be a header: {e}"),
+                    },
+                )?),
+            };
         Ok(AgentLink {
-            client,
-            url,
+            address,
             authorization,
+            calls: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
-    async fn post(&self, call: &Call) -> Result<reqwest::Response, LinkError> {
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json");
-        if let Some(authorization) = &self.authorization {
-            request = request.header("Authorization", authorization);
+    fn unreachable(&self, reason: impl std::fmt::Display) -> LinkError {
+        LinkError::Unreachable {
+            url: url(&self.address),
+            reason: reason.to_string(),
         }
-        let response = request
-            .body(meseta_api::json::to_ascii_vec(call))
-            .send()
+    }
+
+    /// Opens a connection and hands it to a task that drives it.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, LinkError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
             .await
-            .map_err(|source| LinkError::Unreachable {
-                url: self.url.clone(),
-                source,
-            })?;
+            .map_err(|_| self.unreachable("connecting timed out"))?
+            .map_err(|e| self.unreachable(e))?;
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("a connection to the agent ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn request(&self, call: &Call) -> hyper::Request<Full<Bytes>> {
+        let mut request = hyper::Request::post(PATH)
+            .header(HOST, &self.address)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        request
+            .body(Full::new(Bytes::from(meseta_api::json::to_ascii_vec(call))))
+            .expect("a POST with valid headers")
+    }
+
+    /// The response when it is a success, else the agent's answer as an error.
+    async fn accepted(
+        call: &Call,
+        response: hyper::Response<Incoming>,
+    ) -> Result<hyper::Response<Incoming>, LinkError> {
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
+        let body = match response.into_body().collect().await {
+            Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+            Err(_) => String::new(),
+        };
         Err(LinkError::Rejected {
             call: call.kind.type_name(),
             status,
@@ -92,24 +139,58 @@ impl AgentLink {
         })
     }
 
-    /// Sends SUBSCRIBE and returns the event stream.
+    /// Sends SUBSCRIBE on a connection of its own and returns the event stream.
     pub async fn subscribe(&self, call: &Call) -> Result<EventStream, LinkError> {
-        let response = self.post(call).await?;
+        let mut sender = self.connect().await?;
+        let response = sender
+            .send_request(self.request(call))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let response = Self::accepted(call, response).await?;
         Ok(EventStream {
-            body: response.bytes_stream().boxed(),
+            body: response.into_body(),
             decoder: TypedDecoder::new(),
         })
     }
 
-    /// Sends a call that is answered without a stream (UPDATE, MESSAGE).
+    /// Sends a call that is answered without a stream (UPDATE, MESSAGE) on the kept
+    /// connection.
     pub async fn send(&self, call: &Call) -> Result<(), LinkError> {
-        self.post(call).await.map(drop)
+        let mut kept = self.calls.lock().await;
+        let reusable = match kept.take() {
+            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
+        let mut sender = match reusable {
+            Some(sender) => sender,
+            None => self.connect().await?,
+        };
+        let response = sender
+            .send_request(self.request(call))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let result = Self::accepted(call, response).await;
+        if let Ok(response) = result {
+            // Read the (empty) body to its end, so that the connection can carry the next.
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            *kept = Some(sender);
+            return Ok(());
+        }
+        result.map(drop)
     }
+}
+
+fn url(address: &str) -> String {
+    format!("http://{address}{PATH}")
 }
 
 /// Events from a subscription.
 pub struct EventStream {
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    body: Incoming,
     decoder: TypedDecoder<Event>,
 }
 
@@ -127,8 +208,12 @@ impl EventStream {
                 }
                 Ok(None) => {}
             }
-            match self.body.next().await? {
-                Ok(chunk) => self.decoder.feed(&chunk),
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        self.decoder.feed(chunk);
+                    }
+                }
                 Err(e) => return Some(Err(LinkError::Stream(e.to_string()))),
             }
         }
