@@ -146,7 +146,10 @@ impl Core {
                     .insert(task.task_id.clone(), agent_id.clone());
             }
             reported.push(task.clone());
-            agent.tasks.insert(key, task.into());
+            let resources = self.task_resources(task.resources.clone());
+            agent
+                .tasks
+                .insert(key, TaskRecord::from_task(task, resources).into());
         }
         // Tasks the master launched that the agent does not report: the agent answers
         // those it never received with TASK_DROPPED.
@@ -156,8 +159,8 @@ impl Core {
                 if let Some(task) = prev.tasks.get(&key) {
                     if !task.state.is_terminal() {
                         agent.tasks.insert(key.clone(), task.clone());
-                        let resources =
-                            Resources::from_list(task.resources.clone()).unwrap_or_default();
+                        let resources = Resources::from_list(task.resources.as_slice().to_vec())
+                            .unwrap_or_default();
                         agent
                             .used
                             .entry(key.0.clone())
@@ -289,9 +292,7 @@ impl Core {
                 Some(agent_id),
                 now,
             );
-            task.statuses
-                .retain(|s| s.state != TaskState::TaskUnreachable);
-            task.statuses.push(status.clone());
+            task.push_status(&status);
             updates.push((framework_id.clone(), status));
         }
         self.count("master/slave_unreachable_completed");

@@ -144,7 +144,7 @@ impl Core {
             .map(|((framework_id, task_id), task)| KillTask {
                 framework_id: framework_id.clone(),
                 task_id: task_id.clone(),
-                kill_policy: bounded_grace(task.kill_policy.as_ref(), max_grace),
+                kill_policy: bounded_grace(task.kill_policy(), max_grace),
             })
             .collect();
         for kill in kills {

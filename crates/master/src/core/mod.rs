@@ -17,6 +17,7 @@ mod reservations;
 mod shared;
 mod snapshot;
 mod task_groups;
+mod task_record;
 mod tasks;
 mod weights;
 
@@ -24,6 +25,7 @@ pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
 pub use reservations::ResourceOp;
 pub use shared::Shared;
 pub use snapshot::Snapshot;
+pub use task_record::{StatusRecord, TaskRecord, TaskResources};
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};
@@ -117,7 +119,7 @@ pub struct Framework {
     pub tasks: BTreeMap<TaskId, AgentId>,
     pub offers: BTreeSet<OfferId>,
     pub filters: Vec<RefuseFilter>,
-    pub completed_tasks: VecDeque<Shared<Task>>,
+    pub completed_tasks: VecDeque<Shared<TaskRecord>>,
 }
 
 impl Framework {
@@ -178,7 +180,7 @@ pub struct Agent {
     /// Resources used by tasks and executors, per framework.
     pub used: BTreeMap<FrameworkId, Resources>,
     pub offered: Resources,
-    pub tasks: BTreeMap<(FrameworkId, TaskId), Shared<Task>>,
+    pub tasks: BTreeMap<(FrameworkId, TaskId), Shared<TaskRecord>>,
     pub executors: BTreeMap<(FrameworkId, ExecutorId), ExecutorEntry>,
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
@@ -259,6 +261,8 @@ pub struct Core {
     pub metrics: BTreeMap<&'static str, u64>,
     /// Whether any operator API subscriber listens; operator events are only built then.
     pub operator_observed: bool,
+    /// The resources of the task recorded last, shared with the next if they are equal.
+    last_task_resources: Option<TaskResources>,
 }
 
 impl Core {
@@ -290,6 +294,7 @@ impl Core {
             effects: Vec::new(),
             metrics: BTreeMap::new(),
             operator_observed: false,
+            last_task_resources: None,
         };
         let deadline = now + core.config.agent_reregister_timeout;
         for (id, admitted) in registry.agents {
@@ -363,6 +368,17 @@ impl Core {
         let id = OfferId::new(format!("{}-O{}", self.master_info.id, self.next_offer));
         self.next_offer += 1;
         id
+    }
+
+    /// A task's resources, the same list as the previous task's when they are equal (tasks
+    /// are mostly launched in runs of one shape).
+    fn task_resources(&mut self, list: Vec<Resource>) -> TaskResources {
+        let resources = match &self.last_task_resources {
+            Some(last) => last.reuse_for(list),
+            None => TaskResources::new(list),
+        };
+        self.last_task_resources = Some(resources.clone());
+        resources
     }
 
     /// Sends an event to a framework if it is connected.

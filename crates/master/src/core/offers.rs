@@ -626,7 +626,8 @@ impl Core {
                 .and_then(|c| c.user.clone())
                 .unwrap_or_else(|| f.info.user.clone())
         });
-        let record = Task::from_info(task, framework_id, user);
+        let resources = self.task_resources(task.resources.clone());
+        let record = TaskRecord::launched(task, framework_id, user, resources);
         let agent = self.agents.get_mut(agent_id).expect("validated");
         agent
             .used

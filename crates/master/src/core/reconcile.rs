@@ -33,12 +33,9 @@ impl Core {
         }
     }
 
-    fn known_task_status(&self, task: &Task, now: f64) -> TaskStatus {
+    fn known_task_status(&self, task: &TaskRecord, now: f64) -> TaskStatus {
         let mut status = task
-            .statuses
-            .iter()
-            .find(|s| s.state == task.state)
-            .cloned()
+            .status_of_state()
             .unwrap_or_else(|| TaskStatus::new(task.task_id.clone(), task.state));
         status.state = task.state;
         status.uuid = None;

@@ -8,9 +8,6 @@ use meseta_api::internal::{
 };
 use meseta_api::scheduler::{self, EventMessage, Failure};
 
-/// How many statuses a task keeps (the latest of each state is what matters).
-const MAX_STATUSES_PER_TASK: usize = 16;
-
 impl Core {
     /// A status update relayed by an agent.
     pub fn status_update(&mut self, agent_id: &AgentId, update: StatusUpdate) {
@@ -37,15 +34,10 @@ impl Core {
             state_changed = previous != task.state;
             task.status_update_state = Some(status.state);
             task.status_update_uuid = status.uuid.clone();
-            let mut stored = status.clone();
-            stored.data = None;
-            task.statuses.retain(|s| s.state != stored.state);
-            task.statuses.push(stored);
-            if task.statuses.len() > MAX_STATUSES_PER_TASK {
-                task.statuses.remove(0);
-            }
+            task.push_status(&status);
             if !was_terminal && task.state.is_terminal() {
-                let resources = Resources::from_list(task.resources.clone()).unwrap_or_default();
+                let resources =
+                    Resources::from_list(task.resources.as_slice().to_vec()).unwrap_or_default();
                 if let Some(used) = agent.used.get_mut(&framework_id) {
                     used.subtract_all(&resources.allocated_to(None));
                 }

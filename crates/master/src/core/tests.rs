@@ -585,9 +585,8 @@ fn agent_reregistration_keeps_tasks_and_reconciles_missing_ones() {
     );
     c.drain_effects();
     c.link_closed(T0, &agent, "L1");
-    let kept = c.agents[&agent].tasks[&(fid.clone(), TaskId::new("kept"))]
-        .clone()
-        .into_inner();
+    let kept = &c.agents[&agent].tasks[&(fid.clone(), TaskId::new("kept"))];
+    let kept: Task = serde_json::from_value(serde_json::to_value(&**kept).unwrap()).unwrap();
     let id = register(&mut c, "L2", Some(agent.as_str()), vec![kept]);
     assert_eq!(id, agent);
     let fx = c.drain_effects();

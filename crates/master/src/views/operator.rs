@@ -3,11 +3,11 @@
 //! that operator events carry too.
 
 use super::{active, framework_offers, resources_json, time_info, Empty, TimeInfo};
-use crate::core::{Agent, AgentLink, Framework, OfferEntry, Shared, Snapshot};
+use crate::core::{Agent, AgentLink, Framework, OfferEntry, Shared, Snapshot, TaskRecord};
 use meseta_api::maintenance::DrainInfo;
 use meseta_api::{
     AgentId, AgentInfo, ExecutorInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resource,
-    Resources, Task,
+    Resources,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -168,9 +168,9 @@ pub fn get_frameworks<'a>(snapshot: &'a Snapshot) -> GetFrameworks<'a> {
 #[derive(Serialize)]
 pub struct GetTasks<'a> {
     pending_tasks: Empty,
-    tasks: Vec<&'a Task>,
-    unreachable_tasks: Vec<&'a Task>,
-    completed_tasks: Vec<&'a Task>,
+    tasks: Vec<&'a TaskRecord>,
+    unreachable_tasks: Vec<&'a TaskRecord>,
+    completed_tasks: Vec<&'a TaskRecord>,
     orphan_tasks: Empty,
 }
 

@@ -182,3 +182,28 @@ fn a_snapshot_keeps_the_state_it_was_taken_at() {
     assert_eq!(state_of_t1(&before), Some(json!("TASK_RUNNING")));
     assert_eq!(state_of_t1(&c.snapshot()), Some(json!("TASK_FINISHED")));
 }
+
+#[test]
+fn v0_tasks_are_the_v0_model_of_the_operator_api_tasks() {
+    let (c, ..) = busy();
+    let s = c.snapshot();
+    let operator = value(&get_tasks(&s));
+    let v0 = value(&v0_state(&s, &json!({}), "L"));
+    let mut compared = 0;
+    for framework in v0["frameworks"].as_array().unwrap() {
+        for listed in ["tasks", "completed_tasks"] {
+            for task in framework[listed].as_array().unwrap() {
+                let id = task["id"].as_str().unwrap();
+                let api: meseta_api::Task = ["tasks", "unreachable_tasks", "completed_tasks"]
+                    .iter()
+                    .flat_map(|l| operator[*l].as_array().unwrap())
+                    .find(|t| t["task_id"]["value"] == id)
+                    .map(|t| serde_json::from_value(t.clone()).unwrap())
+                    .unwrap();
+                assert_eq!(task, &meseta_api::v0::task(&api), "{id}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 4, "t1, e1, u1 and done");
+}

@@ -3,17 +3,17 @@
 //! `/master/state-summary` (task counts per state).
 
 use super::{active, framework_offers, registered, resources_json, Empty};
-use crate::core::{Agent, AgentLink, ExecutorEntry, Framework, Shared, Snapshot};
+use crate::core::{Agent, AgentLink, ExecutorEntry, Framework, Shared, Snapshot, TaskRecord};
 use meseta_api::{
     AgentId, AgentInfo, CapabilityType, CommandInfo, FrameworkId, MasterInfo, Resource, Resources,
-    Task, TaskState,
+    TaskState,
 };
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A task in the v0 model.
-pub struct V0Task<'a>(&'a Task);
+pub struct V0Task<'a>(&'a TaskRecord);
 
 #[derive(Serialize)]
 struct V0Status<'a> {
@@ -33,7 +33,7 @@ struct V0TaskFields<'a> {
     executor_id: &'a str,
     slave_id: &'a str,
     state: TaskState,
-    resources: Value,
+    resources: &'a Value,
     statuses: Vec<V0Status<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<&'a Value>,
@@ -50,26 +50,26 @@ impl Serialize for V0Task<'_> {
         let task = self.0;
         V0TaskFields {
             id: task.task_id.as_str(),
-            name: &task.name,
+            name: task.name(),
             framework_id: task.framework_id.as_str(),
             executor_id: task.executor_id.as_ref().map_or("", |e| e.as_str()),
             slave_id: task.agent_id.as_str(),
             state: task.state,
-            resources: meseta_api::v0::resources(&task.resources),
+            resources: task.resources.v0(),
             statuses: task
-                .statuses
+                .statuses()
                 .iter()
                 .map(|s| V0Status {
                     state: s.state,
-                    timestamp: s.timestamp.unwrap_or(0.0),
-                    healthy: s.healthy,
-                    container_status: s.container_status.as_ref(),
+                    timestamp: s.timestamp().unwrap_or(0.0),
+                    healthy: s.healthy(),
+                    container_status: s.container_status(),
                 })
                 .collect(),
-            labels: task.labels.as_ref().and_then(|l| l.get("labels")),
-            discovery: task.discovery.as_ref(),
-            container: task.container.as_ref(),
-            user: task.user.as_deref(),
+            labels: task.labels().and_then(|l| l.get("labels")),
+            discovery: task.discovery(),
+            container: task.container(),
+            user: task.user(),
         }
         .serialize(serializer)
     }
@@ -148,7 +148,7 @@ fn per_framework(snapshot: &Snapshot) -> HashMap<&FrameworkId, PerFramework<'_>>
 }
 
 /// The framework's tasks that agents hold, in task id order.
-fn framework_tasks<'a>(snapshot: &'a Snapshot, f: &'a Framework) -> Vec<&'a Task> {
+fn framework_tasks<'a>(snapshot: &'a Snapshot, f: &'a Framework) -> Vec<&'a TaskRecord> {
     f.tasks
         .iter()
         .filter_map(|(task_id, agent_id)| {
@@ -447,7 +447,7 @@ const SUMMARY_STATES: [TaskState; 10] = [
 struct StateCounts(HashMap<TaskState, u64>);
 
 impl StateCounts {
-    fn add<'a>(&mut self, tasks: impl Iterator<Item = &'a Task>) {
+    fn add<'a>(&mut self, tasks: impl Iterator<Item = &'a TaskRecord>) {
         for task in tasks {
             *self.0.entry(task.state).or_default() += 1;
         }
@@ -502,13 +502,16 @@ pub struct V0StateSummary<'a> {
 
 pub fn v0_state_summary(snapshot: &Snapshot) -> V0StateSummary<'_> {
     // Completed tasks by the agent they ran on, in one sweep.
-    let mut completed_on: HashMap<&AgentId, Vec<&Task>> = HashMap::new();
+    let mut completed_on: HashMap<&AgentId, Vec<&TaskRecord>> = HashMap::new();
     for task in snapshot
         .frameworks
         .values()
         .flat_map(|f| f.completed_tasks.iter())
     {
-        completed_on.entry(&task.agent_id).or_default().push(task);
+        completed_on
+            .entry(&task.agent_id)
+            .or_default()
+            .push(&**task);
     }
     let slaves = snapshot
         .agents

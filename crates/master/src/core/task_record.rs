@@ -1,0 +1,538 @@
+//! [`TaskRecord`]: what the master keeps of a task, kept small because a master holds
+//! hundreds of thousands of them (running and completed). Compared with the API's `Task`:
+//! tasks launched with the same resources share one list (and its v0 map), statuses keep
+//! only what differs from their task (the task's own id, agent and executor are not
+//! repeated; rare fields are boxed) and carry no `data`, and the task's rarely set fields
+//! (labels, discovery, container, health check, kill policy) are boxed together. Written
+//! out it is exactly the API's `Task` (the operator API) or the v0 task.
+
+use meseta_api::json::Bytes;
+use meseta_api::{
+    AgentId, ExecutorId, FrameworkId, HealthCheck, KillPolicy, Reason, Resource, StatusSource,
+    Task, TaskId, TaskInfo, TaskState, TaskStatus,
+};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+
+/// How many statuses a task keeps (the latest of each state is what matters).
+const MAX_STATUSES_PER_TASK: usize = 16;
+
+/// A task's resources, shared by the tasks launched with the same ones.
+#[derive(Clone, Debug)]
+pub struct TaskResources(Arc<ResourceList>);
+
+#[derive(Debug)]
+struct ResourceList {
+    list: Vec<Resource>,
+    /// The v0 map (`{"cpus":0.1,…}`), written once for all the tasks sharing the list.
+    v0: OnceLock<Value>,
+}
+
+impl TaskResources {
+    pub fn new(list: Vec<Resource>) -> Self {
+        TaskResources(Arc::new(ResourceList {
+            list,
+            v0: OnceLock::new(),
+        }))
+    }
+
+    /// These resources if they are `list`, else a new list.
+    pub fn reuse_for(&self, list: Vec<Resource>) -> Self {
+        if self.0.list == list {
+            self.clone()
+        } else {
+            TaskResources::new(list)
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Resource] {
+        &self.0.list
+    }
+
+    /// The v0 map of these resources.
+    pub fn v0(&self) -> &Value {
+        self.0
+            .v0
+            .get_or_init(|| meseta_api::v0::resources(&self.0.list))
+    }
+}
+
+/// One of a task's ids as a status names it: not at all, the task's own, or another.
+#[derive(Clone, Debug, PartialEq)]
+enum Named<T> {
+    Absent,
+    Same,
+    Other(Box<T>),
+}
+
+impl<T: PartialEq + Clone> Named<T> {
+    fn of(value: Option<&T>, same: &T) -> Self {
+        match value {
+            None => Named::Absent,
+            Some(v) if v == same => Named::Same,
+            Some(v) => Named::Other(Box::new(v.clone())),
+        }
+    }
+
+    fn get<'a>(&'a self, same: &'a T) -> Option<&'a T> {
+        match self {
+            Named::Absent => None,
+            Named::Same => Some(same),
+            Named::Other(v) => Some(v),
+        }
+    }
+}
+
+/// The rarely set fields of a status.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct StatusExtras {
+    check_status: Option<Value>,
+    labels: Option<Value>,
+    container_status: Option<Value>,
+    unreachable_time: Option<Value>,
+    limitation: Option<Value>,
+}
+
+/// A status of a task, without its `data`; its task id is the task's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusRecord {
+    pub state: TaskState,
+    source: Option<StatusSource>,
+    reason: Option<Reason>,
+    healthy: Option<bool>,
+    timestamp: Option<f64>,
+    uuid: Option<Bytes>,
+    message: Option<Box<str>>,
+    agent_id: Named<AgentId>,
+    executor_id: Named<ExecutorId>,
+    extras: Option<Box<StatusExtras>>,
+}
+
+impl StatusRecord {
+    fn new(status: &TaskStatus, task: &TaskRecord) -> StatusRecord {
+        let extras = StatusExtras {
+            check_status: status.check_status.clone(),
+            labels: status.labels.clone(),
+            container_status: status.container_status.clone(),
+            unreachable_time: status.unreachable_time.clone(),
+            limitation: status.limitation.clone(),
+        };
+        StatusRecord {
+            state: status.state,
+            source: status.source,
+            reason: status.reason,
+            healthy: status.healthy,
+            timestamp: status.timestamp,
+            uuid: status.uuid.clone(),
+            message: status.message.as_deref().map(Box::from),
+            agent_id: Named::of(status.agent_id.as_ref(), &task.agent_id),
+            executor_id: Named::of(status.executor_id.as_ref(), &task.status_executor_id()),
+            extras: (extras != StatusExtras::default()).then(|| Box::new(extras)),
+        }
+    }
+
+    /// The status as the API writes it.
+    pub fn to_status(&self, task: &TaskRecord) -> TaskStatus {
+        let extras = self.extras.as_deref().cloned().unwrap_or_default();
+        TaskStatus {
+            task_id: task.task_id.clone(),
+            state: self.state,
+            message: self.message.as_deref().map(String::from),
+            source: self.source,
+            reason: self.reason,
+            data: None,
+            agent_id: self.agent_id.get(&task.agent_id).cloned(),
+            executor_id: self.executor_id.get(&task.status_executor_id()).cloned(),
+            timestamp: self.timestamp,
+            uuid: self.uuid.clone(),
+            healthy: self.healthy,
+            check_status: extras.check_status,
+            labels: extras.labels,
+            container_status: extras.container_status,
+            unreachable_time: extras.unreachable_time,
+            limitation: extras.limitation,
+        }
+    }
+
+    pub fn timestamp(&self) -> Option<f64> {
+        self.timestamp
+    }
+
+    pub fn healthy(&self) -> Option<bool> {
+        self.healthy
+    }
+
+    pub fn container_status(&self) -> Option<&Value> {
+        self.extras.as_ref()?.container_status.as_ref()
+    }
+}
+
+/// The rarely set fields of a task.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct TaskExtras {
+    labels: Option<Value>,
+    discovery: Option<Value>,
+    container: Option<Value>,
+    health_check: Option<HealthCheck>,
+    kill_policy: Option<KillPolicy>,
+}
+
+/// What the master keeps of a task.
+#[derive(Clone, Debug)]
+pub struct TaskRecord {
+    pub task_id: TaskId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub executor_id: Option<ExecutorId>,
+    /// The task's name when it is not its id.
+    name: Option<Box<str>>,
+    pub state: TaskState,
+    pub status_update_state: Option<TaskState>,
+    pub status_update_uuid: Option<Bytes>,
+    pub resources: TaskResources,
+    statuses: Vec<StatusRecord>,
+    user: Option<Box<str>>,
+    extras: Option<Box<TaskExtras>>,
+}
+
+impl TaskRecord {
+    /// A task launched now (TASK_STAGING), with `resources` (its info's, maybe shared).
+    pub fn launched(
+        info: &TaskInfo,
+        framework_id: &FrameworkId,
+        user: Option<String>,
+        resources: TaskResources,
+    ) -> TaskRecord {
+        TaskRecord::new(
+            Task::from_info(info, framework_id, user),
+            Vec::new(),
+            resources,
+        )
+    }
+
+    /// The record of a task an agent reports, with `resources` (its own, maybe shared).
+    pub fn from_task(mut task: Task, resources: TaskResources) -> TaskRecord {
+        let statuses = std::mem::take(&mut task.statuses);
+        TaskRecord::new(task, statuses, resources)
+    }
+
+    fn new(task: Task, statuses: Vec<TaskStatus>, resources: TaskResources) -> TaskRecord {
+        let extras = TaskExtras {
+            labels: task.labels,
+            discovery: task.discovery,
+            container: task.container,
+            health_check: task.health_check,
+            kill_policy: task.kill_policy,
+        };
+        let mut record = TaskRecord {
+            name: (task.name != task.task_id.value).then(|| task.name.into()),
+            task_id: task.task_id,
+            framework_id: task.framework_id,
+            agent_id: task.agent_id,
+            executor_id: task.executor_id,
+            state: task.state,
+            status_update_state: task.status_update_state,
+            status_update_uuid: task.status_update_uuid,
+            resources,
+            statuses: Vec::new(),
+            user: task.user.map(String::into_boxed_str),
+            extras: (extras != TaskExtras::default()).then(|| Box::new(extras)),
+        };
+        for status in &statuses {
+            record.push_status(status);
+        }
+        record
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.task_id.value)
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn kill_policy(&self) -> Option<&KillPolicy> {
+        self.extras.as_ref()?.kill_policy.as_ref()
+    }
+
+    pub fn labels(&self) -> Option<&Value> {
+        self.extras.as_ref()?.labels.as_ref()
+    }
+
+    pub fn discovery(&self) -> Option<&Value> {
+        self.extras.as_ref()?.discovery.as_ref()
+    }
+
+    pub fn container(&self) -> Option<&Value> {
+        self.extras.as_ref()?.container.as_ref()
+    }
+
+    pub fn statuses(&self) -> &[StatusRecord] {
+        &self.statuses
+    }
+
+    /// The executor id its statuses usually carry: its executor's, or for a command task
+    /// its own id (the command executor's id).
+    fn status_executor_id(&self) -> ExecutorId {
+        self.executor_id
+            .clone()
+            .unwrap_or_else(|| ExecutorId::new(self.task_id.value.as_str()))
+    }
+
+    /// Records a status: it replaces the one of the same state, without its data; the
+    /// oldest go beyond [`MAX_STATUSES_PER_TASK`].
+    pub fn push_status(&mut self, status: &TaskStatus) {
+        let record = StatusRecord::new(status, self);
+        self.statuses.retain(|s| s.state != record.state);
+        self.statuses.push(record);
+        if self.statuses.len() > MAX_STATUSES_PER_TASK {
+            self.statuses.remove(0);
+        }
+        // A vector grows by doubling from four; a task has a few statuses, held for long.
+        self.statuses.shrink_to_fit();
+    }
+
+    /// The latest status of the task's current state, as the API writes it.
+    pub fn status_of_state(&self) -> Option<TaskStatus> {
+        self.statuses
+            .iter()
+            .find(|s| s.state == self.state)
+            .map(|s| s.to_status(self))
+    }
+
+    /// The latest status, as the API writes it.
+    pub fn last_status(&self) -> Option<TaskStatus> {
+        self.statuses.last().map(|s| s.to_status(self))
+    }
+}
+
+/// `{"value": …}`, as ids are written.
+#[derive(Serialize)]
+struct IdOut<'a> {
+    value: &'a str,
+}
+
+fn id(value: &str) -> IdOut<'_> {
+    IdOut { value }
+}
+
+/// A status as the API's `TaskStatus` writes it.
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    task_id: IdOut<'a>,
+    state: TaskState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<StatusSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_id: Option<IdOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executor_id: Option<IdOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check_status: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_status: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unreachable_time: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limitation: Option<&'a Value>,
+}
+
+/// A status with its task, to write.
+struct StatusOfTask<'a>(&'a StatusRecord, &'a TaskRecord);
+
+impl Serialize for StatusOfTask<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (s, task) = (self.0, self.1);
+        let extras = s.extras.as_deref();
+        let extra = |f: fn(&StatusExtras) -> &Option<Value>| extras.and_then(|e| f(e).as_ref());
+        let executor = match &s.executor_id {
+            Named::Absent => None,
+            Named::Same => Some(
+                task.executor_id
+                    .as_ref()
+                    .map_or(task.task_id.as_str(), |e| e.as_str()),
+            ),
+            Named::Other(e) => Some(e.as_str()),
+        };
+        StatusOut {
+            task_id: id(task.task_id.as_str()),
+            state: s.state,
+            message: s.message.as_deref(),
+            source: s.source,
+            reason: s.reason,
+            agent_id: s.agent_id.get(&task.agent_id).map(|a| id(a.as_str())),
+            executor_id: executor.map(id),
+            timestamp: s.timestamp,
+            uuid: s.uuid.as_ref(),
+            healthy: s.healthy,
+            check_status: extra(|e| &e.check_status),
+            labels: extra(|e| &e.labels),
+            container_status: extra(|e| &e.container_status),
+            unreachable_time: extra(|e| &e.unreachable_time),
+            limitation: extra(|e| &e.limitation),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A task as the API's `Task` writes it.
+#[derive(Serialize)]
+struct TaskOut<'a> {
+    name: &'a str,
+    task_id: &'a TaskId,
+    framework_id: &'a FrameworkId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executor_id: Option<&'a ExecutorId>,
+    agent_id: &'a AgentId,
+    state: TaskState,
+    resources: &'a [Resource],
+    statuses: Vec<StatusOfTask<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_update_state: Option<TaskState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_update_uuid: Option<&'a Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<&'a HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kill_policy: Option<&'a KillPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+}
+
+impl Serialize for TaskRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let extras = self.extras.as_deref();
+        TaskOut {
+            name: self.name(),
+            task_id: &self.task_id,
+            framework_id: &self.framework_id,
+            executor_id: self.executor_id.as_ref(),
+            agent_id: &self.agent_id,
+            state: self.state,
+            resources: self.resources.as_slice(),
+            statuses: self
+                .statuses
+                .iter()
+                .map(|s| StatusOfTask(s, self))
+                .collect(),
+            status_update_state: self.status_update_state,
+            status_update_uuid: self.status_update_uuid.as_ref(),
+            labels: self.labels(),
+            discovery: self.discovery(),
+            container: self.container(),
+            health_check: extras.and_then(|e| e.health_check.as_ref()),
+            kill_policy: self.kill_policy(),
+            user: self.user(),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(extra: Value) -> Task {
+        let mut v = json!({
+            "name": "n", "task_id": {"value": "t"}, "framework_id": {"value": "f"},
+            "agent_id": {"value": "a"}, "state": "TASK_RUNNING",
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}],
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn record(task: &Task) -> TaskRecord {
+        TaskRecord::from_task(task.clone(), TaskResources::new(task.resources.clone()))
+    }
+
+    #[test]
+    fn a_record_writes_the_task_it_keeps() {
+        let plain = task(json!({"name": "t", "statuses": [
+            {"task_id": {"value": "t"}, "state": "TASK_RUNNING", "agent_id": {"value": "a"},
+             "executor_id": {"value": "t"}, "timestamp": 5.0, "uuid": "AAEC", "source": "SOURCE_EXECUTOR"}
+        ]}));
+        let full = task(json!({
+            "executor_id": {"value": "e"}, "status_update_state": "TASK_FINISHED",
+            "status_update_uuid": "AQID", "user": "u", "labels": {"labels": [{"key": "k"}]},
+            "discovery": {"visibility": "FRAMEWORK"}, "container": {"type": "MESOS"},
+            "health_check": {"type": "COMMAND", "command": {"value": "true"}},
+            "kill_policy": {"grace_period": {"nanoseconds": 5}},
+            "statuses": [
+                {"task_id": {"value": "t"}, "state": "TASK_STARTING", "agent_id": {"value": "other"},
+                 "executor_id": {"value": "e"}, "message": "m", "reason": "REASON_COMMAND_EXECUTOR_FAILED",
+                 "healthy": true, "check_status": {"type": "COMMAND"}, "labels": {"labels": []},
+                 "container_status": {"executor_pid": 3}, "unreachable_time": {"nanoseconds": 1},
+                 "limitation": {"message": "x"}},
+                {"task_id": {"value": "t"}, "state": "TASK_RUNNING", "executor_id": {"value": "x"}}
+            ]
+        }));
+        for task in [plain, full] {
+            let kept = record(&task);
+            assert_eq!(
+                serde_json::to_value(&kept).unwrap(),
+                serde_json::to_value(&task).unwrap()
+            );
+            let statuses: Vec<TaskStatus> =
+                kept.statuses().iter().map(|s| s.to_status(&kept)).collect();
+            assert_eq!(statuses, task.statuses);
+        }
+    }
+
+    #[test]
+    fn statuses_are_kept_one_per_state_without_data_and_at_most_sixteen() {
+        let mut kept = record(&task(json!({})));
+        let mut status = TaskStatus::new(TaskId::new("t"), TaskState::TaskRunning);
+        status.data = Some(Bytes(vec![1; 1000]));
+        kept.push_status(&status);
+        status.message = Some("again".into());
+        kept.push_status(&status);
+        assert_eq!(kept.statuses().len(), 1);
+        let last = kept.last_status().unwrap();
+        assert_eq!((last.message.as_deref(), last.data), (Some("again"), None));
+        for _ in 0..20 {
+            for state in [TaskState::TaskStaging, TaskState::TaskStarting] {
+                kept.push_status(&TaskStatus::new(TaskId::new("t"), state));
+            }
+        }
+        assert_eq!(kept.statuses().len(), 3, "one per state");
+        assert_eq!(
+            kept.status_of_state().unwrap().state,
+            TaskState::TaskRunning
+        );
+    }
+
+    #[test]
+    fn equal_resources_are_shared_and_their_v0_map_written_once() {
+        let first = TaskResources::new(task(json!({})).resources);
+        let same = first.reuse_for(first.as_slice().to_vec());
+        assert!(Arc::ptr_eq(&first.0, &same.0));
+        let other = first.reuse_for(Vec::new());
+        assert!(!Arc::ptr_eq(&first.0, &other.0));
+        assert_eq!(first.v0()["cpus"], json!(1.0));
+        assert!(std::ptr::eq(first.v0(), same.v0()));
+    }
+}
