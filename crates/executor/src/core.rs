@@ -20,7 +20,7 @@
 //! reliable updates a [`Session`], both shared with the default executor.
 
 use crate::config::Config;
-use crate::machine::{Action, Input, Machine, Sources};
+use crate::machine::{dispatch, Action, Handlers, Input, Machine, Sources};
 use crate::session::{Due, Session};
 use crate::task::{KillCause, Step, TaskRun};
 use meseta_api::executor::{Event, Kill};
@@ -55,42 +55,6 @@ impl<S: Sources> Core<S> {
             task: None,
             ack_wait_until: None,
             out: Vec::new(),
-        }
-    }
-
-    fn on_event(&mut self, event: Event, now: Instant) {
-        match event {
-            Event::Subscribed(subscribed) => {
-                let late = self.session.subscribed(subscribed);
-                self.out.extend(late);
-                if self.session.terminal_unacknowledged(&self.task_id()) {
-                    self.ack_wait_until = Some(now + ACK_WAIT);
-                }
-            }
-            Event::Launch(launch) => self.on_launch(launch.task, now),
-            Event::LaunchGroup(_) => {
-                tracing::error!("LAUNCH_GROUP is not supported by the command executor");
-                self.shutdown(now);
-            }
-            Event::Kill(kill) => self.on_kill(kill, now),
-            Event::Acknowledged(ack) => {
-                let Some(update) = self.session.acknowledge(&ack) else {
-                    return;
-                };
-                if let Some(task) = &mut self.task {
-                    task.acknowledged = true;
-                }
-                if update.status.state.is_terminal() && update.status.task_id == self.task_id() {
-                    self.session.close();
-                    self.out.push(Action::Exit(0));
-                }
-            }
-            Event::Shutdown => {
-                tracing::info!("shutting down");
-                self.shutdown(now);
-            }
-            Event::Error(error) => tracing::error!("error from the agent: {}", error.message),
-            Event::Message(_) | Event::Heartbeat => {}
         }
     }
 
@@ -145,60 +109,6 @@ impl<S: Sources> Core<S> {
         let capable = self.session.killing_capable();
         let steps = task.run.kill(grace, KillCause::Request, now, capable);
         self.apply(steps, now);
-    }
-
-    /// Runs `f` on the task when `id` names it, and carries out its steps.
-    fn on_task(
-        &mut self,
-        id: &TaskId,
-        now: Instant,
-        f: impl FnOnce(&mut TaskRun, bool) -> Vec<Step>,
-    ) {
-        let capable = self.session.killing_capable();
-        let Some(task) = self.task.as_mut().filter(|t| t.run.task_id() == id) else {
-            return;
-        };
-        let steps = f(&mut task.run, capable);
-        self.apply(steps, now);
-    }
-
-    fn on_stream_ended(&mut self, why: &str, now: Instant) {
-        if self.session.is_subscribed() {
-            self.ack_wait_until = None;
-        }
-        if self.session.stream_ended(why, now) {
-            self.give_up(now);
-        }
-    }
-
-    fn on_tick(&mut self, now: Instant) {
-        match self.session.tick(now) {
-            Due::Nothing => {}
-            Due::Retry => {
-                let tasks = self
-                    .task
-                    .iter()
-                    .filter(|t| !t.acknowledged)
-                    .map(|t| t.run.info().clone())
-                    .collect();
-                let subscribe = self.session.open(tasks);
-                self.out.push(subscribe);
-            }
-            Due::GiveUp => self.give_up(now),
-        }
-        let capable = self.session.killing_capable();
-        if let Some(task) = &mut self.task {
-            let steps = task.run.tick(now, capable);
-            self.apply(steps, now);
-        }
-        if self.ack_wait_until.is_some_and(|at| at <= now) {
-            self.ack_wait_until = None;
-            if self.session.is_subscribed() {
-                tracing::warn!("no acknowledgement of the terminal update; exiting");
-                self.session.close();
-                self.out.push(Action::Exit(0));
-            }
-        }
     }
 
     fn shutdown(&mut self, now: Instant) {
@@ -267,6 +177,102 @@ impl<S: Sources> Core<S> {
     }
 }
 
+impl<S: Sources> Handlers for Core<S> {
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Subscribed(subscribed) => {
+                let late = self.session.subscribed(subscribed);
+                self.out.extend(late);
+                if self.session.terminal_unacknowledged(&self.task_id()) {
+                    self.ack_wait_until = Some(now + ACK_WAIT);
+                }
+            }
+            Event::Launch(launch) => self.on_launch(launch.task, now),
+            Event::LaunchGroup(_) => {
+                tracing::error!("LAUNCH_GROUP is not supported by the command executor");
+                self.shutdown(now);
+            }
+            Event::Kill(kill) => self.on_kill(kill, now),
+            Event::Acknowledged(ack) => {
+                let Some(update) = self.session.acknowledge(&ack) else {
+                    return;
+                };
+                if let Some(task) = &mut self.task {
+                    task.acknowledged = true;
+                }
+                if update.status.state.is_terminal() && update.status.task_id == self.task_id() {
+                    self.session.close();
+                    self.out.push(Action::Exit(0));
+                }
+            }
+            Event::Shutdown => {
+                tracing::info!("shutting down");
+                self.shutdown(now);
+            }
+            Event::Error(error) => tracing::error!("error from the agent: {}", error.message),
+            Event::Message(_) | Event::Heartbeat => {}
+        }
+    }
+
+    /// Runs `f` on the task when `id` names it, and carries out its steps.
+    fn on_task(
+        &mut self,
+        id: &TaskId,
+        now: Instant,
+        f: impl FnOnce(&mut TaskRun, bool) -> Vec<Step>,
+    ) {
+        let capable = self.session.killing_capable();
+        let Some(task) = self.task.as_mut().filter(|t| t.run.task_id() == id) else {
+            return;
+        };
+        let steps = f(&mut task.run, capable);
+        self.apply(steps, now);
+    }
+
+    fn on_stream_ended(&mut self, why: &str, now: Instant) {
+        if self.session.is_subscribed() {
+            self.ack_wait_until = None;
+        }
+        if self.session.stream_ended(why, now) {
+            self.give_up(now);
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        match self.session.tick(now) {
+            Due::Nothing => {}
+            Due::Retry => {
+                let tasks = self
+                    .task
+                    .iter()
+                    .filter(|t| !t.acknowledged)
+                    .map(|t| t.run.info().clone())
+                    .collect();
+                let subscribe = self.session.open(tasks);
+                self.out.push(subscribe);
+            }
+            Due::GiveUp => self.give_up(now),
+        }
+        let capable = self.session.killing_capable();
+        if let Some(task) = &mut self.task {
+            let steps = task.run.tick(now, capable);
+            self.apply(steps, now);
+        }
+        if self.ack_wait_until.is_some_and(|at| at <= now) {
+            self.ack_wait_until = None;
+            if self.session.is_subscribed() {
+                tracing::warn!("no acknowledgement of the terminal update; exiting");
+                self.session.close();
+                self.out.push(Action::Exit(0));
+            }
+        }
+    }
+}
+
 impl<S: Sources> Machine for Core<S> {
     fn start(&mut self, now: Instant) -> Vec<Action> {
         vec![self.session.start(now)]
@@ -281,20 +287,7 @@ impl<S: Sources> Machine for Core<S> {
     }
 
     fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
-        match input {
-            Input::Event(event) => self.on_event(*event, now),
-            Input::StreamEnded(why) => self.on_stream_ended(&why, now),
-            Input::Started(id) => self.on_task(&id, now, |run, capable| run.started(now, capable)),
-            Input::LaunchFailed(id, why) => {
-                self.on_task(&id, now, |run, _| run.launch_failed(&why))
-            }
-            Input::Exited(id, status) => self.on_task(&id, now, |run, _| run.exited(status)),
-            Input::Health(id, result) => {
-                self.on_task(&id, now, |run, capable| run.health(result, now, capable))
-            }
-            Input::Tick => self.on_tick(now),
-        }
-        std::mem::take(&mut self.out)
+        dispatch(self, input, now)
     }
 }
 

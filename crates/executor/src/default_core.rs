@@ -22,7 +22,7 @@
 use crate::config::Config;
 use crate::core::{ACK_WAIT, SHUTDOWN_MARGIN};
 use crate::groups::Groups;
-use crate::machine::{Action, Input, Machine, Sources};
+use crate::machine::{dispatch, Action, Handlers, Input, Machine, Sources};
 use crate::session::{Due, Session};
 use crate::task::{KillCause, Step, TaskRun};
 use meseta_api::executor::{Event, Kill};
@@ -62,41 +62,6 @@ impl<S: Sources> DefaultCore<S> {
             shutting_down: false,
             exit_at: None,
             out: Vec::new(),
-        }
-    }
-
-    fn on_event(&mut self, event: Event, now: Instant) {
-        match event {
-            Event::Subscribed(subscribed) => {
-                let late = self.session.subscribed(subscribed);
-                self.out.extend(late);
-                if self.tasks.is_empty() && !self.session.unacknowledged.is_empty() {
-                    self.exit_at = Some(now + ACK_WAIT);
-                }
-            }
-            Event::Launch(launch) => {
-                tracing::error!(
-                    "LAUNCH of task {} is not supported by the default executor; shutting down",
-                    launch.task.task_id
-                );
-                self.shutdown(now);
-            }
-            Event::LaunchGroup(launch) => self.on_launch_group(launch.task_group, now),
-            Event::Kill(kill) => self.on_kill(kill, now),
-            Event::Acknowledged(ack) => {
-                let Some(update) = self.session.acknowledge(&ack) else {
-                    return;
-                };
-                if let Some(task) = self.tasks.get_mut(&update.status.task_id) {
-                    task.acknowledged = true;
-                }
-                if self.tasks.is_empty() && self.session.unacknowledged.is_empty() {
-                    self.exit();
-                }
-            }
-            Event::Shutdown => self.shutdown(now),
-            Event::Error(error) => tracing::error!("error from the agent: {}", error.message),
-            Event::Message(_) | Event::Heartbeat => {}
         }
     }
 
@@ -154,58 +119,6 @@ impl<S: Sources> DefaultCore<S> {
         );
         let steps = task.run.kill(grace, KillCause::Request, now, capable);
         self.apply(&kill.task_id, steps, now);
-    }
-
-    /// Runs `f` on the live task `id`, and carries out its steps.
-    fn on_task(
-        &mut self,
-        id: &TaskId,
-        now: Instant,
-        f: impl FnOnce(&mut TaskRun, bool) -> Vec<Step>,
-    ) {
-        let capable = self.session.killing_capable();
-        let Some(task) = self.tasks.get_mut(id) else {
-            return;
-        };
-        let steps = f(&mut task.run, capable);
-        self.apply(id, steps, now);
-    }
-
-    fn on_stream_ended(&mut self, why: &str, now: Instant) {
-        if self.session.is_subscribed() {
-            self.exit_at = None;
-        }
-        if self.session.stream_ended(why, now) {
-            self.give_up(now);
-        }
-    }
-
-    fn on_tick(&mut self, now: Instant) {
-        match self.session.tick(now) {
-            Due::Nothing => {}
-            Due::Retry => {
-                let tasks = self
-                    .tasks
-                    .values()
-                    .filter(|t| !t.acknowledged)
-                    .map(|t| t.run.info().clone())
-                    .collect();
-                let subscribe = self.session.open(tasks);
-                self.out.push(subscribe);
-            }
-            Due::GiveUp => self.give_up(now),
-        }
-        let ids: Vec<TaskId> = self.tasks.keys().cloned().collect();
-        for id in ids {
-            self.on_task(&id, now, |run, capable| run.tick(now, capable));
-        }
-        if self.exit_at.is_some_and(|at| at <= now) {
-            self.exit_at = None;
-            if self.session.is_subscribed() {
-                tracing::warn!("no acknowledgement of the last updates; exiting");
-                self.exit();
-            }
-        }
     }
 
     fn shutdown(&mut self, now: Instant) {
@@ -299,6 +212,99 @@ impl<S: Sources> DefaultCore<S> {
     }
 }
 
+impl<S: Sources> Handlers for DefaultCore<S> {
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Subscribed(subscribed) => {
+                let late = self.session.subscribed(subscribed);
+                self.out.extend(late);
+                if self.tasks.is_empty() && !self.session.unacknowledged.is_empty() {
+                    self.exit_at = Some(now + ACK_WAIT);
+                }
+            }
+            Event::Launch(launch) => {
+                tracing::error!(
+                    "LAUNCH of task {} is not supported by the default executor; shutting down",
+                    launch.task.task_id
+                );
+                self.shutdown(now);
+            }
+            Event::LaunchGroup(launch) => self.on_launch_group(launch.task_group, now),
+            Event::Kill(kill) => self.on_kill(kill, now),
+            Event::Acknowledged(ack) => {
+                let Some(update) = self.session.acknowledge(&ack) else {
+                    return;
+                };
+                if let Some(task) = self.tasks.get_mut(&update.status.task_id) {
+                    task.acknowledged = true;
+                }
+                if self.tasks.is_empty() && self.session.unacknowledged.is_empty() {
+                    self.exit();
+                }
+            }
+            Event::Shutdown => self.shutdown(now),
+            Event::Error(error) => tracing::error!("error from the agent: {}", error.message),
+            Event::Message(_) | Event::Heartbeat => {}
+        }
+    }
+
+    /// Runs `f` on the live task `id`, and carries out its steps.
+    fn on_task(
+        &mut self,
+        id: &TaskId,
+        now: Instant,
+        f: impl FnOnce(&mut TaskRun, bool) -> Vec<Step>,
+    ) {
+        let capable = self.session.killing_capable();
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        let steps = f(&mut task.run, capable);
+        self.apply(id, steps, now);
+    }
+
+    fn on_stream_ended(&mut self, why: &str, now: Instant) {
+        if self.session.is_subscribed() {
+            self.exit_at = None;
+        }
+        if self.session.stream_ended(why, now) {
+            self.give_up(now);
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        match self.session.tick(now) {
+            Due::Nothing => {}
+            Due::Retry => {
+                let tasks = self
+                    .tasks
+                    .values()
+                    .filter(|t| !t.acknowledged)
+                    .map(|t| t.run.info().clone())
+                    .collect();
+                let subscribe = self.session.open(tasks);
+                self.out.push(subscribe);
+            }
+            Due::GiveUp => self.give_up(now),
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().cloned().collect();
+        for id in ids {
+            self.on_task(&id, now, |run, capable| run.tick(now, capable));
+        }
+        if self.exit_at.is_some_and(|at| at <= now) {
+            self.exit_at = None;
+            if self.session.is_subscribed() {
+                tracing::warn!("no acknowledgement of the last updates; exiting");
+                self.exit();
+            }
+        }
+    }
+}
+
 impl<S: Sources> Machine for DefaultCore<S> {
     fn start(&mut self, now: Instant) -> Vec<Action> {
         vec![self.session.start(now)]
@@ -314,20 +320,7 @@ impl<S: Sources> Machine for DefaultCore<S> {
     }
 
     fn handle(&mut self, input: Input, now: Instant) -> Vec<Action> {
-        match input {
-            Input::Event(event) => self.on_event(*event, now),
-            Input::StreamEnded(why) => self.on_stream_ended(&why, now),
-            Input::Started(id) => self.on_task(&id, now, |run, capable| run.started(now, capable)),
-            Input::LaunchFailed(id, why) => {
-                self.on_task(&id, now, |run, _| run.launch_failed(&why))
-            }
-            Input::Exited(id, status) => self.on_task(&id, now, |run, _| run.exited(status)),
-            Input::Health(id, result) => {
-                self.on_task(&id, now, |run, capable| run.health(result, now, capable))
-            }
-            Input::Tick => self.on_tick(now),
-        }
-        std::mem::take(&mut self.out)
+        dispatch(self, input, now)
     }
 }
 

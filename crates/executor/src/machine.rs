@@ -3,6 +3,7 @@
 //! (`default_core`): both implement [`Machine`], which the driver runs. Every input or
 //! action about a task names it, since the default executor runs many.
 
+use crate::task::{Step, TaskRun};
 use meseta_api::executor::{Call, Event};
 use meseta_api::json::Bytes;
 use meseta_api::{CommandInfo, HealthCheck, TaskId};
@@ -100,4 +101,38 @@ pub trait Machine {
     fn handle(&mut self, input: Input, now: Instant) -> Vec<Action>;
     /// The earliest moment at which [`Input::Tick`] has something to do.
     fn next_deadline(&self) -> Option<Instant>;
+}
+
+/// The handlers an executor's state machine has, one per kind of input, for
+/// [`dispatch`].
+pub trait Handlers {
+    fn on_event(&mut self, event: Event, now: Instant);
+    fn on_stream_ended(&mut self, why: &str, now: Instant);
+    /// Runs `f` on the task `id` when the machine runs it (with whether the framework
+    /// takes TASK_KILLING), and carries out the steps it returns.
+    fn on_task(
+        &mut self,
+        id: &TaskId,
+        now: Instant,
+        f: impl FnOnce(&mut TaskRun, bool) -> Vec<Step>,
+    );
+    fn on_tick(&mut self, now: Instant);
+    /// The actions the handlers produced since the last call.
+    fn take_actions(&mut self) -> Vec<Action>;
+}
+
+/// Hands `input` to its handler; the actions that came of it.
+pub fn dispatch(machine: &mut impl Handlers, input: Input, now: Instant) -> Vec<Action> {
+    match input {
+        Input::Event(event) => machine.on_event(*event, now),
+        Input::StreamEnded(why) => machine.on_stream_ended(&why, now),
+        Input::Started(id) => machine.on_task(&id, now, |run, capable| run.started(now, capable)),
+        Input::LaunchFailed(id, why) => machine.on_task(&id, now, |run, _| run.launch_failed(&why)),
+        Input::Exited(id, status) => machine.on_task(&id, now, |run, _| run.exited(status)),
+        Input::Health(id, result) => {
+            machine.on_task(&id, now, |run, capable| run.health(result, now, capable))
+        }
+        Input::Tick => machine.on_tick(now),
+    }
+    machine.take_actions()
 }
