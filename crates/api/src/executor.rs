@@ -100,17 +100,11 @@ pub struct Acknowledged {
 
 impl Serialize for Call {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut object = serde_json::Map::new();
-        object.insert(
-            "executor_id".into(),
-            serde_json::to_value(&self.executor_id).expect("id"),
-        );
-        object.insert(
-            "framework_id".into(),
-            serde_json::to_value(&self.framework_id).expect("id"),
-        );
-        self.kind.write_into(&mut object);
-        object.serialize(s)
+        let ids = [
+            ("executor_id", self.executor_id.value.as_str()),
+            ("framework_id", self.framework_id.value.as_str()),
+        ];
+        crate::union::serialize_union(s, &self.kind, &ids)
     }
 }
 

@@ -212,12 +212,11 @@ pub struct Error {
 
 impl Serialize for Call {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut object = serde_json::Map::new();
-        if let Some(id) = &self.framework_id {
-            object.insert("framework_id".into(), serde_json::to_value(id).expect("id"));
-        }
-        self.kind.write_into(&mut object);
-        object.serialize(s)
+        let id = self
+            .framework_id
+            .as_ref()
+            .map(|id| ("framework_id", id.value.as_str()));
+        crate::union::serialize_union(s, &self.kind, id.as_slice())
     }
 }
 
