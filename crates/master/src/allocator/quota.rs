@@ -219,6 +219,29 @@ impl QuotaPass {
         }
     }
 
+    /// How far the state breaks quota: the sum over configured roles of what they consume
+    /// beyond their limits, plus the sum of the required headroom beyond the available.
+    /// Zero when every limit and the headroom hold.
+    pub fn excess(&self) -> f64 {
+        let over_limits: f64 = self
+            .roles
+            .iter()
+            .flat_map(|c| {
+                c.limits
+                    .iter()
+                    .zip(&c.consumed)
+                    .map(|(l, used)| l.map_or(0.0, |l| (used - l).max(0.0)))
+            })
+            .sum();
+        let short: f64 = self
+            .required
+            .iter()
+            .zip(&self.available)
+            .map(|(req, avail)| (req - avail).max(0.0))
+            .sum();
+        fixed(over_limits + short)
+    }
+
     fn chain(&self, role: &str) -> &[usize] {
         self.chains.get(role).map_or(&[], Vec::as_slice)
     }

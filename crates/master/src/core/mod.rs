@@ -12,6 +12,7 @@ mod frameworks;
 mod maintenance;
 mod offers;
 mod quota;
+mod quota_enforcement;
 mod reconcile;
 mod reservations;
 mod shared;

@@ -11,7 +11,7 @@
 //! with neither guarantees nor limits removes the role's quota.
 
 use super::*;
-use crate::allocator::quota::{consumption, Pool};
+use crate::allocator::quota::consumption;
 use crate::allocator::{Quantities, RoleQuota};
 use meseta_api::quota::{QuotaConfig, QuotaRequest, ScalarMap, UpdateQuota};
 use serde_json::{json, Value};
@@ -161,13 +161,7 @@ impl Core {
 
     fn consumption_of(&self, quotas: &BTreeMap<String, RoleQuota>) -> BTreeMap<String, Quantities> {
         let held = self.role_allocations();
-        let free: Vec<Resources> = self
-            .agents
-            .values()
-            .filter(|a| a.link == AgentLink::Connected)
-            .map(|a| a.available())
-            .collect();
-        let pool = Pool::of(free.iter());
+        let pool = self.free_pool();
         consumption(
             quotas,
             held.iter().map(|(role, r)| (role.as_str(), r)),
@@ -210,6 +204,7 @@ impl Core {
         self.emit(Effect::Persist(RegistryChange::PutQuotas(
             update.quota_configs.clone(),
         )));
+        self.rescind_offers_breaking_quota();
         Ok(())
     }
 

@@ -345,6 +345,9 @@ impl Core {
                     )
                 });
             }
+            if matches!(op, ResourceOp::Reserve(_)) {
+                self.check_reserve_quota(&conversion.converted, false)?;
+            }
             Ok(conversion)
         });
         match result {
@@ -361,7 +364,8 @@ impl Core {
     }
 
     /// RESERVE_RESOURCES, UNRESERVE_RESOURCES, CREATE_VOLUMES, DESTROY_VOLUMES: offers
-    /// holding the resources are rescinded; 409 when they cannot be freed.
+    /// holding the resources are rescinded; 409 when they cannot be freed, 400 when a
+    /// reservation would go beyond a quota limit (checked once the resources are free).
     pub fn operator_resource_op(
         &mut self,
         agent_id: &AgentId,
@@ -408,6 +412,10 @@ impl Core {
                 unreachable!("free resources are available once no offer holds them");
             };
             self.rescind_offer(&offer_id);
+        }
+        if matches!(op, ResourceOp::Reserve(_)) {
+            self.check_reserve_quota(&conversion.converted, true)
+                .map_err(ApiError::bad_request)?;
         }
         self.apply_conversion(agent_id, &conversion);
         self.count(match op {

@@ -284,6 +284,88 @@ fn offers_carry_reservations_in_the_framework_format() {
     );
 }
 
+fn limit_cpus(role: &str, cpus: f64) -> meseta_api::quota::UpdateQuota {
+    serde_json::from_value(json!({"force": true, "quota_configs": [
+        {"role": role, "limits": {"cpus": {"value": cpus}}}
+    ]}))
+    .unwrap()
+}
+
+#[test]
+fn lowering_a_limit_below_an_offer_rescinds_it() {
+    let (mut c, _agent, _fid, offer) = with_disk_offer();
+    c.update_quota(&limit_cpus("other", 1.0)).unwrap();
+    assert!(stream_events(&c.drain_effects(), "S1").is_empty());
+    c.update_quota(&limit_cpus("r", 1.0)).unwrap();
+    let fx = c.drain_effects();
+    assert!(matches!(
+        fx[0],
+        Effect::Persist(RegistryChange::PutQuotas(_))
+    ));
+    assert!(stream_events(&fx, "S1")
+        .iter()
+        .any(|e| matches!(e, Event::Rescind(r) if r.offer_id == offer.id)));
+    assert!(c.offers.is_empty());
+    // The next offer keeps to the new limit.
+    c.allocate(T0);
+    let next = offers(&c.drain_effects(), "S1").pop().expect("an offer");
+    assert_eq!(
+        Resources::from_list(next.resources).unwrap().scalar("cpus"),
+        1.0
+    );
+}
+
+#[test]
+fn a_reserve_beyond_the_roles_limit_is_refused() {
+    // Offer operation: the framework holds an offer of 4 cpus; the limit (set without
+    // going through UPDATE_QUOTA, which would rescind the offer) leaves room for 1.
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    c.quotas = [(
+        "r".to_string(),
+        limit_cpus("r", 1.0).quota_configs.remove(0),
+    )]
+    .into();
+    let before = c.agents[&agent].total.clone();
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([{"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 2.0, 1.0)}}]),
+    );
+    let fx = c.drain_effects();
+    assert!(checkpointed_persisted(&fx).is_empty());
+    assert_eq!(c.agents[&agent].total, before);
+    assert_eq!(c.metrics["master/invalid_operations"], 1);
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("an offer");
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([{"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 1.0)}}]),
+    );
+    assert_eq!(checkpointed_persisted(&c.drain_effects()).len(), 1);
+    // Operator call: the role consumes its 1 cpu reserved; 1 more is beyond the limit.
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 1.0, 1.0)}),
+    );
+    let err = c.operator_resource_op(&id, op).unwrap_err();
+    assert_eq!(err.status, 400, "{err:?}");
+    assert!(
+        err.message.contains("beyond its quota limit of 1"),
+        "{}",
+        err.message
+    );
+    assert!(checkpointed_persisted(&c.drain_effects()).is_empty());
+    // Other roles are not held to r's limit.
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("s", "ops", 1.0, 1.0)}),
+    );
+    c.operator_resource_op(&id, op).unwrap();
+}
+
 fn operator_op(kind: OperationType, body: serde_json::Value) -> (AgentId, ResourceOp) {
     ResourceOp::from_operator_call(kind, &body).unwrap()
 }
