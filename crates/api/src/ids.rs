@@ -47,4 +47,6 @@ id_type!(
     ExecutorId,
     /// `ContainerID` (the optional parent is not used yet).
     ContainerId,
+    /// `OperationID`: chosen by the framework for an offer operation it wants feedback on.
+    OperationId,
 );

@@ -18,6 +18,7 @@ pub mod internal;
 pub mod json;
 pub mod maintenance;
 pub mod mesos;
+pub mod operations;
 pub mod operator;
 pub mod quota;
 pub mod recordio;

@@ -713,7 +713,7 @@ pub struct Operation {
     #[serde(rename = "type")]
     pub kind: OperationType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Value>,
+    pub id: Option<OperationId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<Launch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@ use crate::ids::*;
 use crate::json::{self, Bytes};
 use crate::maintenance::{InverseOfferAnswerCall, InverseOffers};
 use crate::mesos::*;
+use crate::operations::{AcknowledgeOperationStatus, ReconcileOperations, UpdateOperationStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,9 +30,9 @@ tagged_union! {
         Kill(Kill) = "KILL" in "kill",
         Shutdown(Shutdown) = "SHUTDOWN" in "shutdown",
         Acknowledge(Acknowledge) = "ACKNOWLEDGE" in "acknowledge",
-        AcknowledgeOperationStatus(Value) = "ACKNOWLEDGE_OPERATION_STATUS" in "acknowledge_operation_status",
+        AcknowledgeOperationStatus(AcknowledgeOperationStatus) = "ACKNOWLEDGE_OPERATION_STATUS" in "acknowledge_operation_status",
         Reconcile(Reconcile) = "RECONCILE" in "reconcile",
-        ReconcileOperations(opt Value) = "RECONCILE_OPERATIONS" in "reconcile_operations",
+        ReconcileOperations(opt ReconcileOperations) = "RECONCILE_OPERATIONS" in "reconcile_operations",
         Message(Message) = "MESSAGE" in "message",
         Request(Value) = "REQUEST" in "request",
         UpdateFramework(UpdateFramework) = "UPDATE_FRAMEWORK" in "update_framework",
@@ -138,7 +139,7 @@ tagged_union! {
         Rescind(Rescind) = "RESCIND" in "rescind",
         RescindInverseOffer(RescindInverseOffer) = "RESCIND_INVERSE_OFFER" in "rescind_inverse_offer",
         Update(Update) = "UPDATE" in "update",
-        UpdateOperationStatus(Value) = "UPDATE_OPERATION_STATUS" in "update_operation_status",
+        UpdateOperationStatus(UpdateOperationStatus) = "UPDATE_OPERATION_STATUS" in "update_operation_status",
         Message(EventMessage) = "MESSAGE" in "message",
         Failure(Failure) = "FAILURE" in "failure",
         Error(Error) = "ERROR" in "error",

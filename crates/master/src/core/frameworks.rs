@@ -145,6 +145,7 @@ impl Core {
     /// Removes a framework for good: its tasks are killed, its offers withdrawn.
     pub(super) fn remove_framework(&mut self, now: f64, framework_id: &FrameworkId) {
         self.remove_framework_offers(framework_id);
+        self.operations.forget(framework_id);
         let Some(mut framework) = self.frameworks.remove(framework_id) else {
             return;
         };

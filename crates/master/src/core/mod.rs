@@ -11,6 +11,7 @@ mod drain;
 mod frameworks;
 mod maintenance;
 mod offers;
+mod operations;
 mod quota;
 mod quota_enforcement;
 mod reconcile;
@@ -250,6 +251,8 @@ pub struct Core {
     pub quotas: BTreeMap<String, meseta_api::quota::QuotaConfig>,
     /// The maintenance schedule, machine modes and inverse offers.
     pub maintenance: maintenance::Maintenance,
+    /// The statuses of offer operations that frameworks gave ids.
+    pub operations: operations::OperationTracker,
     /// The allocator's memory between passes.
     allocator: crate::allocator::Allocator,
     /// Active refuse filters per framework, indexed for the allocator.
@@ -287,6 +290,7 @@ impl Core {
             weights: registry.weights,
             quotas: registry.quotas,
             maintenance: maintenance::Maintenance::from_record(registry.maintenance),
+            operations: Default::default(),
             allocator: crate::allocator::Allocator::new(),
             filter_index: Default::default(),
             next_framework: 0,

@@ -1,6 +1,7 @@
 //! Offers: making them (from the allocator's decisions), ACCEPT (with launch validation),
 //! DECLINE, refuse filters, rescinding and the offer timeout.
 
+use super::operations::{framework_resources, resource_format, Outcome};
 use super::reservations::ResourceOp;
 use super::*;
 use meseta_api::internal::{RunTask, RunTaskGroup};
@@ -23,16 +24,8 @@ impl Core {
             return;
         };
         let multi_role = framework.info.has_capability(CapabilityType::MultiRole);
-        let format = if framework
-            .info
-            .has_capability(CapabilityType::ReservationRefinement)
-        {
-            ResourceFormat::Refinement
-        } else {
-            // Refined reservations are not offered to frameworks that cannot read them.
-            ResourceFormat::PreRefinement
-        };
-        let resources = match format {
+        // Refined reservations are not offered to frameworks that cannot read them.
+        let resources = match resource_format(framework) {
             ResourceFormat::PreRefinement => without_refined(&resources),
             _ => resources,
         };
@@ -58,12 +51,7 @@ impl Core {
             .filter(|(f, _)| f == &framework_id)
             .map(|(_, e)| e.clone())
             .collect();
-        let wire_resources = if multi_role {
-            resources.allocated_to(Some(&role))
-        } else {
-            resources.clone()
-        }
-        .in_format(format);
+        let wire_resources = framework_resources(framework, &role, &resources);
         let offer = Offer {
             id: offer_id.clone(),
             framework_id: framework_id.clone(),
@@ -226,6 +214,14 @@ impl Core {
                 Err(message) => {
                     self.count("master/invalid_accepts");
                     self.drop_launches(now, framework_id, &accept, &message);
+                    for operation in &accept.operations {
+                        self.operation_feedback(
+                            framework_id,
+                            operation.id.as_ref(),
+                            None,
+                            Outcome::Dropped(message.clone()),
+                        );
+                    }
                     return;
                 }
             };
@@ -259,9 +255,14 @@ impl Core {
                     None => tracing::warn!("LAUNCH_GROUP without 'launch_group' ignored"),
                 },
                 other => match ResourceOp::from_offer_operation(&operation) {
-                    Some(op) => {
-                        self.accept_resource_op(framework_id, &agent_id, &role, &mut remaining, op)
-                    }
+                    Some(op) => self.accept_resource_op(
+                        framework_id,
+                        &agent_id,
+                        &role,
+                        &mut remaining,
+                        op,
+                        operation.id.as_ref(),
+                    ),
                     None => {
                         tracing::warn!(?other, framework = %framework_id, "offer operation not supported yet; ignored");
                     }

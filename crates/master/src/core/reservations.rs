@@ -8,6 +8,7 @@
 //! them to the agent, in that order.
 
 use super::frameworks::validate_role;
+use super::operations::Outcome;
 use super::*;
 use meseta_api::internal::CheckpointResources;
 use meseta_api::resources::Resource;
@@ -317,6 +318,7 @@ impl Core {
         role: &str,
         remaining: &mut Resources,
         op: Result<ResourceOp, String>,
+        operation_id: Option<&OperationId>,
     ) {
         let result = op.and_then(|op| {
             let framework = self.frameworks.get(framework_id).expect("caller checked");
@@ -355,10 +357,22 @@ impl Core {
                 remaining.subtract_all(&conversion.consumed);
                 remaining.add_all(&conversion.converted);
                 self.apply_conversion(agent_id, &conversion);
+                self.operation_feedback(
+                    framework_id,
+                    operation_id,
+                    Some(agent_id),
+                    Outcome::Finished(&conversion.converted, role),
+                );
             }
             Err(message) => {
                 self.count("master/invalid_operations");
                 tracing::warn!(framework = %framework_id, agent = %agent_id, "{message}; dropped");
+                self.operation_feedback(
+                    framework_id,
+                    operation_id,
+                    Some(agent_id),
+                    Outcome::Error(message),
+                );
             }
         }
     }

@@ -284,6 +284,105 @@ fn offers_carry_reservations_in_the_framework_format() {
     );
 }
 
+fn operation_statuses(fx: &[Effect]) -> Vec<meseta_api::operations::OperationStatus> {
+    stream_events(fx, "S1")
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::UpdateOperationStatus(u) => Some(u.status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn operations_with_ids_get_their_status_and_others_none() {
+    use meseta_api::operations::OperationState::*;
+    let (mut c, agent, fid, offer) = with_disk_offer();
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([
+            {"type":"RESERVE","id":{"value":"r1"},"reserve":{"resources": reserve_json("r", "p", 1.0, 10.0)}},
+            {"type":"RESERVE","reserve":{"resources": reserve_json("r", "p", 1.0, 10.0)}},
+            {"type":"RESERVE","id":{"value":"bad"},"reserve":{"resources": reserve_json("other", "p", 1.0, 1.0)}},
+        ]),
+    );
+    let fx = c.drain_effects();
+    let statuses = operation_statuses(&fx);
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    let (done, bad) = (&statuses[0], &statuses[1]);
+    assert_eq!(done.operation_id, Some(OperationId::new("r1")));
+    assert_eq!(done.state, OperationFinished);
+    assert_eq!(done.agent_id.as_ref(), Some(&agent));
+    // In the framework's (old) format: reserved for r.
+    let converted = serde_json::to_value(&done.converted_resources).unwrap();
+    assert_eq!(converted[0]["role"], "r", "{converted}");
+    assert!(done.uuid.is_some());
+    assert_eq!(bad.state, OperationError);
+    assert!(
+        bad.message
+            .as_deref()
+            .unwrap()
+            .contains("allocated to role 'r'"),
+        "{bad:?}"
+    );
+    // The status is persisted first: the registry write comes before the event.
+    let persisted = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Persist(_)))
+        .unwrap();
+    let sent = fx
+        .iter()
+        .position(|e| matches!(e, Effect::ToStream(_, Event::UpdateOperationStatus(_))))
+        .unwrap();
+    assert!(persisted < sent);
+    // Reconciliation answers the latest states; acknowledging a terminal one forgets it.
+    let asked = |id: &str| meseta_api::operations::ReconcileOperation {
+        operation_id: OperationId::new(id),
+        agent_id: None,
+    };
+    let now = c.reconcile_operations(&fid, &[asked("r1"), asked("nope")]);
+    assert_eq!(
+        (now[0].state, now[1].state),
+        (OperationFinished, OperationUnknown)
+    );
+    let ack = meseta_api::operations::AcknowledgeOperationStatus {
+        agent_id: Some(agent.clone()),
+        uuid: done.uuid.clone().unwrap().value,
+        operation_id: OperationId::new("r1"),
+    };
+    c.acknowledge_operation_status(&fid, ack.clone()).unwrap();
+    assert_eq!(
+        c.reconcile_operations(&fid, &[asked("r1")])[0].state,
+        OperationUnknown
+    );
+    assert_eq!(c.reconcile_operations(&fid, &[]).len(), 1);
+    let mut malformed = ack;
+    malformed.uuid = meseta_api::json::Bytes(vec![1]);
+    assert_eq!(
+        c.acknowledge_operation_status(&fid, malformed)
+            .unwrap_err()
+            .status,
+        400
+    );
+    // An ACCEPT of an offer no longer valid drops its operations.
+    accept(
+        &mut c,
+        &fid,
+        &offer,
+        json!([{"type":"UNRESERVE","id":{"value":"u1"},"unreserve":{"resources": reserve_json("r", "p", 1.0, 10.0)}}]),
+    );
+    let dropped = operation_statuses(&c.drain_effects());
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].state, OperationDropped);
+    assert!(dropped[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("no longer valid"));
+}
+
 fn limit_cpus(role: &str, cpus: f64) -> meseta_api::quota::UpdateQuota {
     serde_json::from_value(json!({"force": true, "quota_configs": [
         {"role": role, "limits": {"cpus": {"value": cpus}}}

@@ -1,5 +1,6 @@
 //! `/api/v1/scheduler`: SUBSCRIBE opens the event stream; every other call is checked
-//! against the framework's subscription and answered 202.
+//! against the framework's subscription and answered 202 (UPDATE_FRAMEWORK 200, and
+//! RECONCILE_OPERATIONS 200 with its answer).
 
 use super::streams::GuardedStream;
 use super::{accepts_json, decode_call, error, unavailable, AppState};
@@ -10,8 +11,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meseta_api::maintenance::InverseOfferAnswer;
+use meseta_api::operations::ReconcileOperationsResponse;
 use meseta_api::scheduler::{Call, CallKind, Subscribe};
 use meseta_api::FrameworkId;
+use serde_json::json;
 
 const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
 
@@ -51,6 +54,10 @@ pub async fn handle(
             }
             subscribe_stream(app, subscribe).await
         }
+        CallKind::ReconcileOperations(_) if !accepts_json(&headers) => error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json",
+        ),
         kind => {
             let framework_id = call
                 .framework_id
@@ -60,7 +67,7 @@ pub async fn handle(
                 .call(move |svc| dispatch(svc, framework_id, stream_header, kind))
                 .await
             {
-                Ok(Ok(status)) => status.into_response(),
+                Ok(Ok(response)) => response,
                 Ok(Err(e)) => e.into_response(),
                 Err(_) => unavailable(),
             }
@@ -128,13 +135,14 @@ fn refused_stream(message: String) -> Response {
 
 /// Runs a non-SUBSCRIBE call on the core after Mesos's checks: known framework (400),
 /// subscribed (403), matching stream id (400).
-/// UPDATE_FRAMEWORK answers 200, the others 202.
+/// UPDATE_FRAMEWORK answers 200, RECONCILE_OPERATIONS 200 with the operations' statuses,
+/// the others 202.
 fn dispatch(
     svc: &mut Service,
     framework_id: FrameworkId,
     stream_id: Option<String>,
     kind: CallKind,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let t = now();
     let core = &mut svc.core;
     let Some(framework) = core.frameworks.get(&framework_id) else {
@@ -179,7 +187,7 @@ fn dispatch(
                 update.framework_info,
                 update.suppressed_roles,
             )?;
-            return Ok(StatusCode::OK);
+            return Ok(StatusCode::OK.into_response());
         }
         CallKind::AcceptInverseOffers(answer) => core.answer_inverse_offers(
             t,
@@ -195,11 +203,26 @@ fn dispatch(
             InverseOfferAnswer::Decline,
             answer.filters.map(|f| f.refuse_seconds),
         ),
-        // Mesos ignores REQUEST, and offer operations are not tracked as operations, so
-        // there is nothing to acknowledge or reconcile.
-        CallKind::Request(_)
-        | CallKind::AcknowledgeOperationStatus(_)
-        | CallKind::ReconcileOperations(_) => {}
+        CallKind::AcknowledgeOperationStatus(ack) => {
+            core.acknowledge_operation_status(&framework_id, ack)?
+        }
+        CallKind::ReconcileOperations(reconcile) => {
+            let asked = reconcile.unwrap_or_default().operations;
+            let answer = json!({
+                "type": "RECONCILE_OPERATIONS",
+                "reconcile_operations": ReconcileOperationsResponse {
+                    operation_statuses: core.reconcile_operations(&framework_id, &asked),
+                },
+            });
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                answer.to_string(),
+            )
+                .into_response());
+        }
+        // Mesos ignores REQUEST.
+        CallKind::Request(_) => {}
     }
-    Ok(StatusCode::ACCEPTED)
+    Ok(StatusCode::ACCEPTED.into_response())
 }
