@@ -480,3 +480,42 @@ def test_filesystem_linux_mounts_volumes_read_write_or_read_only(meseta):
     finally:
         meseta.shutdown()
         remove_cgroups_of(agent.work_dir / "containers")
+
+
+def test_reserve_with_source_moves_a_reservation_to_another_role(meseta):
+    master, _, agent_id = start(meseta)
+    agent = {"value": agent_id}
+
+    def reserved_for(role):
+        return [
+            (r["name"], r["scalar"]["value"])
+            for r in total_of(master, agent_id)
+            if (r.get("reservations") or [{}])[-1].get("role") == role
+        ]
+
+    master.api.call(
+        "RESERVE_RESOURCES",
+        reserve_resources={"agent_id": agent, "resources": [reserved("cpus", 1), reserved("mem", 64)]},
+    )
+    # The same quantities, reserved for another role in place of the first.
+    master.api.call(
+        "RESERVE_RESOURCES",
+        reserve_resources={
+            "agent_id": agent,
+            "source": [reserved("cpus", 1)],
+            "resources": [reserved("cpus", 1, role="elsewhere")],
+        },
+    )
+    assert reserved_for(ROLE) == [("mem", 64.0)]
+    assert reserved_for("elsewhere") == [("cpus", 1.0)]
+    with pytest.raises(ApiError) as refused:
+        master.api.call(
+            "RESERVE_RESOURCES",
+            reserve_resources={
+                "agent_id": agent,
+                "source": [reserved("mem", 64)],
+                "resources": [reserved("mem", 32, role="elsewhere")],
+            },
+        )
+    assert refused.value.status == 400 and "differ in more than" in str(refused.value)
+    assert reserved_for(ROLE) == [("mem", 64.0)]

@@ -73,27 +73,33 @@ pub fn offers_breaking_quota(
 
 /// Checks a RESERVE of `reserved` (the resources as they will be reserved) against the
 /// limits: each configured role on the path from a reservation's role to the root may not
-/// consume more than its limit. `consumed` is what each configured role consumes now,
-/// without the resources being reserved unless `source_counted` says they are counted
-/// there already as a reservation of their previous role (a refinement of a free
-/// reservation).
+/// consume more than its limit. `consumed` is what each configured role consumes now;
+/// `source` the resources the reservation is made from when they are counted there now
+/// (free resources, reserved ones counting for their roles), `None` when they are not
+/// (they were offered and the offer is being accepted).
 pub fn check_reserve(
     quotas: &BTreeMap<String, RoleQuota>,
     consumed: &BTreeMap<String, Quantities>,
     reserved: &Resources,
-    source_counted: bool,
+    source: Option<&Resources>,
 ) -> Result<(), String> {
-    for (role, quota) in quotas.iter().filter(|(_, q)| !q.limits.is_empty()) {
-        let mut added = Quantities::new();
-        for r in reserved.iter() {
-            let Some(s) = r.scalar else { continue };
-            let counted = source_counted
-                && is_ancestor_or_self(role, r.popped_reservation().reservation_role());
-            if is_ancestor_or_self(role, r.reservation_role()) && !counted {
-                *added.entry(r.name.clone()).or_insert(0.0) += s.value;
+    let in_subtree = |role: &str, resources: &Resources, added: &mut Quantities, sign: f64| {
+        for r in resources.iter() {
+            if let Some(s) = r
+                .scalar
+                .filter(|_| is_ancestor_or_self(role, r.reservation_role()))
+            {
+                *added.entry(r.name.clone()).or_insert(0.0) += sign * s.value;
             }
         }
-        for (name, more) in added {
+    };
+    for (role, quota) in quotas.iter().filter(|(_, q)| !q.limits.is_empty()) {
+        let mut added = Quantities::new();
+        in_subtree(role, reserved, &mut added, 1.0);
+        if let Some(source) = source {
+            in_subtree(role, source, &mut added, -1.0);
+        }
+        for (name, more) in added.into_iter().filter(|(_, more)| *more > 1e-9) {
             let Some(limit) = quota.limits.get(&name) else {
                 continue;
             };
@@ -166,7 +172,7 @@ impl Core {
     pub(super) fn check_reserve_quota(
         &self,
         reserved: &Resources,
-        source_counted: bool,
+        source: Option<&Resources>,
     ) -> Result<(), String> {
         let quotas = self.role_quotas();
         let consumed = consumption(
@@ -174,7 +180,7 @@ impl Core {
             self.role_allocations().iter().map(|(r, h)| (r.as_str(), h)),
             &self.free_pool().reserved,
         );
-        check_reserve(&quotas, &consumed, reserved, source_counted)
+        check_reserve(&quotas, &consumed, reserved, source)
     }
 }
 
@@ -296,12 +302,12 @@ mod tests {
             "a".to_string(),
             Quantities::from([("cpus".to_string(), 1.5)]),
         )]);
-        let err = check_reserve(&quotas, &consumed, &res("cpus(a):1"), false).unwrap_err();
+        let err = check_reserve(&quotas, &consumed, &res("cpus(a):1"), None).unwrap_err();
         assert!(err.contains("role 'a' to 2.5"), "{err}");
         assert!(err.contains("quota limit of 2"), "{err}");
-        assert!(check_reserve(&quotas, &consumed, &res("cpus(a):0.5"), false).is_ok());
-        assert!(check_reserve(&quotas, &consumed, &res("mem(a):512"), false).is_ok());
-        assert!(check_reserve(&quotas, &consumed, &res("cpus(b):4"), false).is_ok());
+        assert!(check_reserve(&quotas, &consumed, &res("cpus(a):0.5"), None).is_ok());
+        assert!(check_reserve(&quotas, &consumed, &res("mem(a):512"), None).is_ok());
+        assert!(check_reserve(&quotas, &consumed, &res("cpus(b):4"), None).is_ok());
     }
 
     #[test]
@@ -311,7 +317,7 @@ mod tests {
         let mut r = Resource::scalar("cpus", 2.0);
         r.reservations = vec![ReservationInfo::dynamic("a/b", None)];
         reserved.add(&r);
-        assert!(check_reserve(&quotas, &BTreeMap::new(), &reserved, false).is_err());
+        assert!(check_reserve(&quotas, &BTreeMap::new(), &reserved, None).is_err());
     }
 
     #[test]
@@ -334,9 +340,32 @@ mod tests {
         ];
         let mut reserved = Resources::new();
         reserved.add(&r);
+        let source = Resources::from_list(vec![r.popped_reservation()]).unwrap();
         // The free reservation of a is already counted for a; a/b gets 1 of its 1.
-        assert!(check_reserve(&quotas, &consumed, &reserved, true).is_ok());
+        assert!(check_reserve(&quotas, &consumed, &reserved, Some(&source)).is_ok());
         // From an offer it was not counted: a would go to 3.
-        assert!(check_reserve(&quotas, &consumed, &reserved, false).is_err());
+        assert!(check_reserve(&quotas, &consumed, &reserved, None).is_err());
+        // Moving a free reservation of a/b to a/c frees a/b and adds to a/c only.
+        let mut quotas = quotas;
+        quotas.insert("a/c".to_string(), quota(&[], &[("cpus", 0.5)]));
+        let moved = |role: &str| {
+            let mut r = Resource::scalar("cpus", 1.0);
+            r.reservations = vec![ReservationInfo::dynamic(role, None)];
+            Resources::from_list(vec![r]).unwrap()
+        };
+        let err =
+            check_reserve(&quotas, &consumed, &moved("a/c"), Some(&moved("a/b"))).unwrap_err();
+        assert!(err.contains("role 'a/c'"), "{err}");
+        let consumed_b = BTreeMap::from([
+            (
+                "a".to_string(),
+                Quantities::from([("cpus".to_string(), 2.0)]),
+            ),
+            (
+                "a/b".to_string(),
+                Quantities::from([("cpus".to_string(), 1.0)]),
+            ),
+        ]);
+        assert!(check_reserve(&quotas, &consumed_b, &moved("a/b"), Some(&moved("a/b"))).is_ok());
     }
 }

@@ -19,6 +19,12 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResourceOp {
     Reserve(Resources),
+    /// RESERVE with `source`: the source resources (reserved or not) are reserved as
+    /// `resources` instead, in one step (a reservation moved to another role).
+    Rereserve {
+        source: Resources,
+        resources: Resources,
+    },
     Unreserve(Resources),
     Create(Resources),
     Destroy(Resources),
@@ -28,7 +34,7 @@ impl ResourceOp {
     /// Mesos's name of the operation, for messages.
     pub fn name(&self) -> &'static str {
         match self {
-            ResourceOp::Reserve(_) => "RESERVE",
+            ResourceOp::Reserve(_) | ResourceOp::Rereserve { .. } => "RESERVE",
             ResourceOp::Unreserve(_) => "UNRESERVE",
             ResourceOp::Create(_) => "CREATE",
             ResourceOp::Destroy(_) => "DESTROY",
@@ -38,7 +44,12 @@ impl ResourceOp {
     /// The offer operation's resource operation; `None` for other kinds of operations.
     pub fn from_offer_operation(operation: &Operation) -> Option<Result<ResourceOp, String>> {
         let (payload, field, make): (_, _, fn(Resources) -> ResourceOp) = match operation.kind {
-            OperationType::Reserve => (&operation.reserve, "resources", ResourceOp::Reserve),
+            OperationType::Reserve => {
+                return Some(match &operation.reserve {
+                    None => Err("Expecting 'reserve' to be present".into()),
+                    Some(body) => read_reserve(body),
+                })
+            }
             OperationType::Unreserve => (&operation.unreserve, "resources", ResourceOp::Unreserve),
             OperationType::Create => (&operation.create, "volumes", ResourceOp::Create),
             OperationType::Destroy => (&operation.destroy, "volumes", ResourceOp::Destroy),
@@ -59,7 +70,7 @@ impl ResourceOp {
         let agent_id: AgentId = serde_json::from_value(body["agent_id"].clone())
             .map_err(|e| format!("Expecting 'agent_id' to be present: {e}"))?;
         let op = match kind {
-            OperationType::Reserve => ResourceOp::Reserve(read_resources(body, "resources")?),
+            OperationType::Reserve => read_reserve(body)?,
             OperationType::Unreserve => ResourceOp::Unreserve(read_resources(body, "resources")?),
             OperationType::Create => ResourceOp::Create(read_resources(body, "volumes")?),
             OperationType::Destroy => ResourceOp::Destroy(read_resources(body, "volumes")?),
@@ -68,9 +79,15 @@ impl ResourceOp {
         Ok((agent_id, op))
     }
 
+    /// Whether it reserves resources (and so counts against quota limits).
+    pub fn reserves(&self) -> bool {
+        matches!(self, ResourceOp::Reserve(_) | ResourceOp::Rereserve { .. })
+    }
+
     fn resources(&self) -> &Resources {
         match self {
             ResourceOp::Reserve(r)
+            | ResourceOp::Rereserve { resources: r, .. }
             | ResourceOp::Unreserve(r)
             | ResourceOp::Create(r)
             | ResourceOp::Destroy(r) => r,
@@ -78,11 +95,20 @@ impl ResourceOp {
     }
 }
 
+/// Reads a RESERVE payload, with `source` when it has one.
+fn read_reserve(body: &Value) -> Result<ResourceOp, String> {
+    let resources = read_resources(body, "resources")?;
+    if body.get("source").is_none_or(Value::is_null) {
+        return Ok(ResourceOp::Reserve(resources));
+    }
+    Ok(ResourceOp::Rereserve {
+        source: read_resources(body, "source")?,
+        resources,
+    })
+}
+
 /// Reads a non-empty resource list (format upgraded, allocation info dropped).
 fn read_resources(body: &Value, field: &str) -> Result<Resources, String> {
-    if !body.get("source").is_none_or(Value::is_null) {
-        return Err("'source' (re-reservation) is not supported".into());
-    }
     let list = Vec::<Resource>::deserialize(&body[field])
         .map_err(|e| format!("Expecting '{field}' to be a list of resources: {e}"))?;
     if list.is_empty() {
@@ -155,6 +181,10 @@ pub fn convert(
                 consumed.add(&r.popped_reservation());
                 converted.add(r);
             }
+            ResourceOp::Rereserve { .. } => {
+                check_reserve(r, requester).map_err(invalid)?;
+                converted.add(r);
+            }
             ResourceOp::Unreserve(_) => {
                 if !r.is_dynamically_reserved() {
                     return Err(invalid(format!("{} is not dynamically reserved", one(r))));
@@ -195,10 +225,41 @@ pub fn convert(
             }
         }
     }
+    if let ResourceOp::Rereserve { source, .. } = op {
+        consumed = check_source(source, &converted)
+            .map_err(|why| format!("Invalid RESERVE operation: {why}"))?;
+    }
     Ok(Conversion {
         consumed,
         converted,
     })
+}
+
+/// A re-reservation's source: no persistent volumes, and the same quantities as the
+/// resources it becomes once reservations are set aside.
+fn check_source(source: &Resources, reserved: &Resources) -> Result<Resources, String> {
+    if let Some(v) = source.iter().find(|r| r.is_persistent_volume()) {
+        return Err(format!(
+            "the source {} is a persistent volume, which cannot be re-reserved",
+            one(v)
+        ));
+    }
+    let bare = |resources: &Resources| {
+        let mut out = Resources::new();
+        for r in resources.iter() {
+            let mut r = r.clone();
+            r.reservations.clear();
+            out.add(&r);
+        }
+        out
+    };
+    let (from, to) = (bare(source), bare(reserved));
+    if !(from.contains(&to) && to.contains(&from)) {
+        return Err(format!(
+            "the source {source} and the resources {reserved} differ in more than their reservations"
+        ));
+    }
+    Ok(source.clone())
 }
 
 fn one(r: &Resource) -> Resources {
@@ -347,8 +408,8 @@ impl Core {
                     )
                 });
             }
-            if matches!(op, ResourceOp::Reserve(_)) {
-                self.check_reserve_quota(&conversion.converted, false)?;
+            if op.reserves() {
+                self.check_reserve_quota(&conversion.converted, None)?;
             }
             Ok(conversion)
         });
@@ -427,13 +488,15 @@ impl Core {
             };
             self.rescind_offer(&offer_id);
         }
-        if matches!(op, ResourceOp::Reserve(_)) {
-            self.check_reserve_quota(&conversion.converted, true)
+        if op.reserves() {
+            self.check_reserve_quota(&conversion.converted, Some(&conversion.consumed))
                 .map_err(ApiError::bad_request)?;
         }
         self.apply_conversion(agent_id, &conversion);
         self.count(match op {
-            ResourceOp::Reserve(_) => "master/operator_reserve_resources",
+            ResourceOp::Reserve(_) | ResourceOp::Rereserve { .. } => {
+                "master/operator_reserve_resources"
+            }
             ResourceOp::Unreserve(_) => "master/operator_unreserve_resources",
             ResourceOp::Create(_) => "master/operator_create_volumes",
             ResourceOp::Destroy(_) => "master/operator_destroy_volumes",

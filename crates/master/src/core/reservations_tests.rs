@@ -383,6 +383,64 @@ fn operations_with_ids_get_their_status_and_others_none() {
         .contains("no longer valid"));
 }
 
+#[test]
+fn reserve_with_source_moves_a_reservation_in_one_step() {
+    let (mut c, agent, _fid, _offer) = with_disk_offer();
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": reserve_json("r", "ops", 2.0, 100.0)}),
+    );
+    c.operator_resource_op(&id, op).unwrap();
+    c.drain_effects();
+    // Move 1 cpu and the disk from r to s.
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "source": reserve_json("r", "ops", 1.0, 100.0),
+               "resources": reserve_json("s", "ops", 1.0, 100.0)}),
+    );
+    assert!(matches!(op, ResourceOp::Rereserve { .. }));
+    c.operator_resource_op(&id, op).unwrap();
+    let stored = checkpointed_persisted(&c.drain_effects()).pop().unwrap();
+    let by_role = stored.reserved_by_role();
+    assert_eq!(by_role["r"].scalar("cpus"), 1.0);
+    assert_eq!(by_role["r"].scalar("disk"), 0.0);
+    assert_eq!(by_role["s"].scalar("cpus"), 1.0);
+    assert_eq!(by_role["s"].scalar("disk"), 100.0);
+    // Refused: quantities that differ, a source the agent does not have, a volume.
+    let cases = [
+        (
+            json!({"agent_id": agent, "source": reserve_json("r", "ops", 1.0, 1.0),
+                "resources": reserve_json("s", "ops", 0.5, 1.0)}),
+            400,
+            "differ in more than",
+        ),
+        (
+            json!({"agent_id": agent, "source": reserve_json("r", "ops", 3.0, 1.0),
+                "resources": reserve_json("s", "ops", 3.0, 1.0)}),
+            409,
+            "does not have",
+        ),
+        (
+            json!({"agent_id": agent, "source": [volume_json("r", "ops", "v9", 1.0)],
+                "resources": [reserved(json!({"name":"disk","type":"SCALAR","scalar":{"value":1},
+                    "role":"s","reservation":{"principal":"ops"}}))]}),
+            400,
+            "persistent volume",
+        ),
+    ];
+    for (body, status, words) in cases {
+        let (id, op) = operator_op(OperationType::Reserve, body.clone());
+        let err = c.operator_resource_op(&id, op).unwrap_err();
+        assert_eq!(err.status, status, "{body}: {err:?}");
+        assert!(err.message.contains(words), "{body}: {}", err.message);
+    }
+    assert!(checkpointed_persisted(&c.drain_effects()).is_empty());
+    // An empty source is refused when read.
+    let empty =
+        json!({"agent_id": agent, "source": [], "resources": reserve_json("s", "ops", 1.0, 1.0)});
+    assert!(ResourceOp::from_operator_call(OperationType::Reserve, &empty).is_err());
+}
+
 fn limit_cpus(role: &str, cpus: f64) -> meseta_api::quota::UpdateQuota {
     serde_json::from_value(json!({"force": true, "quota_configs": [
         {"role": role, "limits": {"cpus": {"value": cpus}}}
