@@ -3,9 +3,11 @@
 //! tasks launched with the same resources share one list (and its v0 map), statuses keep
 //! only what differs from their task (the task's own id, agent and executor are not
 //! repeated; rare fields are boxed) and carry no `data`, and the task's rarely set fields
-//! (labels, discovery, container, health check, kill policy) are boxed together. Written
+//! (labels, discovery, container, health check, kill policy) are boxed together. Uuids are
+//! kept as the base64 text they are written as (encoded once, not at every view). Written
 //! out it is exactly the API's `Task` (the operator API) or the v0 task.
 
+use base64::Engine;
 use meseta_api::json::Bytes;
 use meseta_api::{
     AgentId, ExecutorId, FrameworkId, HealthCheck, KillPolicy, Reason, Resource, StatusSource,
@@ -58,6 +60,29 @@ impl TaskResources {
     }
 }
 
+/// Protobuf `bytes` (a uuid) as the base64 text JSON carries.
+#[derive(Clone, Debug, PartialEq)]
+struct Base64(Box<str>);
+
+impl Base64 {
+    fn of(bytes: &Bytes) -> Base64 {
+        Base64(
+            base64::engine::general_purpose::STANDARD
+                .encode(&bytes.0)
+                .into(),
+        )
+    }
+
+    fn bytes(&self) -> Bytes {
+        // Only text this type encoded is decoded.
+        Bytes(
+            base64::engine::general_purpose::STANDARD
+                .decode(self.0.as_bytes())
+                .expect("base64 that was encoded here"),
+        )
+    }
+}
+
 /// One of a task's ids as a status names it: not at all, the task's own, or another.
 #[derive(Clone, Debug, PartialEq)]
 enum Named<T> {
@@ -102,7 +127,7 @@ pub struct StatusRecord {
     reason: Option<Reason>,
     healthy: Option<bool>,
     timestamp: Option<f64>,
-    uuid: Option<Bytes>,
+    uuid: Option<Base64>,
     message: Option<Box<str>>,
     agent_id: Named<AgentId>,
     executor_id: Named<ExecutorId>,
@@ -124,7 +149,7 @@ impl StatusRecord {
             reason: status.reason,
             healthy: status.healthy,
             timestamp: status.timestamp,
-            uuid: status.uuid.clone(),
+            uuid: status.uuid.as_ref().map(Base64::of),
             message: status.message.as_deref().map(Box::from),
             agent_id: Named::of(status.agent_id.as_ref(), &task.agent_id),
             executor_id: Named::of(status.executor_id.as_ref(), &task.status_executor_id()),
@@ -145,7 +170,7 @@ impl StatusRecord {
             agent_id: self.agent_id.get(&task.agent_id).cloned(),
             executor_id: self.executor_id.get(&task.status_executor_id()).cloned(),
             timestamp: self.timestamp,
-            uuid: self.uuid.clone(),
+            uuid: self.uuid.as_ref().map(Base64::bytes),
             healthy: self.healthy,
             check_status: extras.check_status,
             labels: extras.labels,
@@ -188,8 +213,9 @@ pub struct TaskRecord {
     /// The task's name when it is not its id.
     name: Option<Box<str>>,
     pub state: TaskState,
-    pub status_update_state: Option<TaskState>,
-    pub status_update_uuid: Option<Bytes>,
+    /// The state and uuid of the latest update the agent forwarded.
+    status_update_state: Option<TaskState>,
+    status_update_uuid: Option<Base64>,
     pub resources: TaskResources,
     statuses: Vec<StatusRecord>,
     user: Option<Box<str>>,
@@ -233,7 +259,7 @@ impl TaskRecord {
             executor_id: task.executor_id,
             state: task.state,
             status_update_state: task.status_update_state,
-            status_update_uuid: task.status_update_uuid,
+            status_update_uuid: task.status_update_uuid.as_ref().map(Base64::of),
             resources,
             statuses: Vec::new(),
             user: task.user.map(String::into_boxed_str),
@@ -243,6 +269,19 @@ impl TaskRecord {
             record.push_status(status);
         }
         record
+    }
+
+    /// The agent forwarded an update of `state` with `uuid` (to be acknowledged).
+    pub fn forwarded(&mut self, state: TaskState, uuid: Option<&Bytes>) {
+        self.status_update_state = Some(state);
+        self.status_update_uuid = uuid.map(Base64::of);
+    }
+
+    /// Whether acknowledging `uuid` completes the task: it is the uuid of the latest
+    /// forwarded update, and that update is terminal.
+    pub fn completed_by(&self, uuid: &Bytes) -> bool {
+        self.status_update_state.is_some_and(TaskState::is_terminal)
+            && self.status_update_uuid.as_ref() == Some(&Base64::of(uuid))
     }
 
     pub fn name(&self) -> &str {
@@ -336,7 +375,7 @@ struct StatusOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     timestamp: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    uuid: Option<&'a Bytes>,
+    uuid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     healthy: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -377,7 +416,7 @@ impl Serialize for StatusOfTask<'_> {
             agent_id: s.agent_id.get(&task.agent_id).map(|a| id(a.as_str())),
             executor_id: executor.map(id),
             timestamp: s.timestamp,
-            uuid: s.uuid.as_ref(),
+            uuid: s.uuid.as_ref().map(|u| &*u.0),
             healthy: s.healthy,
             check_status: extra(|e| &e.check_status),
             labels: extra(|e| &e.labels),
@@ -386,6 +425,16 @@ impl Serialize for StatusOfTask<'_> {
             limitation: extra(|e| &e.limitation),
         }
         .serialize(serializer)
+    }
+}
+
+/// A task's statuses, to write.
+struct StatusesOf<'a>(&'a TaskRecord);
+
+impl Serialize for StatusesOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let task = self.0;
+        serializer.collect_seq(task.statuses.iter().map(|s| StatusOfTask(s, task)))
     }
 }
 
@@ -400,11 +449,11 @@ struct TaskOut<'a> {
     agent_id: &'a AgentId,
     state: TaskState,
     resources: &'a [Resource],
-    statuses: Vec<StatusOfTask<'a>>,
+    statuses: StatusesOf<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_update_state: Option<TaskState>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    status_update_uuid: Option<&'a Bytes>,
+    status_update_uuid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -430,13 +479,9 @@ impl Serialize for TaskRecord {
             agent_id: &self.agent_id,
             state: self.state,
             resources: self.resources.as_slice(),
-            statuses: self
-                .statuses
-                .iter()
-                .map(|s| StatusOfTask(s, self))
-                .collect(),
+            statuses: StatusesOf(self),
             status_update_state: self.status_update_state,
-            status_update_uuid: self.status_update_uuid.as_ref(),
+            status_update_uuid: self.status_update_uuid.as_ref().map(|u| &*u.0),
             labels: self.labels(),
             discovery: self.discovery(),
             container: self.container(),
@@ -523,6 +568,19 @@ mod tests {
             kept.status_of_state().unwrap().state,
             TaskState::TaskRunning
         );
+    }
+
+    #[test]
+    fn only_the_uuid_of_a_forwarded_terminal_update_completes_the_task() {
+        let mut kept = record(&task(json!({})));
+        let uuid = Bytes(vec![7; 16]);
+        kept.forwarded(TaskState::TaskRunning, Some(&uuid));
+        assert!(!kept.completed_by(&uuid), "not terminal");
+        kept.forwarded(TaskState::TaskFinished, Some(&uuid));
+        assert!(kept.completed_by(&uuid));
+        assert!(!kept.completed_by(&Bytes(vec![8; 16])), "another update");
+        kept.forwarded(TaskState::TaskFinished, None);
+        assert!(!kept.completed_by(&uuid), "nothing to acknowledge");
     }
 
     #[test]

@@ -32,8 +32,7 @@ impl Core {
             let previous = task.state;
             task.state = latest_state.unwrap_or(status.state);
             state_changed = previous != task.state;
-            task.status_update_state = Some(status.state);
-            task.status_update_uuid = status.uuid.clone();
+            task.forwarded(status.state, status.uuid.as_ref());
             task.push_status(&status);
             if !was_terminal && task.state.is_terminal() {
                 let resources =
@@ -100,10 +99,10 @@ impl Core {
             )));
         };
         let key = (framework_id.clone(), ack.task_id.clone());
-        let completes = agent.tasks.get(&key).is_some_and(|t| {
-            t.status_update_uuid.as_ref() == Some(&ack.uuid)
-                && t.status_update_state.is_some_and(TaskState::is_terminal)
-        });
+        let completes = agent
+            .tasks
+            .get(&key)
+            .is_some_and(|t| t.completed_by(&ack.uuid));
         self.send_to_agent(
             &ack.agent_id,
             ToAgent::Acknowledge(internal::Acknowledge {
