@@ -110,7 +110,7 @@ def reserve_and_create(master, agent_id, cpus=0.5, mem=256, disk=128, persistenc
 class RoleFramework(RawFramework):
     """A raw v1 framework in a role, with a principal."""
 
-    def __init__(self, endpoint, name, role=ROLE):
+    def __init__(self, endpoint, name, role=ROLE, capabilities=()):
         info = {
             "user": getpass.getuser(),
             "name": name,
@@ -118,6 +118,7 @@ class RoleFramework(RawFramework):
             "principal": PRINCIPAL,
             "checkpoint": True,
             "failover_timeout": 300.0,
+            "capabilities": [{"type": c} for c in capabilities],
         }
         super().__init__(endpoint, info)
 
@@ -519,3 +520,47 @@ def test_reserve_with_source_moves_a_reservation_to_another_role(meseta):
         )
     assert refused.value.status == 400 and "differ in more than" in str(refused.value)
     assert reserved_for(ROLE) == [("mem", 64.0)]
+
+
+def test_shared_volume_is_offered_while_in_use_only_to_frameworks_that_share(meseta):
+    master, _, agent_id = start(meseta)
+    agent = {"value": agent_id}
+    master.api.call(
+        "RESERVE_RESOURCES",
+        reserve_resources={
+            "agent_id": agent,
+            "resources": [reserved("cpus", 0.5), reserved("mem", 256), reserved("disk", 64)],
+        },
+    )
+    shared = dict(volume("shared-vol", 64), shared={})
+    master.api.call("CREATE_VOLUMES", create_volumes={"agent_id": agent, "volumes": [shared]})
+
+    sharing = RoleFramework(master.api, "e2e-shared-volume", capabilities=["SHARED_RESOURCES"])
+    sharing.run_on_volume(agent_id, "writer", "echo hello > data/f && sleep 60", shared)
+    sharing.wait_state("writer", "TASK_RUNNING")
+    # In use by the writer, the volume is offered again; a second task reads the data.
+    reader = "for i in $(seq 100); do grep -q hello data/f && exit 0; sleep 0.1; done; exit 1"
+    sharing.run_on_volume(agent_id, "reader", reader, shared)
+    sharing.wait_state("reader", "TASK_FINISHED")
+    # Destroying it while the writer uses it is a conflict.
+    with pytest.raises(ApiError) as refused:
+        master.api.call("DESTROY_VOLUMES", destroy_volumes={"agent_id": agent, "volumes": [shared]})
+    assert refused.value.status == 409, str(refused.value)
+
+    # A framework without SHARED_RESOURCES is offered the role's reserved resources (the
+    # sharing one turns down everything) but never the volume.
+    plain = RoleFramework(master.api, "e2e-no-sharing")
+
+    def reserved_offer():
+        sharing.poll()
+        ids = [o["id"] for o in sharing.offers.values()]
+        sharing.offers.clear()
+        if ids:
+            sharing.call("DECLINE", decline={"offer_ids": ids, "filters": {"refuse_seconds": 300}})
+        for offer in plain.offers.values():
+            if any(r.get("role") == ROLE for r in offer["resources"]):
+                return offer
+        return None
+
+    offer = plain.wait(reserved_offer, what="an offer of the role's reserved resources")
+    assert volumes_in(offer["resources"]) == [], offer

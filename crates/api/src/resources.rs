@@ -307,9 +307,17 @@ impl Resource {
         r
     }
 
-    /// The same disk without its persistence and volume (what DESTROY gives back).
+    /// Whether it is a shared resource (`shared: {}`, persistent volumes only): offered
+    /// again while tasks use it, to frameworks with SHARED_RESOURCES.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The same disk without its persistence, volume and sharing (what DESTROY gives
+    /// back).
     pub fn without_volume(&self) -> Resource {
         let mut r = self.clone();
+        r.shared = None;
         r.disk = r.disk.take().and_then(|d| {
             d.source.map(|source| DiskInfo {
                 persistence: None,

@@ -205,12 +205,20 @@ impl Agent {
         format!("slave(1)@{}", self.endpoint)
     }
     /// Resources neither used nor offered.
+    /// What may be offered: the total less what tasks use and what is offered; a shared
+    /// volume stays available while tasks use it (one copy, while no offer holds it).
     pub fn available(&self) -> Resources {
         let mut free = self.total.clone();
         for used in self.used.values() {
             free.subtract_all(used);
         }
         free.subtract_all(&self.offered);
+        for shared in self.total.iter().filter(|r| r.is_shared()) {
+            let offered = self.offered.iter().any(|o| o == shared);
+            if !offered && !free.iter().any(|f| f == shared) {
+                free.add(shared);
+            }
+        }
         free
     }
     pub fn used_total(&self) -> Resources {

@@ -24,11 +24,22 @@ impl Core {
             return;
         };
         let multi_role = framework.info.has_capability(CapabilityType::MultiRole);
-        // Refined reservations are not offered to frameworks that cannot read them.
-        let resources = match resource_format(framework) {
+        // Refined reservations are not offered to frameworks that cannot read them, nor
+        // shared resources to those without SHARED_RESOURCES.
+        let mut resources = match resource_format(framework) {
             ResourceFormat::PreRefinement => without_refined(&resources),
             _ => resources,
         };
+        if !framework
+            .info
+            .has_capability(CapabilityType::SharedResources)
+        {
+            let mut unshared = Resources::new();
+            for r in resources.iter().filter(|r| !r.is_shared()) {
+                unshared.add(r);
+            }
+            resources = unshared;
+        }
         if resources.is_empty() {
             return;
         }
@@ -405,7 +416,7 @@ impl Core {
                     )
                 }
             };
-        remaining.subtract_all(&needed);
+        take_unshared(remaining, &needed);
         launched_ids.insert(task.task_id.clone());
         self.add_task(now, framework_id, agent_id, &task, needed);
         let framework = self
@@ -501,7 +512,7 @@ impl Core {
             let needed = self
                 .validate_task(framework_id, agent_id, remaining, launched_ids, &mut alone)
                 .map_err(|why| format!("Task '{}' is invalid: {why}", task.task_id))?;
-            remaining.subtract_all(&needed);
+            take_unshared(remaining, &needed);
             launched_ids.insert(task.task_id.clone());
             needs.push(needed);
         }
@@ -531,7 +542,7 @@ impl Core {
                         "Total resources {total} required by task group and its executor are more than available {offered}"
                     ));
                 }
-                remaining.subtract_all(&executor_resources);
+                take_unshared(remaining, &executor_resources);
                 needs[0].add_all(&executor_resources);
                 Ok(needs)
             }
@@ -697,6 +708,14 @@ fn inject_allocation_info(operations: &mut [Operation], role: &str) {
 }
 
 /// The resources without those whose reservation refines another.
+/// Takes what a task uses from what is left of an offer; shared resources stay there, for
+/// the next task (as in Mesos).
+fn take_unshared(remaining: &mut Resources, used: &Resources) {
+    for r in used.iter().filter(|r| !r.is_shared()) {
+        remaining.subtract(r);
+    }
+}
+
 fn without_refined(resources: &Resources) -> Resources {
     let mut out = Resources::new();
     for r in resources.iter().filter(|r| !r.has_refined_reservation()) {

@@ -158,9 +158,10 @@ pub fn convert(
     let mut new_ids: BTreeSet<(String, String)> = BTreeSet::new();
     for r in op.resources().iter() {
         let invalid = |why: String| format!("Invalid {name} operation: {why}");
-        if r.revocable.is_some() || r.shared.is_some() {
+        let volume_op = matches!(op, ResourceOp::Create(_) | ResourceOp::Destroy(_));
+        if r.revocable.is_some() || (r.is_shared() && !(volume_op && r.is_persistent_volume())) {
             return Err(invalid(format!(
-                "{} is revocable or shared, which {name} does not support",
+                "{} is revocable or shared, which {name} does not support (only persistent volumes may be shared)",
                 one(r)
             )));
         }
@@ -392,6 +393,17 @@ impl Core {
             };
             let agent = self.agents.get(agent_id).expect("caller checked");
             let conversion = convert(&op, requester, &volumes_of(agent))?;
+            let shared_in_use = conversion
+                .consumed
+                .iter()
+                .filter(|r| r.is_shared())
+                .find(|r| agent.used_total().iter().any(|u| u == *r));
+            if let (ResourceOp::Destroy(_), Some(volume)) = (&op, shared_in_use) {
+                return Err(format!(
+                    "Invalid DESTROY operation: the shared persistent volume {} is in use by tasks",
+                    one(volume)
+                ));
+            }
             if !remaining.contains(&conversion.consumed) {
                 let in_use = matches!(op, ResourceOp::Destroy(_))
                     && agent.used_total().contains(&conversion.consumed);

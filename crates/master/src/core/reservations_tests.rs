@@ -285,7 +285,14 @@ fn offers_carry_reservations_in_the_framework_format() {
 }
 
 fn operation_statuses(fx: &[Effect]) -> Vec<meseta_api::operations::OperationStatus> {
-    stream_events(fx, "S1")
+    operation_statuses_of(fx, "S1")
+}
+
+fn operation_statuses_of(
+    fx: &[Effect],
+    stream: &str,
+) -> Vec<meseta_api::operations::OperationStatus> {
+    stream_events(fx, stream)
         .into_iter()
         .filter_map(|e| match e {
             Event::UpdateOperationStatus(u) => Some(u.status),
@@ -439,6 +446,121 @@ fn reserve_with_source_moves_a_reservation_in_one_step() {
     let empty =
         json!({"agent_id": agent, "source": [], "resources": reserve_json("s", "ops", 1.0, 1.0)});
     assert!(ResourceOp::from_operator_call(OperationType::Reserve, &empty).is_err());
+}
+
+fn shared_volume() -> serde_json::Value {
+    let mut v = volume_json("r", "ops", "sv", 100.0);
+    v["shared"] = json!({});
+    v
+}
+
+fn has_shared(offer: &Offer) -> bool {
+    offer.resources.iter().any(|r| r.is_shared())
+}
+
+#[test]
+fn shared_volumes_are_offered_again_while_in_use_to_frameworks_that_take_them() {
+    let (mut c, agent, fid, _) = with_disk_offer();
+    for (kind, body) in [
+        (
+            OperationType::Reserve,
+            json!({"agent_id": agent, "resources": reserve_json("r", "ops", 1.0, 100.0)}),
+        ),
+        (
+            OperationType::Create,
+            json!({"agent_id": agent, "volumes": [shared_volume()]}),
+        ),
+    ] {
+        let (id, op) = operator_op(kind, body);
+        c.operator_resource_op(&id, op).unwrap();
+    }
+    // A framework without SHARED_RESOURCES never sees it.
+    c.drain_effects();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S1").pop().expect("an offer");
+    assert!(!has_shared(&offer), "{offer:?}");
+    c.teardown(T0, &fid).unwrap();
+    let shared_fid = c
+        .subscribe(
+            T0,
+            "S2".into(),
+            framework_info(
+                json!({"role":"r","principal":"p","capabilities":[{"type":"SHARED_RESOURCES"}]}),
+            ),
+            vec![],
+        )
+        .unwrap();
+    c.drain_effects();
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S2").pop().expect("an offer");
+    assert!(has_shared(&offer), "{offer:?}");
+    // Two tasks of one ACCEPT use the volume; it is offered again while they run.
+    let task_on_volume = |id: &str| {
+        json!({"name": id, "task_id": {"value": id}, "agent_id": agent,
+            "command": {"value": "true"},
+            "resources": [{"name":"cpus","type":"SCALAR","scalar":{"value":0.5}}, shared_volume()]})
+    };
+    c.accept(
+        T0,
+        &shared_fid,
+        serde_json::from_value(json!({
+            "offer_ids": [offer.id],
+            "operations": [{"type":"LAUNCH","launch":{"task_infos":[task_on_volume("t1"), task_on_volume("t2")]}}],
+            "filters": {"refuse_seconds": 0}
+        }))
+        .unwrap(),
+    );
+    let fx = c.drain_effects();
+    assert_eq!(
+        link_messages(&fx, "L1")
+            .iter()
+            .filter(|m| matches!(m, ToAgent::RunTask(_)))
+            .count(),
+        2
+    );
+    c.allocate(T0);
+    let offer = offers(&c.drain_effects(), "S2").pop().expect("an offer");
+    assert!(has_shared(&offer), "{offer:?}");
+    // Destroying it while tasks use it is refused, through the offer and the operator.
+    let before = c.agents[&agent].total.clone();
+    accept(
+        &mut c,
+        &shared_fid,
+        &offer,
+        json!([{"type":"DESTROY","id":{"value":"d1"},"destroy":{"volumes":[shared_volume()]}}]),
+    );
+    let fx = c.drain_effects();
+    assert!(checkpointed_persisted(&fx).is_empty());
+    let refused = operation_statuses_of(&fx, "S2").pop().unwrap();
+    assert!(
+        refused
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("shared persistent volume"),
+        "{refused:?}"
+    );
+    assert_eq!(c.agents[&agent].total, before);
+    let (id, op) = operator_op(
+        OperationType::Destroy,
+        json!({"agent_id": agent, "volumes": [shared_volume()]}),
+    );
+    let err = c.operator_resource_op(&id, op).unwrap_err();
+    assert_eq!(err.status, 409, "{err:?}");
+    // Shared is for persistent volumes only.
+    let mut cpus = reserve_json("r", "ops", 1.0, 1.0);
+    cpus[0]["shared"] = json!({});
+    let (id, op) = operator_op(
+        OperationType::Reserve,
+        json!({"agent_id": agent, "resources": cpus}),
+    );
+    let err = c.operator_resource_op(&id, op).unwrap_err();
+    assert!(
+        err.message
+            .contains("only persistent volumes may be shared"),
+        "{}",
+        err.message
+    );
 }
 
 fn limit_cpus(role: &str, cpus: f64) -> meseta_api::quota::UpdateQuota {
