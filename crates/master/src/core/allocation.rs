@@ -129,8 +129,8 @@ impl Core {
 
     /// What each framework holds (tasks, executors, outstanding offers) per role, in one
     /// sweep over the agents and offers: used resources by their `allocation_info` role
-    /// (the framework's first role when they carry none), offers by the role they were
-    /// made for.
+    /// (the framework's first role when they carry none; a shared volume once per agent
+    /// however many tasks use it), offers by the role they were made for.
     pub fn framework_allocations(&self) -> BTreeMap<FrameworkId, BTreeMap<String, Resources>> {
         let default_roles: BTreeMap<&FrameworkId, String> = self
             .frameworks
@@ -147,7 +147,15 @@ impl Core {
                     continue;
                 };
                 let by_role = out.entry(framework_id.clone()).or_default();
+                let mut shared_seen: Vec<&Resource> = Vec::new();
                 for r in used.iter() {
+                    // A shared volume that several tasks use is held once.
+                    if r.is_shared() {
+                        if shared_seen.contains(&r) {
+                            continue;
+                        }
+                        shared_seen.push(r);
+                    }
                     let role = r.allocation_info.as_ref().and_then(|a| a.role.as_ref());
                     by_role
                         .entry(role.unwrap_or(default_role).clone())

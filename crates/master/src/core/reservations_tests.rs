@@ -518,6 +518,9 @@ fn shared_volumes_are_offered_again_while_in_use_to_frameworks_that_take_them() 
             .count(),
         2
     );
+    // Both tasks use it; the framework holds it once.
+    let held = &c.framework_allocations()[&shared_fid]["r"];
+    assert_eq!((held.scalar("cpus"), held.scalar("disk")), (1.0, 100.0));
     c.allocate(T0);
     let offer = offers(&c.drain_effects(), "S2").pop().expect("an offer");
     assert!(has_shared(&offer), "{offer:?}");
