@@ -6,7 +6,8 @@ framework:
   reason for an invalid one, OPERATION_DROPPED for an ACCEPT of an offer no longer valid.
   Operations without an id get none.
 * ACKNOWLEDGE_OPERATION_STATUS with the status's uuid ends a terminal operation's
-  tracking (400 for a malformed uuid); RECONCILE_OPERATIONS answers 200 with the latest
+  tracking (400 for a malformed uuid); what is not acknowledged is sent again when the
+  framework subscribes again; RECONCILE_OPERATIONS answers 200 with the latest
   states, OPERATION_UNKNOWN for unknown ids, and 406 when JSON is not acceptable.
 """
 
@@ -32,7 +33,7 @@ class FeedbackFramework(RawFramework):
             "name": "e2e-operation-feedback",
             "role": ROLE,
             "principal": PRINCIPAL,
-            "failover_timeout": 0.0,
+            "failover_timeout": 60.0,
         }
         super().__init__(endpoint, info)
 
@@ -126,14 +127,10 @@ def test_operation_statuses_acknowledgement_and_reconciliation(meseta):
     assert all("uuid" not in s for s in states.values()), states
 
     def acknowledge(status, uuid=None):
-        return framework.stream.call(
-            "ACKNOWLEDGE_OPERATION_STATUS",
-            acknowledge_operation_status={
-                "agent_id": status["agent_id"],
-                "operation_id": status["operation_id"],
-                "uuid": uuid or status["uuid"]["value"],
-            },
-        )
+        ack = {"operation_id": status["operation_id"], "uuid": uuid or status["uuid"]["value"]}
+        if "agent_id" in status:
+            ack["agent_id"] = status["agent_id"]
+        return framework.stream.call("ACKNOWLEDGE_OPERATION_STATUS", acknowledge_operation_status=ack)
 
     malformed = acknowledge(done, uuid=base64.b64encode(b"short").decode())
     assert malformed.status_code == 400 and "uuid" in malformed.text, malformed.text
@@ -148,6 +145,17 @@ def test_operation_statuses_acknowledgement_and_reconciliation(meseta):
     assert late["state"] == "OPERATION_DROPPED", late
     assert "no longer valid" in late["message"], late
     assert reserved_cpus(master, agent_id) == 2.0
+
+    # Subscribing again, the framework gets the statuses it has not acknowledged.
+    framework.resubscribe()
+    framework.operation_statuses.clear()
+    framework.wait(lambda: len(framework.operation_statuses) >= 2, what="the statuses again")
+    again = {s["operation_id"]["value"]: s for s in framework.operation_statuses}
+    assert sorted(again) == ["op-bad", "op-late"], again
+    assert again["op-late"]["uuid"] == late["uuid"]
+    for status in again.values():
+        assert acknowledge(status).status_code == 202
+    assert framework.reconcile_operations() == {}
 
     # RECONCILE_OPERATIONS answers JSON only.
     response = framework.stream.endpoint.post(

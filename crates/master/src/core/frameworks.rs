@@ -94,6 +94,7 @@ impl Core {
             }),
         ));
         self.emit(Effect::ToStream(stream_id, Event::Heartbeat));
+        self.resend_operation_statuses(&id);
         Ok(id)
     }
 

@@ -6,10 +6,11 @@
 //! agent hears of it), so it also writes their statuses: OPERATION_FINISHED with the
 //! converted resources, OPERATION_ERROR when the operation is invalid, OPERATION_DROPPED
 //! when the ACCEPT's offers are not valid. Each status carries a uuid; the operation is
-//! kept until the framework acknowledges its terminal status. Reconciliation answers the
+//! kept until the framework acknowledges its terminal status, and a status not yet
+//! acknowledged is sent again when the framework subscribes again. Reconciliation answers the
 //! latest known status (without a uuid); an unknown operation is OPERATION_UNKNOWN, or
 //! what its agent's state says (unreachable, recovering, gone). Operations without an id
-//! get no feedback. Statuses are not retried and do not survive a master restart.
+//! get no feedback. Statuses do not survive a master restart.
 
 use super::*;
 use meseta_api::json::Bytes;
@@ -22,8 +23,15 @@ use meseta_api::resources::{Resource, ResourceFormat};
 /// The statuses of operations with ids, per framework.
 #[derive(Debug, Default)]
 pub struct OperationTracker {
-    known: BTreeMap<FrameworkId, BTreeMap<OperationId, OperationStatus>>,
+    known: BTreeMap<FrameworkId, BTreeMap<OperationId, Tracked>>,
     next_uuid: u128,
+}
+
+/// An operation's latest status, and whether the framework acknowledged it.
+#[derive(Debug)]
+struct Tracked {
+    status: OperationStatus,
+    acknowledged: bool,
 }
 
 /// Why an acknowledgement changed nothing.
@@ -53,11 +61,27 @@ impl OperationTracker {
         status.uuid = Some(Uuid {
             value: Bytes(self.next_uuid.to_be_bytes().to_vec()),
         });
-        self.known
-            .entry(framework_id.clone())
-            .or_default()
-            .insert(operation_id, status.clone());
+        self.known.entry(framework_id.clone()).or_default().insert(
+            operation_id,
+            Tracked {
+                status: status.clone(),
+                acknowledged: false,
+            },
+        );
         status
+    }
+
+    /// The framework's statuses not acknowledged yet, to send again when it subscribes.
+    pub fn unacknowledged(&self, framework_id: &FrameworkId) -> Vec<OperationStatus> {
+        self.known
+            .get(framework_id)
+            .map(|k| {
+                k.values()
+                    .filter(|t| !t.acknowledged)
+                    .map(|t| t.status.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// ACKNOWLEDGE_OPERATION_STATUS: an acknowledged terminal status ends the tracking.
@@ -70,15 +94,17 @@ impl OperationTracker {
             return Err(AckError::InvalidUuid(ack.uuid.0.len()));
         }
         let id = &ack.operation_id;
-        let operations = self.known.get_mut(framework_id);
-        let Some(status) = operations.as_ref().and_then(|o| o.get(id)) else {
+        let Some(operations) = self.known.get_mut(framework_id) else {
             return Err(AckError::Unknown(id.to_string()));
         };
-        if status.uuid.as_ref().map(|u| &u.value) != Some(&ack.uuid) {
+        let Some(tracked) = operations.get_mut(id) else {
+            return Err(AckError::Unknown(id.to_string()));
+        };
+        if tracked.status.uuid.as_ref().map(|u| &u.value) != Some(&ack.uuid) {
             return Err(AckError::Stale(id.to_string()));
         }
-        if status.state.is_terminal() {
-            let operations = operations.expect("found above");
+        tracked.acknowledged = true;
+        if tracked.status.state.is_terminal() {
             operations.remove(id);
             if operations.is_empty() {
                 self.known.remove(framework_id);
@@ -103,13 +129,13 @@ impl OperationTracker {
         };
         if asked.is_empty() {
             return known
-                .map(|k| k.values().map(unacked).collect())
+                .map(|k| k.values().map(|t| unacked(&t.status)).collect())
                 .unwrap_or_default();
         }
         asked
             .iter()
             .map(|a| match known.and_then(|k| k.get(&a.operation_id)) {
-                Some(status) => unacked(status),
+                Some(tracked) => unacked(&tracked.status),
                 None => OperationStatus {
                     operation_id: Some(a.operation_id.clone()),
                     state: a
@@ -179,6 +205,16 @@ impl Core {
             framework_id,
             Event::UpdateOperationStatus(UpdateOperationStatus { status }),
         );
+    }
+
+    /// Sends a (re)subscribed framework the operation statuses it has not acknowledged.
+    pub(super) fn resend_operation_statuses(&mut self, framework_id: &FrameworkId) {
+        for status in self.operations.unacknowledged(framework_id) {
+            self.send_to_framework(
+                framework_id,
+                Event::UpdateOperationStatus(UpdateOperationStatus { status }),
+            );
+        }
     }
 
     /// ACKNOWLEDGE_OPERATION_STATUS: 400 for a malformed uuid; a stale or unknown one
@@ -308,7 +344,9 @@ mod tests {
     fn a_pending_status_stays_after_its_acknowledgement() {
         let (mut t, f) = (OperationTracker::default(), FrameworkId::new("f"));
         let sent = t.record(&f, status("op", OperationState::OperationPending));
+        assert_eq!(t.unacknowledged(&f), vec![sent.clone()]);
         t.acknowledge(&f, &ack("op", &sent)).unwrap();
+        assert!(t.unacknowledged(&f).is_empty());
         let now = t.reconcile(&f, &[asked("op", None)], |_| None);
         assert_eq!(now[0].state, OperationState::OperationPending);
     }

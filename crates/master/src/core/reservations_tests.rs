@@ -373,6 +373,20 @@ fn operations_with_ids_get_their_status_and_others_none() {
             .status,
         400
     );
+    // Subscribing again, the framework gets what it has not acknowledged.
+    c.drain_effects();
+    c.stream_closed(T0, &fid, "S1");
+    c.subscribe(
+        T0,
+        "S1".into(),
+        framework_info(json!({"role":"r","principal":"p","id":{"value": fid.as_str()}})),
+        vec![],
+    )
+    .unwrap();
+    let again = operation_statuses(&c.drain_effects());
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].operation_id, Some(OperationId::new("bad")));
+    assert_eq!(again[0].uuid, bad.uuid);
     // An ACCEPT of an offer no longer valid drops its operations.
     accept(
         &mut c,
