@@ -83,6 +83,14 @@ def reserve(operation_id, role=ROLE, cpus=1.0):
     return operation
 
 
+def unreserved_cpus(offer):
+    return sum(
+        r["scalar"]["value"]
+        for r in offer["resources"]
+        if r["name"] == "cpus" and r.get("role", "*") == "*" and not r.get("reservations")
+    )
+
+
 def reserved_cpus(master, agent_id):
     agent = next(
         a for a in master.agents() if a["agent_info"]["id"]["value"] == agent_id
@@ -156,6 +164,21 @@ def test_operation_statuses_acknowledgement_and_reconciliation(meseta):
     for status in again.values():
         assert acknowledge(status).status_code == 202
     assert framework.reconcile_operations() == {}
+
+    # A RESERVE with `source` in an ACCEPT: here the source is unreserved cpus.
+    offer = framework.wait(
+        lambda: next(
+            (o for o in framework.offers.values() if unreserved_cpus(o) >= 1), None
+        ),
+        what="an offer of unreserved cpus",
+    )
+    source = {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}, "role": "*"}
+    with_source = dict(reserve("op-src"))
+    with_source["reserve"] = dict(with_source["reserve"], source=[source])
+    framework.accept_operations(offer, [with_source])
+    moved = framework.wait(lambda: framework.status_of("op-src"), what="op-src's status")
+    assert moved["state"] == "OPERATION_FINISHED", moved
+    assert reserved_cpus(master, agent_id) == 3.0
 
     # RECONCILE_OPERATIONS answers JSON only.
     response = framework.stream.endpoint.post(
