@@ -79,7 +79,7 @@ impl Core {
             total,
             used: BTreeMap::new(),
             offered: Resources::new(),
-            tasks: BTreeMap::new(),
+            tasks: Shared::default(),
             executors: BTreeMap::new(),
             registered_time: previous.as_ref().map_or(now, |a| a.registered_time),
             reregistered_time: reregistered.then_some(now),
@@ -415,7 +415,7 @@ impl Core {
         if removal == AgentRemoval::Gone {
             self.gone_agents.insert(agent_id.clone());
         }
-        for ((framework_id, task_id), mut task) in agent.into_inner().tasks {
+        for ((framework_id, task_id), mut task) in agent.into_inner().tasks.into_inner() {
             if let Some(framework) = self.frameworks.get_mut(&framework_id) {
                 framework.tasks.remove(&task_id);
             }

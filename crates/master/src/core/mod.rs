@@ -117,11 +117,12 @@ pub struct Framework {
     pub unregistered_time: Option<f64>,
     /// When the failover timeout started (disconnected after having been connected).
     pub failover_deadline: Option<f64>,
-    /// Tasks of this framework: task id → agent id.
-    pub tasks: BTreeMap<TaskId, AgentId>,
+    /// Tasks of this framework: task id → agent id. Shared on its own, so that copying a
+    /// framework that a snapshot shares (an offer made) does not copy it.
+    pub tasks: Shared<BTreeMap<TaskId, AgentId>>,
     pub offers: BTreeSet<OfferId>,
     pub filters: Vec<RefuseFilter>,
-    pub completed_tasks: VecDeque<Shared<TaskRecord>>,
+    pub completed_tasks: Shared<VecDeque<Shared<TaskRecord>>>,
 }
 
 impl Framework {
@@ -182,7 +183,9 @@ pub struct Agent {
     /// Resources used by tasks and executors, per framework.
     pub used: BTreeMap<FrameworkId, Resources>,
     pub offered: Resources,
-    pub tasks: BTreeMap<(FrameworkId, TaskId), Shared<TaskRecord>>,
+    /// Shared on its own, so that copying an agent that a snapshot shares (an offer made)
+    /// does not copy it.
+    pub tasks: Shared<BTreeMap<(FrameworkId, TaskId), Shared<TaskRecord>>>,
     pub executors: BTreeMap<(FrameworkId, ExecutorId), ExecutorEntry>,
     pub registered_time: f64,
     pub reregistered_time: Option<f64>,
@@ -323,7 +326,7 @@ impl Core {
                     link_id: None,
                     used: BTreeMap::new(),
                     offered: Resources::new(),
-                    tasks: BTreeMap::new(),
+                    tasks: Shared::default(),
                     executors: BTreeMap::new(),
                     registered_time: now,
                     reregistered_time: None,
@@ -460,10 +463,10 @@ impl Framework {
             reregistered_time: None,
             unregistered_time: None,
             failover_deadline: None,
-            tasks: BTreeMap::new(),
+            tasks: Shared::default(),
             offers: BTreeSet::new(),
             filters: Vec::new(),
-            completed_tasks: VecDeque::new(),
+            completed_tasks: Shared::default(),
         }
     }
 }

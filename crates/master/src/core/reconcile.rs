@@ -12,7 +12,7 @@ impl Core {
         };
         let mut answers = Vec::new();
         if tasks.is_empty() {
-            for (task_id, agent_id) in &framework.tasks {
+            for (task_id, agent_id) in framework.tasks.iter() {
                 if let Some(task) = self
                     .agents
                     .get(agent_id)

@@ -6,12 +6,19 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 /// A copy-on-write shared value: `clone` shares it, `&mut` access unshares it first.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Shared<T>(Arc<T>);
 
 impl<T> Shared<T> {
     pub fn new(value: T) -> Self {
         Shared(Arc::new(value))
+    }
+}
+
+impl<T> Shared<T> {
+    /// Whether both share one value.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
     }
 }
 
@@ -64,9 +71,12 @@ mod tests {
         mine.push(2);
         assert_eq!(*snapshot, vec![1]);
         assert_eq!(*mine, vec![1, 2]);
-        let alone = std::sync::Arc::as_ptr(&mine.0);
+        let alone = mine.clone();
+        assert!(Shared::ptr_eq(&alone, &mine));
+        drop(alone);
+        let before = std::sync::Arc::as_ptr(&mine.0);
         mine.push(3);
-        assert_eq!(std::sync::Arc::as_ptr(&mine.0), alone, "not copied again");
+        assert_eq!(std::sync::Arc::as_ptr(&mine.0), before, "not copied again");
         assert_eq!(mine.into_inner(), vec![1, 2, 3]);
         assert_eq!(snapshot.into_inner(), vec![1]);
     }

@@ -207,3 +207,22 @@ fn v0_tasks_are_the_v0_model_of_the_operator_api_tasks() {
     }
     assert_eq!(compared, 4, "t1, e1, u1 and done");
 }
+
+#[test]
+fn an_offer_copies_the_agent_and_framework_a_snapshot_shares_but_not_their_tasks() {
+    let (mut c, a1, _, fid) = busy();
+    let offer_id = c.offers.keys().next().cloned().unwrap();
+    let before = c.snapshot();
+    let no_filter: meseta_api::Filters =
+        serde_json::from_value(json!({"refuse_seconds": 0.0})).unwrap();
+    c.decline(T0 + 101.0, &fid, &[offer_id], Some(&no_filter));
+    c.allocate(T0 + 101.0);
+    assert_eq!(c.offers.len(), 1, "offered again");
+    let (then, now) = (&before.agents[&a1], &c.agents[&a1]);
+    assert!(!Shared::ptr_eq(then, now), "the agent was copied");
+    assert!(Shared::ptr_eq(&then.tasks, &now.tasks));
+    let (then, now) = (&before.frameworks[&fid], &c.frameworks[&fid]);
+    assert!(!Shared::ptr_eq(then, now), "the framework was copied");
+    assert!(Shared::ptr_eq(&then.tasks, &now.tasks));
+    assert!(Shared::ptr_eq(&then.completed_tasks, &now.completed_tasks));
+}
