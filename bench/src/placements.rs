@@ -176,7 +176,7 @@ async fn measure(
 }
 
 /// A process's resident memory (`VmRSS` in `/proc/<pid>/status`).
-fn resident_bytes(pid: u32) -> Result<u64> {
+pub(crate) fn resident_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = status
         .lines()

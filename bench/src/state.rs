@@ -6,11 +6,13 @@
 //! completed ones spread over frameworks of 1,000 tasks each, the number a master keeps per
 //! framework). Then it times operator GET_STATE and v0 `/master/state` one at a time, and
 //! the latency of a small operator call (GET_MASTER, answered by the same state owner)
-//! alone and while 20 readers fetch GET_STATE without pause. The peer is a published
-//! figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
+//! alone and while 20 readers fetch GET_STATE without pause. The master's resident memory
+//! growth while it was filled, per task it holds, is `bytes_per_task`. The peer is a
+//! published figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
 
 use crate::cluster::meseta_binary;
 use crate::hollow::{in_work_dir, HollowCluster};
+use crate::placements::resident_bytes;
 use crate::stats::percentile;
 use anyhow::{bail, Result};
 use meseta_api::Resources;
@@ -41,6 +43,9 @@ pub struct StateArgs {
     /// Concurrent state readers in the slowdown phase.
     #[arg(long, default_value_t = 20)]
     readers: usize,
+    /// Timed small calls alone, and again while the readers read.
+    #[arg(long, default_value_t = 100)]
+    probes: usize,
     /// Each hollow agent's resources.
     #[arg(
         long,
@@ -67,8 +72,13 @@ pub struct StateReport {
     p50_v0_state_ms: f64,
     p99_v0_state_ms: f64,
     p50_probe_idle_ms: f64,
+    p99_probe_idle_ms: f64,
     p50_probe_loaded_ms: f64,
+    p99_probe_loaded_ms: f64,
     reader_slowdown_ms: f64,
+    master_rss_agents_bytes: u64,
+    master_rss_filled_bytes: u64,
+    bytes_per_task: f64,
     peer: &'static str,
     peer_v0_state_ms: f64,
     ratio: f64,
@@ -97,6 +107,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         .await?;
     let address = cluster.address.clone();
     let http = reqwest::Client::new();
+    let rss_agents = resident_bytes(cluster.master.pid())?;
 
     let stats = Arc::new(LoadStats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -136,6 +147,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("state: master filled: {}", stats.line());
+    let rss_filled = resident_bytes(cluster.master.pid())?;
 
     let api = format!("http://{address}/api/v1");
     let v0 = format!("http://{address}/master/state");
@@ -154,7 +166,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     .await?;
 
     let probe = || operator_call(&http, &api, "GET_MASTER");
-    let (idle_ms, _) = timed(100, probe).await?;
+    let (idle_ms, _) = timed(args.probes, probe).await?;
     let reading = Arc::new(AtomicBool::new(true));
     let mut readers: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     for _ in 0..args.readers {
@@ -168,7 +180,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     }
     // Let every reader have a request in flight first.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = timed(100, probe).await;
+    let loaded = timed(args.probes, probe).await;
     reading.store(false, Ordering::Relaxed);
     while let Some(done) = readers.join_next().await {
         done??;
@@ -191,8 +203,14 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         p50_v0_state_ms: p50_v0,
         p99_v0_state_ms: p(&v0_ms, 99.0),
         p50_probe_idle_ms: p(&idle_ms, 50.0),
+        p99_probe_idle_ms: p(&idle_ms, 99.0),
         p50_probe_loaded_ms: p(&loaded_ms, 50.0),
+        p99_probe_loaded_ms: p(&loaded_ms, 99.0),
         reader_slowdown_ms: p(&loaded_ms, 50.0) - p(&idle_ms, 50.0),
+        master_rss_agents_bytes: rss_agents,
+        master_rss_filled_bytes: rss_filled,
+        bytes_per_task: rss_filled.saturating_sub(rss_agents) as f64
+            / (2 * args.tasks).max(1) as f64,
         peer: "mesos-1.7-published",
         peer_v0_state_ms: MESOS_PUBLISHED_STATE_MS,
         ratio: p50_v0 / MESOS_PUBLISHED_STATE_MS,
