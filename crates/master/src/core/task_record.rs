@@ -91,11 +91,11 @@ enum Named<T> {
     Other(Box<T>),
 }
 
-impl<T: PartialEq + Clone> Named<T> {
-    fn of(value: Option<&T>, same: &T) -> Self {
+impl<T: Clone> Named<T> {
+    fn of(value: Option<&T>, is_same: impl FnOnce(&T) -> bool) -> Self {
         match value {
             None => Named::Absent,
-            Some(v) if v == same => Named::Same,
+            Some(v) if is_same(v) => Named::Same,
             Some(v) => Named::Other(Box::new(v.clone())),
         }
     }
@@ -151,8 +151,10 @@ impl StatusRecord {
             timestamp: status.timestamp,
             uuid: status.uuid.as_ref().map(Base64::of),
             message: status.message.as_deref().map(Box::from),
-            agent_id: Named::of(status.agent_id.as_ref(), &task.agent_id),
-            executor_id: Named::of(status.executor_id.as_ref(), &task.status_executor_id()),
+            agent_id: Named::of(status.agent_id.as_ref(), |a| a == &task.agent_id),
+            executor_id: Named::of(status.executor_id.as_ref(), |e| {
+                e.as_str() == task.status_executor()
+            }),
             extras: (extras != StatusExtras::default()).then(|| Box::new(extras)),
         }
     }
@@ -168,7 +170,11 @@ impl StatusRecord {
             reason: self.reason,
             data: None,
             agent_id: self.agent_id.get(&task.agent_id).cloned(),
-            executor_id: self.executor_id.get(&task.status_executor_id()).cloned(),
+            executor_id: match &self.executor_id {
+                Named::Absent => None,
+                Named::Same => Some(ExecutorId::new(task.status_executor())),
+                Named::Other(e) => Some((**e).clone()),
+            },
             timestamp: self.timestamp,
             uuid: self.uuid.as_ref().map(Base64::bytes),
             healthy: self.healthy,
@@ -314,10 +320,10 @@ impl TaskRecord {
 
     /// The executor id its statuses usually carry: its executor's, or for a command task
     /// its own id (the command executor's id).
-    fn status_executor_id(&self) -> ExecutorId {
+    fn status_executor(&self) -> &str {
         self.executor_id
-            .clone()
-            .unwrap_or_else(|| ExecutorId::new(self.task_id.value.as_str()))
+            .as_ref()
+            .map_or(self.task_id.as_str(), |e| e.as_str())
     }
 
     /// Records a status: it replaces the one of the same state, without its data; the
@@ -400,11 +406,7 @@ impl Serialize for StatusOfTask<'_> {
         let extra = |f: fn(&StatusExtras) -> &Option<Value>| extras.and_then(|e| f(e).as_ref());
         let executor = match &s.executor_id {
             Named::Absent => None,
-            Named::Same => Some(
-                task.executor_id
-                    .as_ref()
-                    .map_or(task.task_id.as_str(), |e| e.as_str()),
-            ),
+            Named::Same => Some(task.status_executor()),
             Named::Other(e) => Some(e.as_str()),
         };
         StatusOut {
