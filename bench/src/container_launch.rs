@@ -258,6 +258,7 @@ async fn measure(master: &str, args: &ContainerLaunchArgs) -> Result<ContainerLa
         per_task,
         deadline: Instant::now() + Duration::from_secs(args.timeout_secs),
         next_task: 0,
+        suppressed: false,
     };
     let mut samples = Vec::with_capacity(args.containers);
     let mut failed = 0;
@@ -297,6 +298,8 @@ struct Run<'a> {
     per_task: Resources,
     deadline: Instant,
     next_task: usize,
+    /// Offers are suppressed (the last wave is all launched).
+    suppressed: bool,
 }
 
 /// What one wave of launches measured.
@@ -310,8 +313,17 @@ struct Wave {
 impl Run<'_> {
     /// Launches `count` containers, at most `per_offer` on each offer, and waits until
     /// each has reported TASK_RUNNING or failed, and then until all are terminal.
+    ///
+    /// Offers are revived for the wave and suppressed once all of it is launched, as a
+    /// framework with nothing left to launch does: declining each offer for 0 s instead
+    /// makes the master offer the same resources again at once, a loop that kept about
+    /// a core of this 2-core machine busy while the containers were starting.
     async fn launch(&mut self, count: usize, per_offer: usize) -> Result<Wave> {
         let end = self.next_task + count;
+        if self.suppressed {
+            self.scheduler.revive(Vec::new()).await?;
+            self.suppressed = false;
+        }
         let mut accepted_at: HashMap<TaskId, Instant> = HashMap::new();
         let mut wave = Wave {
             seconds: 0.0,
@@ -354,6 +366,10 @@ impl Run<'_> {
                         self.scheduler
                             .launch(vec![offer.id], tasks, filters)
                             .await?;
+                        if self.next_task == end {
+                            self.scheduler.suppress(Vec::new()).await?;
+                            self.suppressed = true;
+                        }
                     }
                 }
                 Event::Update(update) => {
