@@ -856,6 +856,9 @@ def test_image_containers_across_an_agent_restart(image_agent):
     cids = {n: container_id(wait_sandbox(agent.api, framework.id, t)) for n, t in tasks.items()}
     containers = agent.work_dir / "images" / "containers"
     assert sorted(p.name for p in containers.iterdir()) == sorted(cids.values())
+    # Each supervisor mounts its container's root in a namespace of its own: the host's
+    # mount table does not grow with the containers.
+    assert str(containers) not in Path("/proc/self/mountinfo").read_text()
 
     agent.kill()
     procs = next(path / "cgroup.procs" for path in container_cgroups(cids["victim"]))
@@ -871,7 +874,9 @@ def test_image_containers_across_an_agent_restart(image_agent):
     agent.start()
     framework.wait_state(tasks["victim"], "TASK_FAILED", timeout=RECOVERY_TIMEOUT)
     wait_for(lambda: not (containers / cids["victim"]).exists(), what="the victim's rootfs released")
-    assert (containers / cids["survivor"] / "rootfs" / "bin/busybox").exists()
+    survivor = next(path / "cgroup.procs" for path in container_cgroups(cids["survivor"]))
+    pid = survivor.read_text().split()[0]
+    assert Path(f"/proc/{pid}/root/bin/busybox").exists(), "the survivor's root is intact"
     wait_for(
         lambda: agent.api.get("/state").json()["frameworks"][0]["executors"],
         RECOVERY_TIMEOUT,

@@ -10,7 +10,7 @@ use meseta_api::{
     CommandInfo, ExecutorId, ExecutorInfo, ExecutorType, FrameworkId, FrameworkInfo, Reason,
     Resources, TaskInfo, TaskState,
 };
-use meseta_containerizer::image::Provisioned;
+use meseta_containerizer::image::{Provisioned, Rootfs};
 use meseta_containerizer::runtime;
 use meseta_containerizer::{
     ContainerTermination, ImageConfig, LaunchSpec, Limitation, Limits, Program, Volume,
@@ -281,7 +281,7 @@ impl RunContext<'_> {
 pub fn provision_image(
     info: &ContainerInfo,
     provisioned: Option<&Provisioned>,
-) -> Result<Option<(PathBuf, ImageConfig)>, String> {
+) -> Result<Option<(Rootfs, ImageConfig)>, String> {
     match (crate::images::requested(info)?, provisioned) {
         (None, _) => Ok(None),
         (Some(_), Some(p)) => Ok(Some((p.rootfs.clone(), p.config.clone()))),

@@ -80,7 +80,7 @@ pub struct LaunchSpec {
     pub user: Option<String>,
     pub limits: Limits,
     /// The root filesystem of the container's image; `None` runs on the host's.
-    pub rootfs: Option<PathBuf>,
+    pub rootfs: Option<crate::image::Rootfs>,
     /// The image's config, applied with `docker/runtime`.
     pub image: Option<ImageConfig>,
     pub volumes: Vec<Volume>,

@@ -30,7 +30,7 @@ pub mod service;
 pub mod store;
 
 pub use digest::Digest;
-pub use provision::{Backend, Provisioned};
+pub use provision::{Backend, Overlay, Provisioned, Rootfs};
 pub use reference::Reference;
 pub use registry::RegistryConfig;
 pub use service::ImageService;

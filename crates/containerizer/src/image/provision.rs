@@ -2,6 +2,10 @@
 //!
 //! - [`Backend::Overlay`]: each layer extracted once (overlay format) under `layers/`,
 //!   shared read-only as overlayfs lower dirs; the container writes to its own `upper/`.
+//!   The provisioner only describes the mount ([`Overlay`]): the container's supervisor
+//!   mounts it in its own mount namespace, so the host's mount table does not grow with
+//!   every running container (each process that reads `/proc/self/mountinfo`, as
+//!   libcgroups does several times per container, would pay for all of them).
 //! - [`Backend::Copy`]: the layers applied one by one into the container's own `rootfs/`
 //!   (no overlayfs needed; slower and uses more disk).
 //!
@@ -12,6 +16,7 @@ use super::config;
 use super::layer::{self, Mode};
 use super::{Digest, ImageError, ImageRecord, ImageStore};
 use crate::ImageConfig;
+use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -56,9 +61,74 @@ impl FromStr for Backend {
 /// A container's root filesystem, ready for the launcher.
 #[derive(Clone, Debug)]
 pub struct Provisioned {
-    pub rootfs: PathBuf,
+    pub rootfs: Rootfs,
     pub config: ImageConfig,
     pub image: ImageRecord,
+}
+
+/// Where a container's root filesystem is, and the overlayfs mount that fills that
+/// directory (`None` when the directory holds the files itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rootfs {
+    pub path: PathBuf,
+    pub overlay: Option<Overlay>,
+}
+
+impl From<PathBuf> for Rootfs {
+    fn from(path: PathBuf) -> Rootfs {
+        Rootfs {
+            path,
+            overlay: None,
+        }
+    }
+}
+
+impl From<&str> for Rootfs {
+    fn from(path: &str) -> Rootfs {
+        Rootfs::from(PathBuf::from(path))
+    }
+}
+
+/// An overlayfs mount: read-only layers (topmost first) under a writable upper dir.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlay {
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Overlay {
+    /// The mount's option string; the kernel takes at most a page of it.
+    fn options(&self) -> Result<String, ImageError> {
+        let lowerdir: Vec<String> = self.lower.iter().map(|p| p.display().to_string()).collect();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowerdir.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        if options.len() >= 4096 {
+            return Err(ImageError::Mount(format!(
+                "overlay mount options for {} layers exceed a page; use --image-provisioner-backend=copy",
+                self.lower.len()
+            )));
+        }
+        Ok(options)
+    }
+
+    /// Mounts the overlay at `at` (in the caller's mount namespace).
+    pub fn mount(&self, at: &Path) -> Result<(), ImageError> {
+        use nix::mount::{mount, MsFlags};
+        let options = self.options()?;
+        mount(
+            Some("overlay"),
+            at,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| ImageError::Mount(format!("mounting overlayfs at {}: {e}", at.display())))
+    }
 }
 
 fn container_dir(store: &ImageStore, container_id: &str) -> Result<PathBuf, ImageError> {
@@ -101,8 +171,11 @@ pub fn provision(
         }
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(|e| io("creating", &rootfs, e))?;
-        match backend {
-            Backend::Copy => unpack_layers(store, image, &parsed.diff_ids, &rootfs)?,
+        let overlay = match backend {
+            Backend::Copy => {
+                unpack_layers(store, image, &parsed.diff_ids, &rootfs)?;
+                None
+            }
             Backend::Overlay => {
                 let mut lower = Vec::new();
                 for (i, digest) in image.layers.iter().enumerate().rev() {
@@ -113,11 +186,14 @@ pub fn provision(
                     fs::create_dir_all(&empty).map_err(|e| io("creating", &empty, e))?;
                     lower.push(empty);
                 }
-                mount_overlay(&dir, &rootfs, &lower)?;
+                Some(overlay(&dir, lower)?)
             }
-        }
+        };
         Ok(Provisioned {
-            rootfs,
+            rootfs: Rootfs {
+                path: rootfs,
+                overlay,
+            },
             config: parsed.runtime,
             image: image.clone(),
         })
@@ -181,39 +257,24 @@ fn extracted_layer(
     placed.map(|()| path)
 }
 
-fn mount_overlay(dir: &Path, rootfs: &Path, lower: &[PathBuf]) -> Result<(), ImageError> {
-    use nix::mount::{mount, MsFlags};
-    let upper = dir.join("upper");
-    let work = dir.join("work");
-    for d in [&upper, &work] {
+/// The overlay of `lower` with the container's own upper and work dirs under `dir`
+/// (created here; the mount is the supervisor's).
+fn overlay(dir: &Path, lower: Vec<PathBuf>) -> Result<Overlay, ImageError> {
+    let overlay = Overlay {
+        lower,
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    };
+    for d in [&overlay.upper, &overlay.work] {
         fs::create_dir_all(d)
             .map_err(|e| ImageError::io(format!("creating {}", d.display()), e))?;
     }
-    let lowerdir: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowerdir.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if options.len() >= 4096 {
-        return Err(ImageError::Mount(format!(
-            "overlay mount options for {} layers exceed a page; use --image-provisioner-backend=copy",
-            lower.len()
-        )));
-    }
-    mount(
-        Some("overlay"),
-        rootfs,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .map_err(|e| ImageError::Mount(format!("mounting overlayfs at {}: {e}", rootfs.display())))
+    overlay.options()?;
+    Ok(overlay)
 }
 
-/// Removes a container's root filesystem (unmounting it first); nothing to do when it has
-/// none.
+/// Removes a container's root filesystem (unmounting it first, for one mounted in the
+/// agent's namespace by an earlier version); nothing to do when it has none.
 pub fn release(store: &ImageStore, container_id: &str) -> Result<(), ImageError> {
     use nix::mount::{umount2, MntFlags};
     let dir = container_dir(store, container_id)?;
@@ -265,9 +326,11 @@ mod tests {
         let records = crate::image::archive::import(&store, &archive, None, "docker.io").unwrap();
         let image = &records[0];
         let p = provision(&store, "c1", image, Backend::Copy).unwrap();
-        assert_eq!(fs::read_to_string(p.rootfs.join("bin/tool")).unwrap(), "v2");
-        assert!(!p.rootfs.join("etc/removed").exists());
-        assert!(p.rootfs.join("etc/kept").exists());
+        assert_eq!(p.rootfs.overlay, None);
+        let rootfs = &p.rootfs.path;
+        assert_eq!(fs::read_to_string(rootfs.join("bin/tool")).unwrap(), "v2");
+        assert!(!rootfs.join("etc/removed").exists());
+        assert!(rootfs.join("etc/kept").exists());
         assert_eq!(p.config.env, ["GREETING=hello"]);
         assert_eq!(in_use(&store).unwrap().len(), 1);
         release(&store, "c1").unwrap();
@@ -280,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn overlay_backend_mounts_and_unmounts() {
+    fn overlay_backend_describes_a_mount_that_release_undoes() {
         if Backend::detect() != Backend::Overlay {
             eprintln!("skipped: overlayfs needs root and kernel support");
             return;
@@ -292,12 +355,23 @@ mod tests {
             .unwrap()
             .remove(0);
         let p = provision(&store, "c1", &image, Backend::Overlay).unwrap();
-        assert_eq!(fs::read_to_string(p.rootfs.join("bin/tool")).unwrap(), "v2");
-        assert!(!p.rootfs.join("etc/removed").exists());
-        fs::write(p.rootfs.join("scratch"), "x").unwrap();
+        let rootfs = &p.rootfs.path;
+        // Nothing is mounted in this namespace until the supervisor mounts it.
+        assert!(!rootfs.join("bin/tool").exists());
+        let overlay = p
+            .rootfs
+            .overlay
+            .as_ref()
+            .expect("an overlay backend mounts");
+        assert_eq!(overlay.lower.len(), image.layers.len());
+        overlay.mount(rootfs).unwrap();
+        assert_eq!(fs::read_to_string(rootfs.join("bin/tool")).unwrap(), "v2");
+        assert!(!rootfs.join("etc/removed").exists());
+        fs::write(rootfs.join("scratch"), "x").unwrap();
         // Writes land in the container's upper dir, never in the shared layers.
+        assert!(overlay.upper.join("scratch").exists());
         assert!(!store.layer_path(&image.layers[1]).join("scratch").exists());
         release(&store, "c1").unwrap();
-        assert!(!p.rootfs.exists());
+        assert!(!rootfs.exists());
     }
 }

@@ -9,6 +9,7 @@ use super::keyed::KeyedLocks;
 use super::provision::{self, Backend, Provisioned};
 use super::registry::{Registry, RegistryConfig};
 use super::{ImageError, ImageRecord, ImageStore, Reference};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::RwLock;
 
 pub struct ImageService {
@@ -18,6 +19,9 @@ pub struct ImageService {
     /// Whether a failed overlay mount falls back to copies (the backend was detected,
     /// not chosen).
     fallback: bool,
+    /// Whether overlays of this store mount, tried once on the first overlay provisioned
+    /// (the supervisors mount them later, where a failure could not fall back).
+    overlay_mounts: Arc<OnceLock<Result<(), String>>>,
     /// One lock per normalized image name: holders pull, later ones find it stored.
     pulls: KeyedLocks<String>,
     /// Read by pulls and provisions, written by garbage collection.
@@ -37,6 +41,7 @@ impl ImageService {
             registry: Registry::new(registry),
             backend: backend.unwrap_or_else(Backend::detect),
             fallback: backend.is_none(),
+            overlay_mounts: Arc::new(OnceLock::new()),
             pulls: KeyedLocks::new(),
             gc: RwLock::new(()),
         }
@@ -90,11 +95,27 @@ impl ImageService {
         let _gc = self.gc.read().await;
         let record = self.image_unlocked(name).await?;
         let (store, id) = (self.store.clone(), container_id.to_string());
-        let (backend, fallback) = (self.backend, self.fallback);
+        let (fallback, probe) = (self.fallback, self.overlay_mounts.clone());
+        let backend = match self.overlay_mounts.get() {
+            Some(Err(_)) if fallback => Backend::Copy,
+            _ => self.backend,
+        };
         tokio::task::spawn_blocking(move || {
-            match provision::provision(&store, &id, &record, backend) {
+            let provisioned = provision::provision(&store, &id, &record, backend).and_then(|p| {
+                let Some(overlay) = &p.rootfs.overlay else {
+                    return Ok(p);
+                };
+                match probe.get_or_init(|| try_mount(overlay, &p.rootfs.path)) {
+                    Ok(()) => Ok(p),
+                    Err(message) => {
+                        let _ = provision::release(&store, &id);
+                        Err(ImageError::Mount(message.clone()))
+                    }
+                }
+            });
+            match provisioned {
                 Err(ImageError::Mount(message)) if fallback && backend == Backend::Overlay => {
-                    tracing::warn!("{message}; provisioning container {id} with copies instead");
+                    tracing::warn!("{message}; provisioning containers with copies instead");
                     provision::provision(&store, &id, &record, Backend::Copy)
                 }
                 other => other,
@@ -126,6 +147,13 @@ impl ImageService {
     }
 }
 
+/// Mounts `overlay` at `at` and unmounts it again.
+fn try_mount(overlay: &provision::Overlay, at: &std::path::Path) -> Result<(), String> {
+    overlay.mount(at).map_err(|e| e.to_string())?;
+    nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("unmounting {}: {e}", at.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,11 +180,15 @@ mod tests {
             None,
         );
         let provisioned = service.provision("c1", "test/app:1").await.unwrap();
+        assert_eq!(provisioned.rootfs.overlay, None);
         assert_eq!(
-            std::fs::read_to_string(provisioned.rootfs.join("bin/tool")).unwrap(),
+            std::fs::read_to_string(provisioned.rootfs.path.join("bin/tool")).unwrap(),
             "v2"
         );
         service.release("c1").await.unwrap();
+        // Later containers get copies at once.
+        let later = service.provision("c2", "test/app:1").await.unwrap();
+        assert_eq!(later.rootfs.overlay, None);
 
         // A backend chosen by the operator is kept, and its failure reported.
         let chosen = ImageService::new(

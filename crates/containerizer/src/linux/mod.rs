@@ -17,12 +17,13 @@ pub use isolation::{Isolation, IsolationError, Isolator};
 pub use spec::IMAGE_SANDBOX;
 pub use supervisor::run as supervise;
 
+use crate::image::Rootfs;
 use crate::launcher::{
     ContainerTermination, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Signal, Usage,
 };
 use crate::posix::{chown, credentials};
 use crate::procfs;
-use rundir::{write_json, DiskWatch, Plan, RunDir};
+use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir};
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -148,7 +149,10 @@ impl LinuxLauncher {
         }
         let dir = self.run_dir(&spec.container_id);
         let cgroups_path = cgroup::path_of(&spec.container_id);
-        let rootfs = spec.rootfs.clone().unwrap_or_else(|| dir.rootfs());
+        let rootfs = spec
+            .rootfs
+            .as_ref()
+            .map_or_else(|| dir.rootfs(), |r| r.path.clone());
         let oci = spec::build(&spec::SpecInput {
             launch: spec,
             isolation: &self.config.isolation,
@@ -174,7 +178,17 @@ impl LinuxLauncher {
         let plan = Plan {
             container_id: spec.container_id.clone(),
             cgroups_path,
-            host_root: spec.rootfs.is_none(),
+            root: match &spec.rootfs {
+                None => RootMount::Host,
+                Some(Rootfs {
+                    path,
+                    overlay: Some(overlay),
+                }) => RootMount::Overlay {
+                    path: path.clone(),
+                    overlay: overlay.clone(),
+                },
+                Some(_) => RootMount::Ready,
+            },
             stdout: spec.stdout.clone(),
             stderr: spec.stderr.clone(),
             mem_limit_bytes: spec

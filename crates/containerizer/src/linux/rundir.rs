@@ -2,6 +2,7 @@
 //! container's supervisor share, and their formats. It outlives agent restarts, so a
 //! restarted agent finds its containers' supervisors and how their containers ended.
 
+use crate::image::Overlay;
 use crate::launcher::{ContainerTermination, ProcessRef};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -12,8 +13,7 @@ use std::time::Duration;
 pub struct Plan {
     pub container_id: String,
     pub cgroups_path: String,
-    /// Bind the host's `/` as the container's root (no image).
-    pub host_root: bool,
+    pub root: RootMount,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     /// The memory limit enforced, named in the limitation message.
@@ -21,6 +21,18 @@ pub struct Plan {
     /// The cpus the container's CPU shares and quota come from.
     pub cpus_limit: Option<f64>,
     pub disk: Option<DiskWatch>,
+}
+
+/// What the supervisor mounts for the container's root, in a mount namespace of its own
+/// (so that nothing it mounts shows in the host's mount table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RootMount {
+    /// The host's `/`, bound at the run directory's `rootfs` (no image).
+    Host,
+    /// An image's overlay, mounted at its root filesystem's path.
+    Overlay { path: PathBuf, overlay: Overlay },
+    /// Nothing: the image's root filesystem holds its files (the copy backend).
+    Ready,
 }
 
 /// `disk/du`: measure the sandbox every `interval`, and kill the container over `limit`

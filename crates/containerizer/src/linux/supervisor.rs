@@ -1,13 +1,13 @@
 //! `meseta launch RUN_DIR`: the single-threaded supervisor of one container. The agent
 //! spawns it in its own session, so it outlives the agent. It creates the container with
-//! libcontainer from the run directory's OCI spec (binding the host's `/` as the root in
-//! a private mount namespace when there is no image), waits for it while watching for
+//! libcontainer from the run directory's OCI spec (in a private mount namespace where it
+//! mounts the root: the image's overlay, or the host's `/` bound when there is no image), waits for it while watching for
 //! OOM (and disk usage with `disk/du`), kills what is left of it, removes its cgroup and
 //! state, and writes how it ended to the run directory's `exit.json`.
 
 use super::cgroup;
 use super::exit::{self, Observed};
-use super::rundir::{read_json, write_json, ExitRecord, Plan, RunDir};
+use super::rundir::{read_json, write_json, ExitRecord, Plan, RootMount, RunDir};
 use crate::launcher::{ContainerTermination, Limitation};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -56,9 +56,7 @@ pub fn run(run_dir: &Path) -> i32 {
 }
 
 fn supervise(dir: &RunDir, plan: &Plan) -> Result<ExitRecord, String> {
-    if plan.host_root {
-        bind_host_root(&dir.rootfs())?;
-    }
+    mount_root(dir, &plan.root)?;
     let open = |path: &Path| {
         OpenOptions::new()
             .create(true)
@@ -191,9 +189,12 @@ fn cleanup(plan: &Plan, container: Option<&mut Container>) {
     }
 }
 
-/// Makes this process's mounts private to it and binds the host's `/` at `rootfs`, so
-/// the container's root is the host's and nothing mounted for it reaches the host.
-fn bind_host_root(rootfs: &Path) -> Result<(), String> {
+/// Mounts the container's root in a mount namespace of this process's own, so that
+/// neither the root nor anything mounted for the container reaches the host's table.
+fn mount_root(dir: &RunDir, root: &RootMount) -> Result<(), String> {
+    if *root == RootMount::Ready {
+        return Ok(());
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
     mount(
@@ -204,15 +205,23 @@ fn bind_host_root(rootfs: &Path) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("making mounts private: {e}"))?;
-    std::fs::create_dir_all(rootfs).map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
-    mount(
-        Some("/"),
-        rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("binding / at {}: {e}", rootfs.display()))
+    match root {
+        RootMount::Host => {
+            let rootfs = dir.rootfs();
+            std::fs::create_dir_all(&rootfs)
+                .map_err(|e| format!("creating {}: {e}", rootfs.display()))?;
+            mount(
+                Some("/"),
+                &rootfs,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| format!("binding / at {}: {e}", rootfs.display()))
+        }
+        RootMount::Overlay { path, overlay } => overlay.mount(path).map_err(|e| e.to_string()),
+        RootMount::Ready => Ok(()),
+    }
 }
 
 fn pidfd_open(pid: i32) -> Result<OwnedFd, String> {
