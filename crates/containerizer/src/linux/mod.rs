@@ -25,7 +25,6 @@ use crate::posix::{chown, credentials};
 use crate::procfs;
 use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir};
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -218,10 +217,9 @@ impl LinuxLauncher {
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
-        // SAFETY: setsid is async-signal-safe and allocates nothing.
-        unsafe {
-            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
-        }
+        // No pre-exec hook (the supervisor starts its own session): without one the
+        // standard library spawns with posix_spawn, which does not copy the agent's
+        // page tables as fork does, a cost that grows with the agent's memory.
         let child = tokio::process::Command::from(command)
             .kill_on_drop(false)
             .spawn()

@@ -24,6 +24,10 @@ const KILL_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Runs the supervisor for the container in `run_dir`; returns the process exit code.
 pub fn run(run_dir: &Path) -> i32 {
+    // A session of its own, so that nothing aimed at the agent's process group or
+    // terminal reaches it. The agent spawns it without a pre-exec hook, which lets the
+    // spawn avoid copying the agent's address space.
+    let _ = nix::unistd::setsid();
     let dir = RunDir::at(run_dir);
     let Some(plan) = read_json::<Plan>(&dir.plan()) else {
         tracing::error!("no readable plan in {}", dir.plan().display());
