@@ -1,6 +1,11 @@
-//! A container's cgroup, read and acted on from outside the container (through
-//! libcgroups, on v1 and v2 alike): signalling every process in it, its usage and
-//! limits, its memory files for OOM detection, and removing it.
+//! A container's cgroup, read and acted on from outside the container, on v1 and v2
+//! alike: signalling every process in it, its usage and limits (through libcgroups),
+//! its memory files for OOM detection, and removing it.
+//!
+//! Where the hierarchies are mounted is looked up once per process. A libcgroups
+//! manager looks it up again for each of its dozen controllers, reading
+//! `/proc/self/mountinfo` each time, too slow to repeat every few milliseconds while a
+//! container is killed; only usage statistics still build one.
 
 use crate::launcher::Usage;
 use libcgroups::common::{
@@ -8,7 +13,9 @@ use libcgroups::common::{
     CgroupSetup, DEFAULT_CGROUP_ROOT,
 };
 use nix::sys::signal::{kill, Signal};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The cgroup path (relative to each hierarchy's root) of a container.
@@ -21,6 +28,43 @@ pub fn is_v2() -> bool {
     matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified))
 }
 
+/// Where this host's cgroup hierarchies are mounted.
+struct Hierarchies {
+    /// Every hierarchy's root (the unified one alone on v2).
+    roots: Vec<PathBuf>,
+    /// The root of the hierarchy with the memory controller.
+    memory: Option<PathBuf>,
+}
+
+fn hierarchies() -> &'static Hierarchies {
+    static HIERARCHIES: OnceLock<Hierarchies> = OnceLock::new();
+    HIERARCHIES.get_or_init(|| {
+        if is_v2() {
+            let root = PathBuf::from(DEFAULT_CGROUP_ROOT);
+            return Hierarchies {
+                roots: vec![root.clone()],
+                memory: Some(root),
+            };
+        }
+        use libcgroups::v1::{util, ControllerType};
+        Hierarchies {
+            roots: util::list_subsystem_mount_points().unwrap_or_default(),
+            memory: util::get_subsystem_mount_point(&ControllerType::Memory).ok(),
+        }
+    })
+}
+
+/// The cgroup's directories that exist, one per hierarchy it is in.
+fn dirs(cgroups_path: &str) -> Vec<PathBuf> {
+    let relative = cgroups_path.trim_start_matches('/');
+    hierarchies()
+        .roots
+        .iter()
+        .map(|root| root.join(relative))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
 fn manager(cgroups_path: &str) -> Option<AnyCgroupManager> {
     create_cgroup_manager(CgroupConfig {
         cgroup_path: PathBuf::from(cgroups_path),
@@ -30,11 +74,16 @@ fn manager(cgroups_path: &str) -> Option<AnyCgroupManager> {
     .ok()
 }
 
-/// The live processes in the cgroup (empty when it is gone).
+/// The live processes in the cgroup (empty when it is gone), from every hierarchy: a
+/// process being moved in may be in some of them only.
 pub fn pids(cgroups_path: &str) -> Vec<nix::unistd::Pid> {
-    manager(cgroups_path)
-        .and_then(|m| m.get_all_pids().ok())
-        .unwrap_or_default()
+    let mut pids = BTreeSet::new();
+    for dir in dirs(cgroups_path) {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids.into_iter().map(nix::unistd::Pid::from_raw).collect()
 }
 
 /// Sends `signal` to every process in the cgroup; returns how many there were.
@@ -65,24 +114,36 @@ pub fn kill_all(cgroups_path: &str, patience: Duration) -> bool {
     }
 }
 
-/// Removes the cgroup (from every hierarchy); it must be empty.
+/// Removes the cgroup (from every hierarchy); it must be empty. A cgroup whose last
+/// process was just killed can stay busy for a moment, so each removal is retried for
+/// up to about a second.
 pub fn remove(cgroups_path: &str) -> Result<(), String> {
-    match manager(cgroups_path) {
-        Some(m) => m.remove().map_err(|e| e.to_string()),
-        None => Ok(()),
+    for dir in dirs(cgroups_path) {
+        let mut delay = Duration::from_millis(5);
+        loop {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if delay > Duration::from_millis(500) => {
+                    return Err(format!("removing {}: {e}", dir.display()));
+                }
+                Err(_) => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// The directory of the cgroup's memory controller files.
 pub fn memory_dir(cgroups_path: &str) -> Option<PathBuf> {
     let relative = cgroups_path.trim_start_matches('/');
-    if is_v2() {
-        return Some(PathBuf::from(DEFAULT_CGROUP_ROOT).join(relative));
-    }
-    let mount =
-        libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Memory)
-            .ok()?;
-    Some(mount.join(relative))
+    hierarchies()
+        .memory
+        .as_ref()
+        .map(|root| root.join(relative))
 }
 
 /// The cgroup's usage and limits; `None` when it is gone.

@@ -83,14 +83,14 @@ fn supervise(dir: &RunDir, plan: &Plan) -> Result<ExitRecord, String> {
     let mut container = match built {
         Ok(container) => container,
         Err(e) => {
-            cleanup(plan, None);
+            cleanup(plan);
             return Err(format!("creating the container: {e}"));
         }
     };
     let result = run_container(&mut container, plan);
     let observed = result.as_ref().map(|(_, o)| *o).unwrap_or_default();
     let observed = finish_observing(plan, observed);
-    cleanup(plan, Some(&mut container));
+    cleanup(plan);
     let (status, _) = result?;
     Ok(ExitRecord {
         wait_status: status,
@@ -179,16 +179,13 @@ fn finish_observing(plan: &Plan, mut observed: Observed) -> Observed {
     observed
 }
 
-/// Kills what is left of the container and removes its cgroup and libcontainer state.
-fn cleanup(plan: &Plan, container: Option<&mut Container>) {
+/// Kills what is left of the container and removes its cgroup. Its libcontainer state
+/// goes with the run directory, which the agent removes once it has read the exit.
+fn cleanup(plan: &Plan) {
     if !cgroup::kill_all(&plan.cgroups_path, KILL_PATIENCE) {
         tracing::error!("container {}: processes survive SIGKILL", plan.container_id);
     }
-    let removed = match container {
-        Some(container) => container.delete(true).map_err(|e| e.to_string()),
-        None => cgroup::remove(&plan.cgroups_path),
-    };
-    if let Err(e) = removed {
+    if let Err(e) = cgroup::remove(&plan.cgroups_path) {
         tracing::warn!("removing container {}: {e}", plan.container_id);
     }
 }
