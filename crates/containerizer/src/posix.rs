@@ -7,7 +7,7 @@ use crate::launcher::{
 };
 use crate::procfs;
 use crate::runtime;
-use crate::zygote::Zygote;
+use crate::zygote::{Child, Zygote};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -130,14 +130,15 @@ impl Launcher for PosixLauncher {
         }
         let creds = credentials(spec.user.as_deref())?;
         if let Some((zygote, args)) = self.zygote_for(&spec.program) {
-            let forked = zygote.fork(
+            let forked = zygote.fork(&Child {
                 args,
-                &spec.env,
-                &spec.working_dir,
-                &spec.stdout,
-                &spec.stderr,
-                creds.as_ref(),
-            );
+                env: &spec.env,
+                cwd: &spec.working_dir,
+                stdout: &spec.stdout,
+                stderr: &spec.stderr,
+                creds: creds.as_ref(),
+                session: false,
+            });
             match forked {
                 Ok((process, exited)) => return Ok(Launched { process, exited }),
                 Err(e) => tracing::warn!("{e}; executing the program instead"),

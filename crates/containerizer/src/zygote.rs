@@ -45,9 +45,10 @@ struct Request {
     cwd: PathBuf,
     stdout: PathBuf,
     stderr: PathBuf,
-    /// Switch to this identity (in a new session); `None` keeps the zygote's (in a new
-    /// process group).
+    /// Switch to this identity (in a new session); `None` keeps the zygote's.
     user: Option<UserIds>,
+    /// Start a new session even without a user to switch to (else a new process group).
+    session: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -220,6 +221,9 @@ fn become_child(
     nix::unistd::dup2(stdout.as_raw_fd(), 1)?;
     nix::unistd::dup2(stderr.as_raw_fd(), 2)?;
     match &request.user {
+        None if request.session => {
+            nix::unistd::setsid()?;
+        }
         None => nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?,
         Some(user) => {
             nix::unistd::setsid()?;
@@ -253,6 +257,19 @@ enum Waiter {
     Waiting(oneshot::Sender<i32>),
     /// Reaped before its launch was registered (it exited at once).
     Exited(i32),
+}
+
+/// What to fork: a whole argv of the binary and what an exec would have set.
+pub(crate) struct Child<'a> {
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub stdout: &'a Path,
+    pub stderr: &'a Path,
+    /// Switch to this user (in a session of its own).
+    pub creds: Option<&'a Credentials>,
+    /// A session of its own even without a user to switch to (else a process group).
+    pub session: bool,
 }
 
 /// The agent's end: starts the zygote on first use and forks children through it.
@@ -297,28 +314,22 @@ impl Zygote {
         &self.binary
     }
 
-    /// Forks `args` (a whole argv of the binary) with the given settings. Errors starting
-    /// or talking to the zygote are `Spawn` errors; the caller may fall back to exec.
-    pub(crate) fn fork(
-        &self,
-        args: &[String],
-        env: &[(String, String)],
-        cwd: &Path,
-        stdout: &Path,
-        stderr: &Path,
-        creds: Option<&Credentials>,
-    ) -> Result<(ProcessRef, ExitFuture), LaunchError> {
+    /// Forks `child`. Errors starting or talking to the zygote are `Spawn` errors; the
+    /// caller may fall back to exec.
+    pub(crate) fn fork(&self, child: &Child) -> Result<(ProcessRef, ExitFuture), LaunchError> {
+        let args = child.args;
         let request = Request {
             args: args.to_vec(),
-            env: env.to_vec(),
-            cwd: cwd.to_path_buf(),
-            stdout: stdout.to_path_buf(),
-            stderr: stderr.to_path_buf(),
-            user: creds.map(|c| UserIds {
+            env: child.env.to_vec(),
+            cwd: child.cwd.to_path_buf(),
+            stdout: child.stdout.to_path_buf(),
+            stderr: child.stderr.to_path_buf(),
+            user: child.creds.map(|c| UserIds {
                 uid: c.uid.as_raw(),
                 gid: c.gid.as_raw(),
                 groups: c.groups.iter().map(|g| g.as_raw()).collect(),
             }),
+            session: child.session,
         };
         let mut text = serde_json::to_string(&request).expect("requests serialize");
         text.push('\n');

@@ -79,7 +79,7 @@ fn main() -> Result<()> {
 
 /// A child of the zygote: runs `args` as if the binary had been executed with them.
 fn run_forked(args: Vec<String>) -> i32 {
-    let parsed = match executor_command(&args) {
+    let parsed = match forked_command(&args) {
         Some(command) => Ok(Cli { command }),
         None => Cli::try_parse_from(args),
     };
@@ -107,13 +107,19 @@ fn run_forked(args: Vec<String>) -> i32 {
     }
 }
 
-/// The command lines the agent forks through its zygote, `meseta executor [--default]`,
-/// read without clap: clap builds its parser for every subcommand and flag first, which
-/// cost a forked command executor a tenth of its CPU time.
-fn executor_command(args: &[String]) -> Option<Command> {
+/// The command lines the agent forks through its zygote, `meseta executor [--default]`
+/// and `meseta launch RUN_DIR`, read without clap: clap builds its parser for every
+/// subcommand and flag first, which cost a forked command executor a tenth of its CPU
+/// time.
+fn forked_command(args: &[String]) -> Option<Command> {
     let default = match args.get(1..)? {
         [executor] if executor == "executor" => false,
         [executor, flag] if executor == "executor" && flag == "--default" => true,
+        [launch, run_dir] if launch == "launch" && !run_dir.starts_with('-') => {
+            return Some(Command::Launch(launch::LaunchArgs {
+                run_dir: run_dir.into(),
+            }))
+        }
         _ => return None,
     };
     Some(Command::Executor(ExecutorArgs { default }))
@@ -217,30 +223,34 @@ mod tests {
         args.iter().map(|a| a.to_string()).collect()
     }
 
-    fn default_flag(command: Command) -> Option<bool> {
+    /// What a forked command line asks for, comparably.
+    fn summary(command: Command) -> String {
         match command {
-            Command::Executor(args) => Some(args.default),
-            _ => None,
+            Command::Executor(args) => format!("executor default={}", args.default),
+            Command::Launch(args) => format!("launch {}", args.run_dir.display()),
+            _ => "other".to_string(),
         }
     }
 
     #[test]
-    fn forked_executor_command_lines_read_as_clap_reads_them() {
+    fn forked_command_lines_read_as_clap_reads_them() {
         for args in [
             &["meseta", "executor"][..],
             &["meseta", "executor", "--default"],
+            &["meseta", "launch", "/var/run/c1"],
         ] {
             let args = strings(args);
-            let fast = executor_command(&args).expect("an executor command line");
+            let fast = forked_command(&args).expect("a forked command line");
             let clap = Cli::try_parse_from(&args).expect("clap reads it").command;
-            assert_eq!(default_flag(fast), default_flag(clap), "{args:?}");
+            assert_eq!(summary(fast), summary(clap), "{args:?}");
         }
         for other in [
             &["meseta", "executor", "--help"][..],
+            &["meseta", "launch", "--help"],
             &["meseta", "agent"],
             &["meseta"],
         ] {
-            assert!(executor_command(&strings(other)).is_none(), "{other:?}");
+            assert!(forked_command(&strings(other)).is_none(), "{other:?}");
         }
     }
 }

@@ -19,15 +19,21 @@ pub use supervisor::run as supervise;
 
 use crate::image::Rootfs;
 use crate::launcher::{
-    ContainerTermination, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Signal, Usage,
+    ContainerTermination, ExitFuture, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef,
+    Signal, Usage,
 };
 use crate::posix::{chown, credentials};
 use crate::procfs;
+use crate::zygote::{Child, Zygote};
 use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// The supervisor's logging: libcontainer logs from inside the container too, where
+/// stderr is the task's, so keep it to errors.
+const SUPERVISOR_LOG: &str = "info,libcontainer=error,libcgroups=error";
 
 /// How often a recovered supervisor (not our child) is checked for exit.
 const RECOVERED_POLL: Duration = Duration::from_millis(250);
@@ -57,6 +63,8 @@ pub struct LinuxLauncher {
     /// Which container each supervisor runs (filled at launch, and from the run
     /// directories on a miss after a restart).
     index: Mutex<HashMap<ProcessRef, String>>,
+    /// Forks supervisors: cheaper than executing the large `meseta` binary for each.
+    zygote: Zygote,
 }
 
 impl LinuxLauncher {
@@ -75,6 +83,7 @@ impl LinuxLauncher {
         Ok(LinuxLauncher {
             cgroup_v2: cgroup::is_v2(),
             host_runtime: spec::HostRuntime::from_maps(&maps),
+            zygote: Zygote::new(config.meseta_binary.clone()),
             config,
             index: Mutex::new(HashMap::new()),
         })
@@ -108,8 +117,8 @@ impl LinuxLauncher {
             .collect()
     }
 
-    /// Writes the run directory of `spec`'s container and spawns its supervisor.
-    fn start(&self, spec: &LaunchSpec) -> Result<(RunDir, tokio::process::Child), LaunchError> {
+    /// Writes the run directory of `spec`'s container.
+    fn prepare(&self, spec: &LaunchSpec) -> Result<RunDir, LaunchError> {
         let prepare = |e: String| LaunchError::Prepare(spec.container_id.clone(), e);
         let creds = credentials(spec.user.as_deref())?;
         if let Some(creds) = &creds {
@@ -204,27 +213,61 @@ impl LinuxLauncher {
         std::fs::create_dir_all(dir.path()).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.config(), &oci).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.plan(), &plan).map_err(|e| prepare(e.to_string()))?;
-        let log = std::fs::File::create(dir.log()).map_err(|e| prepare(e.to_string()))?;
-        let log2 = log.try_clone().map_err(|e| prepare(e.to_string()))?;
-        let mut command = std::process::Command::new(&self.config.meseta_binary);
+        Ok(dir)
+    }
+
+    /// Starts `dir`'s supervisor, forked by the zygote (see [`crate::zygote`]), or
+    /// executed when the zygote cannot fork it.
+    fn start_supervisor(&self, dir: &RunDir) -> Result<(ProcessRef, ExitFuture), LaunchError> {
+        let binary = &self.config.meseta_binary;
+        let args = [binary.to_str(), Some("launch"), dir.path().to_str()];
+        if let Some(args) = args
+            .iter()
+            .map(|a| a.map(str::to_string))
+            .collect::<Option<Vec<String>>>()
+        {
+            let env = [("MESETA_LOG".to_string(), SUPERVISOR_LOG.to_string())];
+            let log = dir.log();
+            let child = Child {
+                args: &args,
+                env: &env,
+                cwd: dir.path(),
+                stdout: &log,
+                stderr: &log,
+                creds: None,
+                session: true,
+            };
+            match self.zygote.fork(&child) {
+                Ok(forked) => return Ok(forked),
+                Err(e) => tracing::warn!("{e}; executing the supervisor instead"),
+            }
+        }
+        let prepare = |e: std::io::Error| LaunchError::Prepare(dir.container_id(), e.to_string());
+        let log = std::fs::File::create(dir.log()).map_err(prepare)?;
+        let log2 = log.try_clone().map_err(prepare)?;
+        let mut command = std::process::Command::new(binary);
         command
             .arg("launch")
             .arg(dir.path())
             .env_clear()
-            // libcontainer logs from inside the container too, where stderr is the
-            // task's: keep it to errors.
-            .env("MESETA_LOG", "info,libcontainer=error,libcgroups=error")
+            .env("MESETA_LOG", SUPERVISOR_LOG)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
         // No pre-exec hook (the supervisor starts its own session): without one the
         // standard library spawns with posix_spawn, which does not copy the agent's
         // page tables as fork does, a cost that grows with the agent's memory.
-        let child = tokio::process::Command::from(command)
+        let mut child = tokio::process::Command::from(command)
             .kill_on_drop(false)
             .spawn()
             .map_err(|e| LaunchError::Spawn("meseta launch".into(), e))?;
-        Ok((dir, child))
+        let pid = child.id().expect("a just-spawned child has a pid") as i32;
+        let start_time = procfs::read_stat(pid).map_or(0, |s| s.start_time);
+        let exited: ExitFuture = Box::pin(async move {
+            use std::os::unix::process::ExitStatusExt;
+            child.wait().await.ok().map(|s| s.into_raw())
+        });
+        Ok((ProcessRef { pid, start_time }, exited))
     }
 }
 
@@ -235,10 +278,8 @@ fn recorded_status(dir: &RunDir) -> Option<i32> {
 
 impl Launcher for LinuxLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
-        let (dir, mut child) = self.start(spec)?;
-        let pid = child.id().expect("a just-spawned child has a pid") as i32;
-        let start_time = procfs::read_stat(pid).map_or(0, |s| s.start_time);
-        let process = ProcessRef { pid, start_time };
+        let dir = self.prepare(spec)?;
+        let (process, supervisor_exited) = self.start_supervisor(&dir)?;
         write_json(&dir.supervisor(), &process)
             .map_err(|e| LaunchError::Prepare(spec.container_id.clone(), e.to_string()))?;
         self.index
@@ -248,7 +289,7 @@ impl Launcher for LinuxLauncher {
         Ok(Launched {
             process,
             exited: Box::pin(async move {
-                let _ = child.wait().await;
+                supervisor_exited.await;
                 recorded_status(&dir)
             }),
         })
