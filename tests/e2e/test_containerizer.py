@@ -173,6 +173,18 @@ def container_cgroups(cid):
     ]
 
 
+def container_first_process(cid):
+    """The host pid of container ``cid``'s first process (pid 1 in its namespace: the
+    executor)."""
+    procs = next(path / "cgroup.procs" for path in container_cgroups(cid))
+    for pid in procs.read_text().split():
+        status = Path(f"/proc/{pid}/status").read_text()
+        nspid = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
+        if nspid[-1] == "1":
+            return int(pid)
+    raise AssertionError(f"container {cid} has no first process")
+
+
 def host_mount_points():
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f]
@@ -423,13 +435,7 @@ def test_agent_restart_reattaches_and_loses_no_update(linux):
     linux.agent.kill()
     # While the agent is down: the victim's executor (its container's first process,
     # pid 1 in its namespace) is killed, and the hog runs out of memory.
-    procs = next(path / "cgroup.procs" for path in container_cgroups(victim_cid))
-    executor = next(
-        int(pid)
-        for pid in procs.read_text().split()
-        if b"executor" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    )
-    os.kill(executor, 9)
+    os.kill(container_first_process(victim_cid), 9)
     wait_for(lambda: not processes_with(victim_marker), what="the victim's container to end")
     wait_for(lambda: not container_cgroups(victim_cid), what="the victim's cgroups to go")
     wait_for(lambda: not container_cgroups(hog_cid), what="the hog's container to be OOM-killed")

@@ -670,18 +670,21 @@ def test_executors_run_in_the_pulled_image(image_agent, registry):
 
 def test_command_task_runs_in_the_image(image_agent):
     """A command task (the command executor from the host, the task's shell from the
-    image) sees the image's files and Env."""
+    image) sees the image's files and Env, and cannot reach the executor's binary (the
+    host's meseta) through /proc/1/exe."""
     agent, agent_id, framework = image_agent
     script = (
         'echo "greeting=$GREETING"; ls /data; test -e /etc/os-release || echo no-os-release; '
-        "test -e /etc/removed || echo no-removed"
+        "test -e /etc/removed || echo no-removed; "
+        "(head -c 1 /proc/1/exe > /dev/null) 2>/dev/null || echo executor-binary-protected"
     )
     task = image_task(agent_id, script, "busybox")
     framework.launch_task(agent_id, task)
     task_id = task["task_id"]["value"]
     framework.wait_state(task_id, "TASK_FINISHED")
     out = (Path(wait_sandbox(agent.api, framework.id, task_id)) / "stdout").read_text()
-    for line in ["greeting=hello from the image", "new", "no-os-release", "no-removed"]:
+    expected = ["greeting=hello from the image", "new", "no-os-release", "no-removed"]
+    for line in expected + ["executor-binary-protected"]:
         assert line in out.splitlines(), out
     assert "old" not in out.splitlines()
     assert_released(agent)
@@ -843,7 +846,12 @@ def test_image_containers_across_an_agent_restart(image_agent):
     """Root filesystems outlive an agent killed with SIGKILL: the restarted agent
     releases the one of a container that ended while it was down, and the one of a
     container it kills later."""
-    from test_containerizer import RECOVERY_TIMEOUT, container_cgroups, container_id
+    from test_containerizer import (
+        RECOVERY_TIMEOUT,
+        container_cgroups,
+        container_first_process,
+        container_id,
+    )
 
     agent, agent_id, framework = image_agent
     tasks = {}
@@ -861,13 +869,7 @@ def test_image_containers_across_an_agent_restart(image_agent):
     assert str(containers) not in Path("/proc/self/mountinfo").read_text()
 
     agent.kill()
-    procs = next(path / "cgroup.procs" for path in container_cgroups(cids["victim"]))
-    executor = next(
-        int(pid)
-        for pid in procs.read_text().split()
-        if b"executor" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    )
-    os.kill(executor, 9)
+    os.kill(container_first_process(cids["victim"]), 9)
     wait_for(lambda: not container_cgroups(cids["victim"]), what="the victim's container to end")
     assert (containers / cids["victim"] / "rootfs").is_dir(), "nobody released it yet"
 

@@ -11,7 +11,8 @@ pub struct LaunchArgs {
     pub run_dir: PathBuf,
 }
 
-/// Supervises the container until it ends; returns the process exit code.
+/// Supervises the container until it ends; returns the process exit code. A command
+/// executor runs in the container's first process as a zygote's child runs.
 pub fn run(args: &LaunchArgs) -> i32 {
-    meseta_containerizer::linux::supervise(&args.run_dir)
+    meseta_containerizer::linux::supervise(&args.run_dir, crate::run_forked)
 }

@@ -77,7 +77,8 @@ fn main() -> Result<()> {
     dispatch(cli.command)
 }
 
-/// A child of the zygote: runs `args` as if the binary had been executed with them.
+/// A child of the zygote, or a container's first process run in place by its
+/// supervisor: runs `args` as if the binary had been executed with them.
 fn run_forked(args: Vec<String>) -> i32 {
     let parsed = match forked_command(&args) {
         Some(command) => Ok(Cli { command }),
@@ -208,11 +209,12 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MESETA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    // A container's first process run in place keeps its supervisor's logging.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 }
 
 #[cfg(test)]

@@ -20,14 +20,14 @@ pub use supervisor::run as supervise;
 use crate::image::Rootfs;
 use crate::launcher::{
     ContainerTermination, ExitFuture, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef,
-    Signal, Usage,
+    Program, Signal, Usage,
 };
 use crate::posix::{chown, credentials};
 use crate::procfs;
 use crate::zygote::{Child, Zygote};
 use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -186,6 +186,12 @@ impl LinuxLauncher {
         let plan = Plan {
             container_id: spec.container_id.clone(),
             cgroups_path,
+            in_process: match &spec.program {
+                Program::Argv { path, args } if Path::new(path) == self.config.meseta_binary => {
+                    Some(args.clone())
+                }
+                _ => None,
+            },
             root: match &spec.rootfs {
                 None => RootMount::Host,
                 Some(Rootfs {

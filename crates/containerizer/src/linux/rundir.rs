@@ -14,6 +14,12 @@ pub struct Plan {
     pub container_id: String,
     pub cgroups_path: String,
     pub root: RootMount,
+    /// Run this argv of the meseta binary (a subcommand, such as the command executor)
+    /// in the container's first process instead of executing the OCI spec's process:
+    /// that process is a copy of the binary already, and skipping the exec saves loading
+    /// the large binary again.
+    #[serde(default)]
+    pub in_process: Option<Vec<String>>,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     /// The memory limit enforced, named in the limitation message.

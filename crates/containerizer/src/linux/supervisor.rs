@@ -11,7 +11,10 @@ use super::rundir::{read_json, write_json, ExitRecord, Plan, RootMount, RunDir};
 use crate::launcher::{ContainerTermination, Limitation};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use std::fs::OpenOptions;
@@ -22,8 +25,13 @@ use std::time::{Duration, Instant};
 /// How long the supervisor keeps killing a container's processes before giving up.
 const KILL_PATIENCE: Duration = Duration::from_secs(10);
 
+/// A subcommand of the meseta binary run in place, given its whole argv; returns the
+/// process exit code.
+pub type Entry = fn(Vec<String>) -> i32;
+
 /// Runs the supervisor for the container in `run_dir`; returns the process exit code.
-pub fn run(run_dir: &Path) -> i32 {
+/// `entry` runs the plan's in-process subcommand in the container's first process.
+pub fn run(run_dir: &Path, entry: Entry) -> i32 {
     // A session of its own, so that nothing aimed at the agent's process group or
     // terminal reaches it. The agent spawns it without a pre-exec hook, which lets the
     // spawn avoid copying the agent's address space.
@@ -33,7 +41,7 @@ pub fn run(run_dir: &Path) -> i32 {
         tracing::error!("no readable plan in {}", dir.plan().display());
         return 2;
     };
-    let record = match supervise(&dir, &plan) {
+    let record = match supervise(&dir, &plan, entry) {
         Ok(record) => record,
         Err(message) => {
             tracing::error!("container {}: {message}", plan.container_id);
@@ -59,7 +67,7 @@ pub fn run(run_dir: &Path) -> i32 {
     }
 }
 
-fn supervise(dir: &RunDir, plan: &Plan) -> Result<ExitRecord, String> {
+fn supervise(dir: &RunDir, plan: &Plan, entry: Entry) -> Result<ExitRecord, String> {
     mount_root(dir, &plan.root)?;
     let open = |path: &Path| {
         OpenOptions::new()
@@ -76,6 +84,10 @@ fn supervise(dir: &RunDir, plan: &Plan) -> Result<ExitRecord, String> {
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
+        .with_executor(Workload {
+            in_process: plan.in_process.clone(),
+            entry,
+        })
         .as_init(dir.path())
         .with_systemd(false)
         .with_detach(true)
@@ -187,6 +199,45 @@ fn cleanup(plan: &Plan) {
     }
     if let Err(e) = cgroup::remove(&plan.cgroups_path) {
         tracing::warn!("removing container {}: {e}", plan.container_id);
+    }
+}
+
+/// The container's first process: the OCI spec's process executed, or the plan's
+/// in-process subcommand run in place.
+#[derive(Clone)]
+struct Workload {
+    in_process: Option<Vec<String>>,
+    entry: Entry,
+}
+
+impl Executor for Workload {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let Some(argv) = &self.in_process else {
+            return DefaultExecutor {}.exec(spec);
+        };
+        // An exec would have closed what libcontainer marked close-on-exec: the
+        // supervisor's files (its log, its end of libcontainer's channels).
+        // SAFETY: closes descriptors above stderr, which nothing here uses any more.
+        unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) };
+        // Not dumpable, so that no process of the container can open this one's
+        // /proc/PID/exe, which is the host's meseta binary (an exec'd program's would
+        // be the read-only copy bound into the container).
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // Named as an exec would have named it (`ps`, `top`), at most 15 bytes.
+        if let Some(subcommand) = argv.get(1) {
+            let name = format!("meseta {subcommand}");
+            let name = std::ffi::CString::new(&name.as_bytes()[..name.len().min(15)]);
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            if let Ok(name) = name {
+                unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+            }
+        }
+        std::process::exit((self.entry)(argv.clone()))
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
     }
 }
 
