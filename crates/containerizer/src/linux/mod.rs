@@ -58,8 +58,6 @@ pub struct LinuxConfig {
 pub struct LinuxLauncher {
     config: LinuxConfig,
     cgroup_v2: bool,
-    /// What the `meseta` binary needs to run inside images.
-    host_runtime: spec::HostRuntime,
     /// Which container each supervisor runs (filled at launch, and from the run
     /// directories on a miss after a restart).
     index: Mutex<HashMap<ProcessRef, String>>,
@@ -78,11 +76,8 @@ impl LinuxLauncher {
         }
         std::fs::create_dir_all(&config.root)
             .map_err(|e| LaunchError::Prepare(config.root.display().to_string(), e.to_string()))?;
-        // The agent runs the same `meseta` as the one bound into image containers.
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         Ok(LinuxLauncher {
             cgroup_v2: cgroup::is_v2(),
-            host_runtime: spec::HostRuntime::from_maps(&maps),
             zygote: Zygote::new(config.meseta_binary.clone()),
             config,
             index: Mutex::new(HashMap::new()),
@@ -170,7 +165,6 @@ impl LinuxLauncher {
             rootfs: &rootfs,
             cgroups_path: &cgroups_path,
             meseta_binary: &self.config.meseta_binary,
-            host_runtime: &self.host_runtime,
         })
         .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
         let isolation = &self.config.isolation;

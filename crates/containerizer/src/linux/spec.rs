@@ -42,46 +42,6 @@ const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
-/// Where the host's `meseta` binary and the libraries it links appear inside an image.
-const IMAGE_MESETA: &str = "/.meseta/bin/meseta";
-const IMAGE_LIBS: &str = "/.meseta/lib";
-
-/// What the host's `meseta` binary needs to run inside an image that lacks the host's
-/// libraries: its dynamic loader and the directories of the libraries it links (none
-/// for a static build).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostRuntime {
-    pub loader: Option<PathBuf>,
-    pub lib_dirs: Vec<PathBuf>,
-}
-
-impl HostRuntime {
-    /// The runtime of the current process, from the shared objects in its memory map
-    /// (`/proc/self/maps` text); the loader is the `ld-*.so*` among them.
-    pub fn from_maps(maps: &str) -> HostRuntime {
-        let mut runtime = HostRuntime::default();
-        for path in maps.lines().filter_map(|l| l.split_whitespace().nth(5)) {
-            let path = Path::new(path);
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if !name.contains(".so") {
-                continue;
-            }
-            if name.starts_with("ld-") && runtime.loader.is_none() {
-                runtime.loader = Some(path.to_path_buf());
-            }
-            if let Some(dir) = path.parent() {
-                if !runtime.lib_dirs.iter().any(|d| d == dir) {
-                    runtime.lib_dirs.push(dir.to_path_buf());
-                }
-            }
-        }
-        runtime
-    }
-}
-
 /// The numeric identity the container's process runs as.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ids {
@@ -102,9 +62,9 @@ pub struct SpecInput<'a> {
     /// The container's root: the image's rootfs, or the launcher's bind of the host's `/`.
     pub rootfs: &'a Path,
     pub cgroups_path: &'a str,
-    /// The `meseta` binary, bound into image containers so the command executor runs.
+    /// The `meseta` binary: the command executor, which its supervisor runs in place in
+    /// the container's first process (never executed there, see `rundir::Plan`).
     pub meseta_binary: &'a Path,
-    pub host_runtime: &'a HostRuntime,
 }
 
 /// Why no spec can be built.
@@ -184,28 +144,13 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
         .as_ref()
         .filter(|_| input.isolation.has(Isolator::DockerRuntime));
     let exec = runtime::exec(&launch.program, image)?;
-    // The host's `meseta` (the command executor) in an image: through the host's loader,
-    // so that it needs nothing of the image. The image's config is for its task.
+    // The host's `meseta` (the command executor) in an image runs in place: the image's
+    // config is for its task, not for it.
     let command_executor = launch.rootfs.is_some() && Path::new(&exec.path) == input.meseta_binary;
-    let rest = exec.argv.iter().skip(1).cloned();
-    let args: Vec<String> = match command_executor {
-        true => {
-            let binary = IMAGE_MESETA.to_string();
-            let mut argv = match loader_in_image(input.host_runtime) {
-                Some(loader) => vec![
-                    loader,
-                    "--library-path".into(),
-                    libs_in_image(input.host_runtime),
-                    binary,
-                ],
-                None => vec![binary],
-            };
-            argv.extend(rest);
-            argv
-        }
-        // libcontainer executes `args[0]`, so the path takes its place.
-        false => std::iter::once(exec.path.clone()).chain(rest).collect(),
-    };
+    // libcontainer executes `args[0]`, so the path takes its place.
+    let args: Vec<String> = std::iter::once(exec.path.clone())
+        .chain(exec.argv.iter().skip(1).cloned())
+        .collect();
     let mut env: Vec<(String, String)> = match (image, command_executor) {
         (Some(image), false) => runtime::image_env(image),
         _ => Vec::new(),
@@ -269,26 +214,6 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
     }))
 }
 
-/// Where library directory `i` of the host runtime is bound in an image.
-fn lib_in_image(i: usize) -> String {
-    format!("{IMAGE_LIBS}/{i}")
-}
-
-fn libs_in_image(runtime: &HostRuntime) -> String {
-    let dirs: Vec<String> = (0..runtime.lib_dirs.len()).map(lib_in_image).collect();
-    dirs.join(":")
-}
-
-fn loader_in_image(runtime: &HostRuntime) -> Option<String> {
-    let loader = runtime.loader.as_ref()?;
-    let dir = runtime
-        .lib_dirs
-        .iter()
-        .position(|d| Some(d.as_path()) == loader.parent())?;
-    let name = loader.file_name()?.to_str()?;
-    Some(format!("{}/{name}", lib_in_image(dir)))
-}
-
 fn cap_name(name: &str) -> String {
     let upper = name.to_ascii_uppercase();
     match upper.starts_with("CAP_") {
@@ -328,10 +253,6 @@ fn mounts(input: &SpecInput, sandbox: &Path) -> Result<Vec<Value>, SpecError> {
             "options": ["nosuid", "noexec", "nodev", "ro"]}),
         );
         mounts.push(bind(&launch.working_dir, sandbox, false));
-        mounts.push(bind(input.meseta_binary, Path::new(IMAGE_MESETA), true));
-        for (i, dir) in input.host_runtime.lib_dirs.iter().enumerate() {
-            mounts.push(bind(dir, Path::new(&lib_in_image(i)), true));
-        }
         for file in ["/etc/resolv.conf", "/etc/hosts"] {
             mounts.push(bind(Path::new(file), Path::new(file), true));
         }
@@ -440,73 +361,30 @@ mod tests {
             rootfs: Path::new("/run/c1/rootfs"),
             cgroups_path: "/meseta/c1",
             meseta_binary: Path::new("/usr/bin/meseta"),
-            host_runtime: &runtime(),
         })
     }
 
-    fn runtime() -> HostRuntime {
-        HostRuntime::from_maps(
-            "55d0-55d1 r--p 00000000 08:01 1 /usr/bin/meseta\n\
-             7f00-7f01 r-xp 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n\
-             7f02-7f03 r-xp 00000000 08:01 3 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\n\
-             7f04-7f05 r-xp 00000000 08:01 4 /opt/lib/libgcc_s.so.1\n\
-             7f06-7f07 rw-p 00000000 00:00 0 [heap]\n",
-        )
-    }
-
     #[test]
-    fn host_runtime_is_the_loader_and_library_directories() {
-        let r = runtime();
-        assert_eq!(
-            r.loader.as_deref(),
-            Some(Path::new("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
-        );
-        assert_eq!(
-            r.lib_dirs,
-            [
-                Path::new("/usr/lib/x86_64-linux-gnu"),
-                Path::new("/opt/lib")
-            ]
-        );
-        assert_eq!(
-            HostRuntime::from_maps("1-2 r-xp 0 0:0 0 /bin/static\n"),
-            HostRuntime::default()
-        );
-    }
-
-    #[test]
-    fn the_command_executor_runs_in_an_image_through_the_host_loader() {
+    fn the_command_executor_is_named_by_its_host_path_and_nothing_of_the_host_is_bound() {
+        // Its supervisor runs it in place; an image gets no copy of the host's binary.
         let mut l = launch();
-        l.rootfs = Some("/images/busybox".into());
         l.program = Program::Argv {
             path: "/usr/bin/meseta".into(),
             args: vec!["/usr/bin/meseta".into(), "executor".into()],
         };
-        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
-        assert_eq!(
-            spec["process"]["args"],
-            json!([
-                "/.meseta/lib/0/ld-linux-x86-64.so.2",
-                "--library-path",
-                "/.meseta/lib/0:/.meseta/lib/1",
-                "/.meseta/bin/meseta",
-                "executor"
-            ])
-        );
-        let mounts = spec["mounts"].as_array().unwrap();
-        let lib1 = mounts
-            .iter()
-            .find(|m| m["destination"] == "/.meseta/lib/1")
-            .unwrap();
-        assert_eq!(lib1["source"], "/opt/lib");
-        assert_eq!(lib1["options"], json!(["rbind", "rprivate", "ro"]));
-        // Without an image the binary runs as it is.
-        l.rootfs = None;
-        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
-        assert_eq!(
-            spec["process"]["args"],
-            json!(["/usr/bin/meseta", "executor"])
-        );
+        for rootfs in [Some("/images/busybox".into()), None] {
+            l.rootfs = rootfs;
+            let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+            assert_eq!(
+                spec["process"]["args"],
+                json!(["/usr/bin/meseta", "executor"])
+            );
+            let mounts = spec["mounts"].as_array().unwrap();
+            assert!(
+                mounts.iter().all(|m| m["source"] != "/usr/bin/meseta"),
+                "{mounts:?}"
+            );
+        }
     }
 
     fn destinations(spec: &Value) -> Vec<String> {
@@ -576,7 +454,6 @@ mod tests {
                 rootfs: Path::new("/r"),
                 cgroups_path: "/meseta/c1",
                 meseta_binary: Path::new("/m"),
-                host_runtime: &HostRuntime::default(),
             })
             .unwrap()
         };
@@ -619,7 +496,6 @@ mod tests {
             .find(|m| m["destination"] == IMAGE_SANDBOX)
             .unwrap();
         assert_eq!(sandbox["source"], "/w/sb");
-        assert!(destinations(&spec).contains(&"/.meseta/bin/meseta".to_string()));
         // The executor's arguments replace Cmd; without docker/runtime nothing says what
         // to run.
         l.program = Program::Image {
@@ -652,7 +528,7 @@ mod tests {
         };
         l.image = Some(image.clone());
         let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
-        assert_eq!(spec["process"]["args"][3], "/.meseta/bin/meseta");
+        assert_eq!(spec["process"]["args"][0], "/usr/bin/meseta");
         assert_eq!(
             spec["process"]["cwd"], IMAGE_SANDBOX,
             "the executor's is the sandbox"
