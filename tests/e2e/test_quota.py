@@ -7,8 +7,9 @@ survival across a master restart, and the allocator keeping a role within its li
 * GET_QUOTA answers ``status.configs`` and the deprecated ``status.infos`` (each role's
   guarantee as resources); v0 ``/quota`` answers the same status.
 * A framework in a role with a cpus limit is never offered more cpus than the limit
-  leaves (held plus offered), and GET_ROLES and ``/roles`` show the quota with what the
-  role consumes, next to its allocated, offered and reserved resources.
+  leaves (held plus offered). ``/roles`` shows the quota with what the role consumes (held
+  in tasks and executors, plus unheld reservations), next to its allocated, offered and
+  reserved resources; GET_ROLES has only the fields of mesos.proto's ``Role``.
 """
 
 import getpass
@@ -188,12 +189,16 @@ def test_limit_caps_offers_and_roles_show_quota(meseta):
     offer = next(iter(framework.offers.values()))
     assert scalar(offer["resources"], "mem") == pytest.approx(1024)
 
+    # GET_ROLES has exactly the fields of mesos.proto's Role: what the role holds and is
+    # offered is its `resources`, scalars among cpus/mem/disk/gpus only.
     entry = role_entry(master, "capped")
-    assert entry["quota"]["limit"] == {"cpus": {"value": 1.5}}, entry
-    assert scalar(entry["quota"]["guarantee"], "cpus") == 0.5
-    assert entry["quota"]["consumed"]["cpus"]["value"] == pytest.approx(1.5)
-    assert scalar(entry["offered"], "cpus") == pytest.approx(1.5)
+    assert sorted(entry) == ["frameworks", "name", "resources", "weight"], entry
     assert entry["frameworks"] == [{"value": framework.id}]
+    assert scalar(entry["resources"], "cpus") == pytest.approx(1.5), entry
+    assert scalar(entry["resources"], "mem") == pytest.approx(1024), entry
+    assert all(r["type"] == "SCALAR" for r in entry["resources"]), entry
+    assert "ports" not in {r["name"] for r in entry["resources"]}, entry
+    # v0 /roles carries the quota and the breakdown, as quantities by name.
     v0 = v0_role_entry(master, "capped")
     quota = v0["quota"]
     assert (quota["role"], quota["guarantee"], quota["limit"]) == (
@@ -201,13 +206,14 @@ def test_limit_caps_offers_and_roles_show_quota(meseta):
         {"cpus": 0.5},
         {"cpus": 1.5},
     ), v0
-    # Consumed lists every scalar the role holds: the cut cpus, and all of the mem.
-    assert quota["consumed"]["cpus"] == pytest.approx(1.5), v0
-    assert quota["consumed"]["mem"] == pytest.approx(1024), v0
-    assert v0["offered"]["cpus"] == pytest.approx(1.5)
+    # As in the Mesos master's /roles, what is only offered (and not reserved) is not
+    # consumed.
+    assert quota["consumed"] == {}, v0
+    offered = v0["offered"]
+    assert (offered["cpus"], offered["mem"], offered["ports"]) == (1.5, 1024, 1001), v0
+    assert v0["resources"] == v0["offered"], v0
+    assert (v0["allocated"], v0["reserved"]) == ({}, {}), v0
     assert v0["frameworks"] == [framework.id]
-    for field in ("resources", "allocated", "reserved"):
-        assert field in v0, v0
 
     # A running task holds part of the limit: what is offered next is the rest of it.
     framework.launch(agent_id, "holder", "sleep 30")
@@ -215,8 +221,9 @@ def test_limit_caps_offers_and_roles_show_quota(meseta):
     for _ in range(5):
         framework.decline_all()
         framework.listen(0.5)
-        entry = role_entry(master, "capped")
-        held = scalar(entry["allocated"], "cpus") + scalar(entry["offered"], "cpus")
-        assert held <= 1.5 + 1e-9, entry
-        assert framework.offered_cpus() <= 1.5 - scalar(entry["allocated"], "cpus") + 1e-9
-    assert scalar(entry["allocated"], "cpus") > 0, entry
+        v0 = v0_role_entry(master, "capped")
+        allocated = v0["allocated"].get("cpus", 0)
+        assert allocated + v0["offered"].get("cpus", 0) <= 1.5 + 1e-9, v0
+        assert framework.offered_cpus() <= 1.5 - allocated + 1e-9
+    assert v0["allocated"]["cpus"] > 0, v0
+    assert v0["quota"]["consumed"] == v0["allocated"], v0

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub type Quantities = BTreeMap<String, f64>;
 
 /// Rounds to the three decimals resources are kept to, so that sums stay exact.
-fn fixed(v: f64) -> f64 {
+pub(crate) fn fixed(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0 + 0.0
 }
 

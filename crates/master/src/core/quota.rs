@@ -154,11 +154,6 @@ impl Core {
             .collect()
     }
 
-    /// What each role with a quota consumes now (see [`consumption`]).
-    pub fn quota_consumption(&self) -> BTreeMap<String, Quantities> {
-        self.consumption_of(&self.role_quotas())
-    }
-
     fn consumption_of(&self, quotas: &BTreeMap<String, RoleQuota>) -> BTreeMap<String, Quantities> {
         let held = self.role_allocations();
         let pool = self.free_pool();
@@ -396,7 +391,7 @@ mod tests {
         assert_eq!(status["infos"][0]["role"], "dev");
         assert_eq!(c.role_quotas()["dev/web"].limits["cpus"], 2.0);
         // The unheld reservation counts toward dev's consumption.
-        assert_eq!(c.quota_consumption()["dev"]["cpus"], 2.0);
+        assert_eq!(c.consumption_of(&c.role_quotas())["dev"]["cpus"], 2.0);
         // A default config removes the quota.
         update(&mut c, json!([{"role": "dev/web"}]), false).unwrap();
         assert!(!c.quotas.contains_key("dev/web"));

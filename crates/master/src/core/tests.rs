@@ -838,7 +838,8 @@ fn roles_report_weights_even_without_frameworks() {
     };
     assert_eq!(weight("idle"), Some(2.5));
     assert_eq!(weight("busy"), Some(1.0));
-    assert_eq!(weight("*"), Some(1.0));
+    // As in Mesos, `*` is listed only while something uses it.
+    assert_eq!(weight("*"), None);
 }
 
 #[test]
