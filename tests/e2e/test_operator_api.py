@@ -3,7 +3,8 @@
 * The master's operator API (``POST /api/v1`` and ``/api/v1/operator``): the GET_*
   calls, gzip, errors, TEARDOWN and MARK_AGENT_GONE.
 * The master's operator SUBSCRIBE stream (RecordIO): SUBSCRIBED, HEARTBEAT,
-  FRAMEWORK_ADDED, TASK_ADDED, TASK_UPDATED, AGENT_ADDED, FRAMEWORK_REMOVED.
+  FRAMEWORK_ADDED, TASK_ADDED, TASK_UPDATED, AGENT_ADDED, FRAMEWORK_REMOVED; no event
+  outside Mesos's Event.Type while an agent is deactivated, reactivated and drained.
 * The master's v0 endpoints (``/master/state`` and friends, ``/metrics/snapshot``,
   ``/version``, ``/redirect``, ``/master/teardown``).
 * The agent's operator API and v0 endpoints, and its ``/files`` (including what it
@@ -688,6 +689,110 @@ def test_operator_subscribe_stream(meseta, cluster):
         finally:
             framework.close()
     finally:
+        stream.close()
+
+
+# mesos.proto (v1/master) `Event.Type`: there is no AGENT_UPDATED.
+MESOS_OPERATOR_EVENTS = {
+    "SUBSCRIBED",
+    "TASK_ADDED",
+    "TASK_UPDATED",
+    "AGENT_ADDED",
+    "AGENT_REMOVED",
+    "FRAMEWORK_ADDED",
+    "FRAMEWORK_UPDATED",
+    "FRAMEWORK_REMOVED",
+    "HEARTBEAT",
+}
+
+
+def subscribed_agent(master, agent_id):
+    """The agent as a new operator subscriber's SUBSCRIBED.get_state shows it (the first
+    record read here, so that the stream closes at once)."""
+    with requests.post(
+        master.url + "/api/v1",
+        data=json.dumps({"type": "SUBSCRIBE"}),
+        headers={**JSON_HEADERS, "Accept-Encoding": "identity"},
+        stream=True,
+        timeout=HTTP_TIMEOUT,
+    ) as response:
+        assert response.status_code == 200, response.text
+        first = next(recordio_records(response.iter_content(chunk_size=None)))
+    assert first["type"] == "SUBSCRIBED", first
+    agents = first["subscribed"]["get_state"]["get_agents"].get("agents", [])
+    return next(a for a in agents if a["agent_info"]["id"]["value"] == agent_id)
+
+
+def test_operator_stream_through_deactivation_and_drain(meseta):
+    """As in Mesos, whose master ``Event.Type`` has no AGENT_UPDATED: DEACTIVATE_AGENT,
+    REACTIVATE_AGENT and DRAIN_AGENT send operator subscribers no event about the agent
+    (the drain's kills come as TASK_UPDATED); its ``deactivated`` and ``drain_info``
+    (DRAINING until the kill is acknowledged, then DRAINED) show in a new subscriber's
+    SUBSCRIBED (``get_state.get_agents``, GET_AGENTS's agents)."""
+    process = meseta.master()
+    master = process.api
+    agent = meseta.agent(process)
+    agent_id = registered_agent(master, agent.port)["agent_info"]["id"]["value"]
+
+    def call(kind, **fields):
+        master.call(kind, **{kind.lower(): {"agent_id": {"value": agent_id}, **fields}})
+
+    stream = OperatorStream(master)
+    framework = Framework(master, "e2e-op-drain")
+    try:
+        stream.next_event("SUBSCRIBED")
+        framework.launch(agent_id, "drained", "sleep 600")
+        framework.wait_state("drained", "TASK_RUNNING")
+
+        call("DEACTIVATE_AGENT")
+        entry = subscribed_agent(master, agent_id)
+        assert entry["deactivated"] is True and entry["active"] is False, entry
+        call("REACTIVATE_AGENT")
+        entry = subscribed_agent(master, agent_id)
+        assert entry["deactivated"] is False and entry["active"] is True, entry
+        assert "drain_info" not in entry, entry
+
+        # The framework reads nothing until it is asked to: the kill is not acknowledged.
+        call("DRAIN_AGENT", max_grace_period={"nanoseconds": 10**9})
+        entry = subscribed_agent(master, agent_id)
+        assert entry["deactivated"] is True, entry
+        assert entry["drain_info"]["state"] == "DRAINING", entry
+        assert entry["drain_info"]["config"]["max_grace_period"] == {"nanoseconds": 10**9}
+        framework.wait_state("drained", "TASK_KILLED")
+
+        def drained():
+            entry = subscribed_agent(master, agent_id)
+            return entry if entry["drain_info"]["state"] == "DRAINED" else None
+
+        entry = wait_for(drained, what="the agent to be drained")
+        assert entry["deactivated"] is True, entry
+        call("REACTIVATE_AGENT")
+        assert "drain_info" not in subscribed_agent(master, agent_id)
+
+        # A second agent's AGENT_ADDED: everything the first one's changes sent is read.
+        second = meseta.agent(process)
+        stream.next_event(
+            "AGENT_ADDED",
+            predicate=lambda e: e["agent_added"]["agent"]["agent_info"].get("port") == second.port,
+        )
+        types = {e.get("type") for e in stream.seen}
+        assert types <= MESOS_OPERATOR_EVENTS, types - MESOS_OPERATOR_EVENTS
+        about_agent = [
+            e
+            for e in stream.seen
+            if e.get("type") in ("AGENT_ADDED", "AGENT_REMOVED")
+            and agent_id in json.dumps(e)
+        ]
+        assert about_agent == [], about_agent
+        killed = [
+            e["task_updated"]
+            for e in stream.seen
+            if e.get("type") == "TASK_UPDATED" and e["task_updated"]["state"] == "TASK_KILLED"
+        ]
+        assert [k["status"]["task_id"]["value"] for k in killed] == ["drained"], killed
+        assert killed[0]["status"]["reason"] == "REASON_AGENT_DRAINING", killed
+    finally:
+        framework.close()
         stream.close()
 
 
