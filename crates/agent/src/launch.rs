@@ -293,9 +293,11 @@ pub fn provision_image(
 }
 
 /// The volumes of `info`, resolved on this host: sandbox paths inside `sandbox` (created
-/// when missing, as Mesos does), relative host paths too.
+/// when missing, and then given to the task's user by the launcher, as Mesos does),
+/// relative host paths too.
 fn volumes(info: &ContainerInfo, sandbox: &Path) -> Result<Vec<Volume>, String> {
-    let in_sandbox = |path: &str| -> Result<PathBuf, String> {
+    // The directory, and whether it was made now.
+    let in_sandbox = |path: &str| -> Result<(PathBuf, bool), String> {
         let relative = Path::new(path);
         if relative.is_absolute() || relative.components().any(|c| c == Component::ParentDir) {
             return Err(format!(
@@ -303,15 +305,16 @@ fn volumes(info: &ContainerInfo, sandbox: &Path) -> Result<Vec<Volume>, String> 
             ));
         }
         let full = sandbox.join(relative);
+        let made = std::fs::symlink_metadata(&full).is_err();
         std::fs::create_dir_all(&full).map_err(|e| format!("Creating {}: {e}", full.display()))?;
-        Ok(full)
+        Ok((full, made))
     };
     info.volumes
         .iter()
         .map(|v| {
-            let (host_path, source) = match v.origin()? {
+            let ((host_path, to_user), source) = match v.origin()? {
                 VolumeOrigin::HostPath(p) if Path::new(p).is_absolute() => {
-                    (PathBuf::from(p), VolumeSource::HostPath)
+                    ((PathBuf::from(p), false), VolumeSource::HostPath)
                 }
                 VolumeOrigin::HostPath(p) | VolumeOrigin::SandboxPath(p) => {
                     (in_sandbox(p)?, VolumeSource::SandboxPath)
@@ -322,6 +325,7 @@ fn volumes(info: &ContainerInfo, sandbox: &Path) -> Result<Vec<Volume>, String> 
                 container_path: PathBuf::from(&v.container_path),
                 read_only: v.mode == VolumeMode::ReadOnly,
                 source,
+                to_user,
             })
         })
         .collect()
@@ -590,6 +594,13 @@ mod tests {
         assert_eq!(spec.volumes[1].source, VolumeSource::SandboxPath);
         assert_eq!(spec.volumes[1].host_path, sandbox.path().join("shared"));
         assert!(sandbox.path().join("shared").is_dir(), "created");
+        assert!(!spec.volumes[0].to_user, "a host path stays as it is");
+        assert!(spec.volumes[1].to_user, "made now: the task's user gets it");
+        let again = ctx.launch_spec().unwrap();
+        assert!(
+            !again.volumes[1].to_user,
+            "it was there already: left as it is"
+        );
         assert_eq!(spec.capabilities, Some(vec!["NET_RAW".to_string()]));
         assert_eq!(
             spec.rlimits,
@@ -657,6 +668,7 @@ mod tests {
                 container_path: "data".into(),
                 read_only: true,
                 source: VolumeSource::Persistent,
+                to_user: true,
             }]
         );
     }

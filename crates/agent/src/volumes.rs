@@ -107,6 +107,8 @@ struct TaskVolume {
     /// Where it goes, relative to the sandbox.
     relative: PathBuf,
     read_only: bool,
+    /// Several tasks may use it at once (`shared`).
+    shared: bool,
 }
 
 /// The persistent volumes among `resources`, checked: each says where it goes, inside the
@@ -140,6 +142,7 @@ fn task_volumes<'a>(
                 source: volume_dir(work_dir, &role, &id),
                 relative: relative.to_path_buf(),
                 read_only: volume.mode == Some(VolumeMode::Ro),
+                shared: r.is_shared(),
                 id,
             })
         })
@@ -148,7 +151,10 @@ fn task_volumes<'a>(
 
 /// Makes the persistent volumes among a task's resources available in its sandbox at
 /// their `container_path`, as `placement` says; creates their directories, and the
-/// sandbox, if missing.
+/// sandbox, if missing. A volume that is not shared goes to the sandbox's owner when that
+/// is not root (as in Mesos: the volume's directory itself, not what it holds); this is
+/// what a task given to a running executor gets, since a new container's sandbox is given
+/// to its user, with its volumes ([`mounts`]), when it is launched.
 pub fn place_in_sandbox(
     work_dir: &Path,
     sandbox: &Path,
@@ -157,13 +163,18 @@ pub fn place_in_sandbox(
 ) -> Result<(), String> {
     for v in task_volumes(work_dir, resources)? {
         let target = sandbox.join(&v.relative);
-        let placed = std::fs::create_dir_all(&v.source).and_then(|()| match placement {
-            Placement::Link => {
-                let parent = v.relative.parent().unwrap_or(Path::new(""));
-                dirs_inside(sandbox, parent).and_then(|()| link(&v.source, &target))
-            }
-            Placement::MountPoint => dirs_inside(sandbox, &v.relative),
-        });
+        let placed = std::fs::create_dir_all(&v.source)
+            .and_then(|()| match placement {
+                Placement::Link => {
+                    let parent = v.relative.parent().unwrap_or(Path::new(""));
+                    dirs_inside(sandbox, parent).and_then(|()| link(&v.source, &target))
+                }
+                Placement::MountPoint => dirs_inside(sandbox, &v.relative),
+            })
+            .and_then(|()| match v.shared {
+                false => give_to_owner_of(sandbox, &v.source),
+                true => Ok(()),
+            });
         placed.map_err(|e| {
             format!(
                 "placing persistent volume '{}' at {}: {e}",
@@ -185,6 +196,10 @@ pub fn mounts(work_dir: &Path, resources: &Resources) -> Result<Vec<Volume>, Str
             container_path: v.relative,
             read_only: v.read_only,
             source: VolumeSource::Persistent,
+            // A shared volume may be in use by another task's container, whose user the
+            // change could lock out (Mesos changes it only while no other container uses
+            // it, which the agent does not tell here): it is left as it is.
+            to_user: !v.shared,
         })
         .collect())
 }
@@ -210,6 +225,23 @@ fn dirs_inside(sandbox: &Path, relative: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives `path` (itself, not a symlink's target) to the owner of `sandbox` when that is
+/// not root.
+fn give_to_owner_of(sandbox: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(sandbox)?;
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    tracing::info!(
+        "changing the owner of volume {} to uid {} gid {}",
+        path.display(),
+        owner.uid(),
+        owner.gid()
+    );
+    std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))
 }
 
 fn link(source: &Path, target: &Path) -> io::Result<()> {
@@ -330,12 +362,14 @@ mod tests {
                     container_path: "data".into(),
                     read_only: false,
                     source: VolumeSource::Persistent,
+                    to_user: true,
                 },
                 Volume {
                     host_path: volume_dir(work.path(), "r", "v2"),
                     container_path: "in/ro".into(),
                     read_only: true,
                     source: VolumeSource::Persistent,
+                    to_user: true,
                 },
             ]
         );
@@ -354,5 +388,55 @@ mod tests {
             assert!(err.unwrap_err().contains("in the way"), "{placement:?}");
         }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    fn shared(mut v: Resource) -> Resource {
+        v.shared = Some(serde_json::json!({}));
+        v
+    }
+
+    #[test]
+    fn a_shared_volume_is_not_given_to_the_task_user() {
+        let work = tempfile::tempdir().unwrap();
+        let resources = vec![volume("r", "v1", "data"), shared(volume("r", "v2", "s"))];
+        let mounts = mounts(work.path(), &set(&resources)).unwrap();
+        let given: Vec<_> = mounts
+            .iter()
+            .map(|m| (m.host_path.clone(), m.to_user))
+            .collect();
+        assert_eq!(
+            given,
+            [
+                (volume_dir(work.path(), "r", "v1"), true),
+                (volume_dir(work.path(), "r", "v2"), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn volumes_go_to_the_owner_of_a_sandbox_that_is_not_roots() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: changing owners needs root");
+            return;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let owner = |path: &Path| std::fs::metadata(path).unwrap().uid();
+        // Root's sandbox (a new container's, before its launch): nothing changes.
+        let sandbox = work.path().join("root-sandbox");
+        let resources = vec![volume("r", "v1", "data")];
+        place_in_sandbox(work.path(), &sandbox, &resources, Placement::Link).unwrap();
+        assert_eq!(owner(&volume_dir(work.path(), "r", "v1")), 0);
+        // A running executor's sandbox, given to its user: so are its new volumes, but
+        // not a shared one.
+        let sandbox = work.path().join("user-sandbox");
+        std::fs::create_dir(&sandbox).unwrap();
+        std::os::unix::fs::chown(&sandbox, Some(65534), Some(65534)).unwrap();
+        let resources = vec![volume("r", "v2", "data"), shared(volume("r", "v3", "s"))];
+        place_in_sandbox(work.path(), &sandbox, &resources, Placement::Link).unwrap();
+        let v2 = volume_dir(work.path(), "r", "v2");
+        assert_eq!(owner(&v2), 65534);
+        assert_eq!(std::fs::metadata(&v2).unwrap().gid(), 65534);
+        assert_eq!(owner(&volume_dir(work.path(), "r", "v3")), 0);
     }
 }

@@ -37,6 +37,12 @@ pub struct Volume {
     pub container_path: PathBuf,
     pub read_only: bool,
     pub source: VolumeSource,
+    /// Whether the launcher gives `host_path` itself (not what it holds) to the
+    /// container's user when that user is not root, as Mesos does for a sandbox-path
+    /// volume it has just created and for a persistent volume when a container starts
+    /// using it.
+    #[serde(default)]
+    pub to_user: bool,
 }
 
 /// Where a volume comes from, which says what mounts it.
@@ -209,6 +215,9 @@ pub enum LaunchError {
     /// Preparing the sandbox (stdout/stderr files, ownership) failed.
     #[error("preparing the sandbox {0}: {1}")]
     Sandbox(PathBuf, std::io::Error),
+    /// A volume could not be given to the container's user.
+    #[error("giving volume {0} to the task's user: {1}")]
+    VolumeOwner(PathBuf, std::io::Error),
     /// The process could not be started.
     #[error("starting {0}: {1}")]
     Spawn(String, std::io::Error),

@@ -3,7 +3,7 @@
 //! isolation beyond that.
 
 use crate::launcher::{
-    LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage,
+    LaunchError, LaunchSpec, Launched, Launcher, ProcessRef, Program, Signal, Usage, Volume,
 };
 use crate::procfs;
 use crate::runtime;
@@ -113,6 +113,27 @@ pub(crate) fn chown(path: &Path, creds: &Credentials) -> Result<(), LaunchError>
         .map_err(|e| LaunchError::Sandbox(path.to_path_buf(), e.into()))
 }
 
+/// Gives the volumes marked `to_user` (each directory itself, not what it holds) to the
+/// user of `creds` when that user is not root, as Mesos's `volume/sandbox_path` and
+/// `filesystem/linux|posix` isolators do; a symlink is never followed.
+pub(crate) fn give_volumes(volumes: &[Volume], creds: &Credentials) -> Result<(), LaunchError> {
+    if creds.uid.is_root() {
+        return Ok(());
+    }
+    for volume in volumes.iter().filter(|v| v.to_user) {
+        let path = &volume.host_path;
+        tracing::info!(
+            "changing the owner of volume {} to uid {} gid {}",
+            path.display(),
+            creds.uid,
+            creds.gid
+        );
+        std::os::unix::fs::lchown(path, Some(creds.uid.as_raw()), Some(creds.gid.as_raw()))
+            .map_err(|e| LaunchError::VolumeOwner(path.clone(), e))?;
+    }
+    Ok(())
+}
+
 fn describe(program: &Program) -> String {
     match program {
         Program::Shell(command) => format!("sh -c '{command}'"),
@@ -129,6 +150,9 @@ impl Launcher for PosixLauncher {
             )));
         }
         let creds = credentials(spec.user.as_deref())?;
+        if let Some(creds) = &creds {
+            give_volumes(&spec.volumes, creds)?;
+        }
         if let Some((zygote, args)) = self.zygote_for(&spec.program) {
             let forked = zygote.fork(&Child {
                 args,
@@ -385,6 +409,50 @@ mod tests {
                 Signal::Kill,
             )
             .unwrap();
+    }
+
+    #[test]
+    fn marked_volumes_go_to_a_user_other_than_root() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: changing owners needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        for name in ["given", "kept"] {
+            std::fs::create_dir(path(name)).unwrap();
+        }
+        std::os::unix::fs::symlink(path("kept"), path("link")).unwrap();
+        let volume = |name: &str, to_user: bool| Volume {
+            host_path: path(name),
+            container_path: name.into(),
+            read_only: false,
+            source: crate::VolumeSource::Persistent,
+            to_user,
+        };
+        let volumes = [
+            volume("given", true),
+            volume("kept", false),
+            volume("link", true),
+        ];
+        let creds = |uid: u32| Credentials {
+            uid: nix::unistd::Uid::from_raw(uid),
+            gid: nix::unistd::Gid::from_raw(uid),
+            groups: Vec::new(),
+        };
+        let owner = |name: &str| std::fs::symlink_metadata(path(name)).unwrap().uid();
+        give_volumes(&volumes, &creds(65534)).unwrap();
+        assert_eq!(owner("given"), 65534);
+        assert_eq!(owner("kept"), 0, "not marked");
+        assert_eq!(owner("link"), 65534, "the link itself, not what it names");
+        // Root takes nothing back: its tasks can use whatever the volume holds.
+        give_volumes(&volumes, &creds(0)).unwrap();
+        assert_eq!(owner("given"), 65534);
+        // A volume that is gone is an error that names it.
+        let gone = [volume("gone", true)];
+        let err = give_volumes(&gone, &creds(65534)).unwrap_err();
+        assert!(err.to_string().contains("gone"), "{err}");
     }
 
     #[test]

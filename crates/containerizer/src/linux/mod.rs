@@ -12,6 +12,7 @@ mod isolation;
 mod rundir;
 mod spec;
 mod supervisor;
+mod workdir;
 
 pub use isolation::{Isolation, IsolationError, Isolator};
 pub use spec::IMAGE_SANDBOX;
@@ -22,10 +23,10 @@ use crate::launcher::{
     ContainerTermination, ExitFuture, LaunchError, LaunchSpec, Launched, Launcher, ProcessRef,
     Program, Signal, Usage,
 };
-use crate::posix::{chown, credentials};
+use crate::posix::{chown, credentials, give_volumes};
 use crate::procfs;
 use crate::zygote::{Child, Zygote};
-use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir};
+use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir, WorkingDir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -124,6 +125,7 @@ impl LinuxLauncher {
                 }
                 chown(path, creds)?;
             }
+            give_volumes(&spec.volumes, creds)?;
         }
         let ids = match &creds {
             Some(c) => spec::Ids {
@@ -156,7 +158,7 @@ impl LinuxLauncher {
             .rootfs
             .as_ref()
             .map_or_else(|| dir.rootfs(), |r| r.path.clone());
-        let oci = spec::build(&spec::SpecInput {
+        let input = spec::SpecInput {
             launch: spec,
             isolation: &self.config.isolation,
             cfs: self.config.cgroups_enable_cfs,
@@ -165,8 +167,12 @@ impl LinuxLauncher {
             rootfs: &rootfs,
             cgroups_path: &cgroups_path,
             meseta_binary: &self.config.meseta_binary,
-        })
-        .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        };
+        let oci = spec::build(&input).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+        let working_dir = spec::image_working_dir(&input).map(|path| WorkingDir {
+            root: rootfs.clone(),
+            path,
+        });
         let isolation = &self.config.isolation;
         let disk = match (isolation.has(Isolator::DiskDu), spec.limits.disk_bytes) {
             (true, Some(limit)) => Some(DiskWatch {
@@ -186,6 +192,7 @@ impl LinuxLauncher {
                 }
                 _ => None,
             },
+            working_dir,
             root: match &spec.rootfs {
                 None => RootMount::Host,
                 Some(Rootfs {
@@ -210,6 +217,15 @@ impl LinuxLauncher {
                 .filter(|_| isolation.has(Isolator::CgroupsCpu)),
             disk,
         };
+        let image_user = spec.image.as_ref().and_then(crate::runtime::ignored_user);
+        if let (None, Some(user)) = (&plan.in_process, image_user) {
+            // The command executor says so for its task.
+            tracing::warn!(
+                "the image's user '{user}' is not supported (as in Mesos); container {} runs as {}",
+                spec.container_id,
+                spec.user.as_deref().unwrap_or("the agent's user")
+            );
+        }
         std::fs::create_dir_all(dir.path()).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.config(), &oci).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.plan(), &plan).map_err(|e| prepare(e.to_string()))?;

@@ -20,6 +20,10 @@ pub struct Plan {
     /// the large binary again.
     #[serde(default)]
     pub in_process: Option<Vec<String>>,
+    /// The image's WorkingDir when it is the process's working directory: made in the
+    /// root before the container starts, as Mesos does.
+    #[serde(default)]
+    pub working_dir: Option<WorkingDir>,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     /// The memory limit enforced, named in the limitation message.
@@ -39,6 +43,13 @@ pub enum RootMount {
     Overlay { path: PathBuf, overlay: Overlay },
     /// Nothing: the image's root filesystem holds its files (the copy backend).
     Ready,
+}
+
+/// A directory to make in the container's root (`path` as the container sees it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkingDir {
+    pub root: PathBuf,
+    pub path: PathBuf,
 }
 
 /// `disk/du`: measure the sandbox every `interval`, and kill the container over `limit`

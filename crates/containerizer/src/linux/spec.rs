@@ -4,8 +4,8 @@
 //! Pure: the caller resolves users and detects the cgroup version.
 
 use super::isolation::{Isolation, Isolator};
-use crate::launcher::{LaunchSpec, VolumeSource};
-use crate::runtime::{self, RuntimeError};
+use crate::launcher::{ImageConfig, LaunchSpec, VolumeSource};
+use crate::runtime::{self, Exec, RuntimeError};
 use serde_json::{json, Value};
 use std::path::{Component, Path, PathBuf};
 use thiserror::Error;
@@ -137,16 +137,34 @@ pub fn sandbox_in_container(launch: &LaunchSpec) -> PathBuf {
     }
 }
 
+/// The image's config when `docker/runtime` applies it.
+fn runtime_image<'a>(input: &SpecInput<'a>) -> Option<&'a ImageConfig> {
+    let image = input.launch.image.as_ref();
+    image.filter(|_| input.isolation.has(Isolator::DockerRuntime))
+}
+
+/// Whether `exec` is the host's `meseta` (the command executor) in an image: it runs in
+/// place, and the image's config is for its task, not for it.
+fn is_command_executor(input: &SpecInput, exec: &Exec) -> bool {
+    input.launch.rootfs.is_some() && Path::new(&exec.path) == input.meseta_binary
+}
+
+/// The image's WorkingDir when it is the process's working directory (as the container
+/// sees it): with `docker/runtime`, for anything but the command executor, which applies
+/// it to its task instead. The launcher makes it when the image lacks it, as Mesos does.
+pub fn image_working_dir(input: &SpecInput) -> Option<PathBuf> {
+    let image = runtime_image(input)?;
+    let exec = runtime::exec(&input.launch.program, Some(image)).ok()?;
+    let dir = image.working_dir.as_ref()?;
+    (input.launch.rootfs.is_some() && !is_command_executor(input, &exec))
+        .then(|| Path::new("/").join(dir))
+}
+
 fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
     let launch = input.launch;
-    let image = launch
-        .image
-        .as_ref()
-        .filter(|_| input.isolation.has(Isolator::DockerRuntime));
+    let image = runtime_image(input);
     let exec = runtime::exec(&launch.program, image)?;
-    // The host's `meseta` (the command executor) in an image runs in place: the image's
-    // config is for its task, not for it.
-    let command_executor = launch.rootfs.is_some() && Path::new(&exec.path) == input.meseta_binary;
+    let command_executor = is_command_executor(input, &exec);
     // libcontainer executes `args[0]`, so the path takes its place.
     let args: Vec<String> = std::iter::once(exec.path.clone())
         .chain(exec.argv.iter().skip(1).cloned())
@@ -206,7 +224,7 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
         "user": {"uid": input.ids.uid, "gid": input.ids.gid, "additionalGids": input.ids.groups},
         "args": args,
         "env": env,
-        "cwd": sandbox,
+        "cwd": image_working_dir(input).unwrap_or_else(|| sandbox.to_path_buf()),
         "capabilities": {"bounding": bounding, "effective": effective,
             "permitted": effective, "inheritable": [], "ambient": []},
         "rlimits": rlimits,
@@ -510,6 +528,62 @@ mod tests {
         assert_eq!(err, SpecError::Runtime(RuntimeError::NoExecutable));
     }
 
+    fn input<'a>(launch: &'a LaunchSpec, isolation: &'a Isolation) -> SpecInput<'a> {
+        SpecInput {
+            launch,
+            isolation,
+            cfs: false,
+            cgroup_v2: false,
+            ids: Ids::default(),
+            rootfs: Path::new("/run/c1/rootfs"),
+            cgroups_path: "/meseta/c1",
+            meseta_binary: Path::new("/usr/bin/meseta"),
+        }
+    }
+
+    #[test]
+    fn an_executor_of_its_own_starts_in_the_image_working_dir_as_the_task_user() {
+        let mut l = launch();
+        l.rootfs = Some("/images/busybox".into());
+        l.program = Program::Image { arguments: vec![] };
+        l.image = Some(ImageConfig {
+            entrypoint: vec!["/bin/run".into()],
+            working_dir: Some("/srv/app".into()),
+            user: Some("1000:1000".into()),
+            ..Default::default()
+        });
+        let runtime: Isolation = "filesystem/linux,docker/runtime".parse().unwrap();
+        assert_eq!(
+            image_working_dir(&input(&l, &runtime)),
+            Some(PathBuf::from("/srv/app"))
+        );
+        let spec = build_with(&l, "filesystem/linux,docker/runtime", 65534).unwrap();
+        assert_eq!(spec["process"]["cwd"], "/srv/app");
+        let env = spec["process"]["env"].as_array().unwrap();
+        assert!(env.contains(&json!("MESOS_SANDBOX=/mnt/mesos/sandbox")));
+        // The image's User is not applied (Mesos only logs it): the task's user is.
+        assert_eq!(
+            spec["process"]["user"],
+            json!({"uid": 65534, "gid": 65534, "additionalGids": []})
+        );
+        // A relative WorkingDir is taken from the root; a program of the task's own
+        // starts there too.
+        l.image.as_mut().unwrap().working_dir = Some("app".into());
+        l.program = Program::Shell("pwd".into());
+        let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
+        assert_eq!(spec["process"]["cwd"], "/app");
+        // Without docker/runtime, without a WorkingDir, or without an image: the sandbox.
+        let linux: Isolation = "filesystem/linux".parse().unwrap();
+        assert_eq!(image_working_dir(&input(&l, &linux)), None);
+        let spec = build_with(&l, "filesystem/linux", 0).unwrap();
+        assert_eq!(spec["process"]["cwd"], IMAGE_SANDBOX);
+        l.image.as_mut().unwrap().working_dir = None;
+        assert_eq!(image_working_dir(&input(&l, &runtime)), None);
+        l.image.as_mut().unwrap().working_dir = Some("/srv/app".into());
+        l.rootfs = None;
+        assert_eq!(image_working_dir(&input(&l, &runtime)), None);
+    }
+
     #[test]
     fn the_command_executor_gets_the_image_config_for_its_task() {
         let mut l = launch();
@@ -527,6 +601,8 @@ mod tests {
             ..Default::default()
         };
         l.image = Some(image.clone());
+        let runtime: Isolation = "filesystem/linux,docker/runtime".parse().unwrap();
+        assert_eq!(image_working_dir(&input(&l, &runtime)), None, "its task's");
         let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
         assert_eq!(spec["process"]["args"][0], "/usr/bin/meseta");
         assert_eq!(
@@ -561,12 +637,14 @@ mod tests {
                 container_path: "/data".into(),
                 read_only: true,
                 source: VolumeSource::HostPath,
+                to_user: false,
             },
             Volume {
                 host_path: "/w/sb/shared".into(),
                 container_path: "out".into(),
                 read_only: false,
                 source: VolumeSource::SandboxPath,
+                to_user: false,
             },
         ];
         let err = build_with(&l, "volume/sandbox_path", 0).unwrap_err();
@@ -596,6 +674,7 @@ mod tests {
             container_path: "state".into(),
             read_only: true,
             source: VolumeSource::Persistent,
+            to_user: false,
         }];
         let spec = build_with(&l, "filesystem/linux", 0).unwrap();
         let mounts = spec["mounts"].as_array().unwrap();

@@ -7,7 +7,8 @@
 
 use super::cgroup;
 use super::exit::{self, Observed};
-use super::rundir::{read_json, write_json, ExitRecord, Plan, RootMount, RunDir};
+use super::rundir::{read_json, write_json, ExitRecord, Plan, RootMount, RunDir, WorkingDir};
+use super::workdir;
 use crate::launcher::{ContainerTermination, Limitation};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -69,6 +70,14 @@ pub fn run(run_dir: &Path, entry: Entry) -> i32 {
 
 fn supervise(dir: &RunDir, plan: &Plan, entry: Entry) -> Result<ExitRecord, String> {
     mount_root(dir, &plan.root)?;
+    if let Some(WorkingDir { root, path }) = &plan.working_dir {
+        workdir::make_in_root(root, path).map_err(|e| {
+            format!(
+                "making the image's working directory {}: {e}",
+                path.display()
+            )
+        })?;
+    }
     let open = |path: &Path| {
         OpenOptions::new()
             .create(true)
