@@ -32,8 +32,9 @@ use meseta_api::{AgentId, FrameworkId, Resources};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// A framework's active refuse filters: per agent, the resources refused there.
-pub type RefuseFilters = BTreeMap<AgentId, Vec<Resources>>;
+/// A framework's active refuse filters: per agent, the resources refused there (shared
+/// with the filters themselves).
+pub type RefuseFilters = BTreeMap<AgentId, Vec<Arc<Resources>>>;
 
 /// A framework asking for offers.
 #[derive(Debug, Clone, PartialEq)]

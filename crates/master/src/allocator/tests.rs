@@ -83,7 +83,9 @@ fn filters_and_gpus_and_reservations() {
     let mut f = demand("f", "");
     f.filters = Arc::new(RefuseFilters::from([(
         AgentId::new("a0000"),
-        vec![Resources::parse("cpus:4;mem:4096;ports:[31000-32000]").unwrap()],
+        vec![Arc::new(
+            Resources::parse("cpus:4;mem:4096;ports:[31000-32000]").unwrap(),
+        )],
     )]));
     assert!(allocate(&request(1, vec![f])).is_empty());
 
@@ -631,7 +633,7 @@ proptest! {
                         Arc::make_mut(&mut req.frameworks[f].filters)
                             .entry(agent)
                             .or_default()
-                            .push(r);
+                            .push(Arc::new(r));
                     }
                 }
                 // Launch a task of one cpu out of an offer, decline the rest.

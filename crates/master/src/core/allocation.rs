@@ -25,7 +25,7 @@ impl IndexedFilters {
             index
                 .entry(f.agent_id.clone())
                 .or_default()
-                .push(f.resources.clone());
+                .push(Arc::clone(&f.resources));
         }
         IndexedFilters {
             filters: Arc::new(index),

@@ -187,6 +187,7 @@ impl Core {
             agent.used.remove(framework_id);
         }
         framework.tasks.clear();
+        framework.filters.clear();
         framework.active = false;
         framework.unregistered_time = Some(now);
         self.removed_frameworks.insert(framework_id.clone());

@@ -15,6 +15,7 @@ mod operations;
 mod quota;
 mod quota_enforcement;
 mod reconcile;
+mod refused;
 mod reservations;
 mod shared;
 mod snapshot;
@@ -144,11 +145,12 @@ impl Framework {
 }
 
 /// A `refuse_seconds` filter: offers from `agent_id` within `resources` are not made
-/// to the framework until `expires`.
+/// to the framework until `expires`. The resources are shared with the allocator's index
+/// of filters and with other filters refusing the same (see the `refused` module).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefuseFilter {
     pub agent_id: AgentId,
-    pub resources: Resources,
+    pub resources: std::sync::Arc<Resources>,
     pub expires: f64,
 }
 
@@ -268,6 +270,8 @@ pub struct Core {
     allocator: crate::allocator::Allocator,
     /// Active refuse filters per framework, indexed for the allocator.
     filter_index: std::collections::HashMap<FrameworkId, allocation::IndexedFilters>,
+    /// The resources that refuse filters refuse, one copy of each distinct set.
+    refused: refused::RefusedSets,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -304,6 +308,7 @@ impl Core {
             operations: Default::default(),
             allocator: crate::allocator::Allocator::new(),
             filter_index: Default::default(),
+            refused: Default::default(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -435,7 +440,8 @@ impl Core {
     }
 
     /// Runs the timers due at `now`: framework failover, offer timeout, agent
-    /// unreachability and reregistration deadlines, expired filters.
+    /// unreachability and reregistration deadlines, expired filters (and the refused
+    /// resource sets no filter uses any more).
     pub fn tick(&mut self, now: f64) {
         self.expire_failovers(now);
         self.expire_offers(now);
@@ -448,6 +454,7 @@ impl Core {
                 framework.filters.retain(|f| f.expires > now);
             }
         }
+        self.refused.sweep();
     }
 }
 

@@ -180,7 +180,7 @@ impl Core {
         if let Some(framework) = self.frameworks.get_mut(framework_id) {
             framework.filters.push(RefuseFilter {
                 agent_id: agent_id.clone(),
-                resources,
+                resources: self.refused.intern(resources),
                 expires: now + seconds,
             });
             self.filters_changed(framework_id);

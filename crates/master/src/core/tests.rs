@@ -1366,3 +1366,63 @@ fn refuse_filters_hold_until_they_expire_or_a_revive_even_between_ticks() {
         "revive clears filters"
     );
 }
+
+#[test]
+fn filters_share_what_they_refuse_until_they_expire_are_revived_or_removed() {
+    let mut c = core();
+    let agents: Vec<AgentId> = ["L1", "L2", "L3"]
+        .iter()
+        .map(|link| register(&mut c, link, None, vec![]))
+        .collect();
+    let fid = c
+        .subscribe(T0, "S1".into(), framework_info(json!({})), vec![])
+        .unwrap();
+    let decline_all = |c: &mut Core, now: f64, seconds: f64| {
+        c.allocate(now);
+        let ids: Vec<OfferId> = offers(&c.drain_effects(), "S1")
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        let refuse = Filters {
+            refuse_seconds: seconds,
+        };
+        c.decline(now, &fid, &ids, Some(&refuse));
+    };
+    c.drain_effects();
+    decline_all(&mut c, T0, 5.0);
+    let filters = &c.frameworks[&fid].filters;
+    let refused: BTreeSet<&AgentId> = filters.iter().map(|f| &f.agent_id).collect();
+    assert_eq!(refused, agents.iter().collect());
+    assert!(filters
+        .iter()
+        .all(|f| std::sync::Arc::ptr_eq(&f.resources, &filters[0].resources)));
+    assert_eq!(c.refused.len(), 1);
+    c.allocate(T0 + 1.0);
+    assert!(offers(&c.drain_effects(), "S1").is_empty(), "filtered");
+
+    // Expired and pruned: the shared set goes with them once the allocator's next pass
+    // lets go of them too (the pass offers everything again: the next `decline_all`
+    // declines these offers), and its entry on the next tick.
+    c.tick(T0 + 5.0);
+    assert!(c.frameworks[&fid].filters.is_empty());
+    c.allocate(T0 + 5.0);
+    c.tick(T0 + 5.0);
+    assert_eq!(c.refused.len(), 0, "expired");
+
+    decline_all(&mut c, T0 + 5.0, 60.0);
+    assert_eq!(c.refused.len(), 1);
+    c.revive(&fid, vec![]);
+    c.allocate(T0 + 6.0);
+    c.tick(T0 + 6.0);
+    assert_eq!(c.refused.len(), 0, "revived");
+
+    decline_all(&mut c, T0 + 6.0, 60.0);
+    assert_eq!(c.refused.len(), 1);
+    c.allocate(T0 + 7.0);
+    c.teardown(T0 + 7.0, &fid).unwrap();
+    c.allocate(T0 + 7.0);
+    c.tick(T0 + 8.0);
+    assert!(c.completed_frameworks[0].filters.is_empty());
+    assert_eq!(c.refused.len(), 0, "removed");
+}
