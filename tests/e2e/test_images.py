@@ -695,6 +695,7 @@ RUNTIME_CONFIG = {
     "Cmd": ["cmd"],
     "Env": ["PATH=/bin", "FROM_IMAGE=image", "OVERRIDDEN=image"],
     "WorkingDir": "/work/dir",
+    "User": "1000:1000",
 }
 
 
@@ -721,7 +722,9 @@ def test_docker_runtime_for_command_tasks(image_agent, runtime_image):
     """docker/runtime for command tasks: without a value the image's Entrypoint runs with
     Cmd, or with the task's arguments instead; a value or a shell command replaces both;
     the image's Env is under the task's and its WorkingDir (made when the image lacks it)
-    is the task's working directory, with the sandbox still at MESOS_SANDBOX."""
+    is the task's working directory, with the sandbox still at MESOS_SANDBOX. The image's
+    User is not applied (as in Mesos): the task runs as the framework's user (root here),
+    or as its command's."""
     agent, agent_id, framework = image_agent
     _, out = run_in_image(framework, agent, agent_id, runtime_image, {"shell": False})
     assert out.splitlines() == ["entry cmd"], out
@@ -740,6 +743,39 @@ def test_docker_runtime_for_command_tasks(image_agent, runtime_image):
     }
     _, out = run_in_image(framework, agent, agent_id, runtime_image, command)
     assert out.splitlines() == ["image task", "/work/dir", "/mnt/mesos/sandbox", "sandbox"], out
+    for user, uid in ((None, "0"), ("nobody", "65534")):
+        command = {"shell": True, "value": "id -u; id -g; pwd"}
+        if user:
+            command["user"] = user
+        _, out = run_in_image(framework, agent, agent_id, runtime_image, command)
+        assert out.splitlines() == [uid, uid, "/work/dir"], out
+    assert_released(agent)
+
+
+def test_docker_runtime_for_custom_executors(image_agent, runtime_image):
+    """docker/runtime for an executor of its own: it starts in the image's WorkingDir
+    (made, since the image lacks it) with the image's Env, the sandbox at MESOS_SANDBOX;
+    the image's User is not applied: it runs as the framework's user, or as its
+    command's."""
+    agent, agent_id, framework = image_agent
+    script = (
+        'out=$MESOS_SANDBOX/seen; pwd > $out; id -u >> $out; echo "$FROM_IMAGE" >> $out; '
+        "echo done >> $out; exec sleep 600"
+    )
+    tasks = {}
+    for user, uid in ((None, "0"), ("nobody", "65534")):
+        task = executor_task(agent_id, script, runtime_image)
+        if user:
+            task["executor"]["command"]["user"] = user
+        framework.launch_task(agent_id, task)
+        tasks[task["task_id"]["value"]] = uid
+    for task_id, uid in tasks.items():
+        seen = Path(wait_sandbox(agent.api, framework.id, task_id)) / "seen"
+        wait_for(lambda: seen.exists() and "done" in seen.read_text(), what=f"{task_id} to run")
+        assert seen.read_text().splitlines() == ["/work/dir", uid, "image", "done"]
+    for task_id in tasks:
+        framework.kill(task_id, agent_id)
+        framework.wait_state(task_id, "TASK_KILLED")
     assert_released(agent)
 
 

@@ -20,8 +20,8 @@ pub struct Plan {
     /// the large binary again.
     #[serde(default)]
     pub in_process: Option<Vec<String>>,
-    /// The image's WorkingDir when it is the process's working directory: made in the
-    /// root before the container starts, as Mesos does.
+    /// The image's WorkingDir (the process's working directory, or the command
+    /// executor's task's): made in the root before the container starts, as Mesos does.
     #[serde(default)]
     pub working_dir: Option<WorkingDir>,
     pub stdout: PathBuf,

@@ -149,14 +149,16 @@ fn is_command_executor(input: &SpecInput, exec: &Exec) -> bool {
     input.launch.rootfs.is_some() && Path::new(&exec.path) == input.meseta_binary
 }
 
-/// The image's WorkingDir when it is the process's working directory (as the container
-/// sees it): with `docker/runtime`, for anything but the command executor, which applies
-/// it to its task instead. The launcher makes it when the image lacks it, as Mesos does.
+/// The image's WorkingDir (as the container sees it) when `docker/runtime` applies: the
+/// process's working directory, or for the command executor (which starts in the
+/// sandbox) its task's. The launcher makes it as root when the image lacks it, as Mesos
+/// does, so that a task of another user can start there too.
 pub fn image_working_dir(input: &SpecInput) -> Option<PathBuf> {
-    let image = runtime_image(input)?;
-    let exec = runtime::exec(&input.launch.program, Some(image)).ok()?;
-    let dir = image.working_dir.as_ref()?;
-    (input.launch.rootfs.is_some() && !is_command_executor(input, &exec))
+    let dir = runtime_image(input)?.working_dir.as_ref()?;
+    input
+        .launch
+        .rootfs
+        .is_some()
         .then(|| Path::new("/").join(dir))
 }
 
@@ -224,7 +226,11 @@ fn process(input: &SpecInput, sandbox: &Path) -> Result<Value, SpecError> {
         "user": {"uid": input.ids.uid, "gid": input.ids.gid, "additionalGids": input.ids.groups},
         "args": args,
         "env": env,
-        "cwd": image_working_dir(input).unwrap_or_else(|| sandbox.to_path_buf()),
+        "cwd": match command_executor {
+            true => None,
+            false => image_working_dir(input),
+        }
+        .unwrap_or_else(|| sandbox.to_path_buf()),
         "capabilities": {"bounding": bounding, "effective": effective,
             "permitted": effective, "inheritable": [], "ambient": []},
         "rlimits": rlimits,
@@ -602,7 +608,11 @@ mod tests {
         };
         l.image = Some(image.clone());
         let runtime: Isolation = "filesystem/linux,docker/runtime".parse().unwrap();
-        assert_eq!(image_working_dir(&input(&l, &runtime)), None, "its task's");
+        assert_eq!(
+            image_working_dir(&input(&l, &runtime)),
+            Some(PathBuf::from("/work")),
+            "made for its task"
+        );
         let spec = build_with(&l, "filesystem/linux,docker/runtime", 0).unwrap();
         assert_eq!(spec["process"]["args"][0], "/usr/bin/meseta");
         assert_eq!(
