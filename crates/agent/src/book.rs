@@ -296,21 +296,28 @@ impl Book {
             .get_mut(executor)
     }
 
-    /// Adds a framework or refreshes its info (UPDATE_FRAMEWORK, or a new task).
+    /// Adds a framework or refreshes its info (UPDATE_FRAMEWORK, or a new task). A
+    /// completed framework that comes back is active again with its completed executors,
+    /// so that their sandboxes stay in the agent's state.
     pub fn upsert_framework(&mut self, info: FrameworkInfo) {
         let id = info.id.clone().unwrap_or_default();
         match self.frameworks.get_mut(&id) {
             Some(f) => f.info = info,
             None => {
-                self.completed_frameworks
-                    .retain(|f| f.info.id.as_ref() != Some(&id));
+                let returning = self
+                    .completed_frameworks
+                    .iter()
+                    .position(|f| f.info.id.as_ref() == Some(&id))
+                    .and_then(|i| self.completed_frameworks.remove(i));
                 self.frameworks.insert(
                     id,
                     Framework {
                         info,
                         terminating: false,
                         executors: BTreeMap::new(),
-                        completed_executors: VecDeque::new(),
+                        completed_executors: returning
+                            .map(|f| f.completed_executors)
+                            .unwrap_or_default(),
                     },
                 );
             }
@@ -1006,6 +1013,11 @@ mod tests {
         assert!(
             b.completed_frameworks.is_empty(),
             "a returning framework is active again"
+        );
+        assert_eq!(
+            b.frameworks[&fid()].completed_executors.len(),
+            1,
+            "with its completed executors"
         );
     }
 
