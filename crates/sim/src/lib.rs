@@ -208,6 +208,7 @@ async fn run_agents(flags: AgentsFlags, shutdown: impl Future<Output = ()>) -> a
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| anyhow::anyhow!("building an HTTP client: {e}"))?;
+    let posts = link::Posts::new().map_err(|e| anyhow::anyhow!("building an HTTP client: {e}"))?;
     let base = meseta_api::internal::master_url(&flags.master);
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -227,6 +228,7 @@ async fn run_agents(flags: AgentsFlags, shutdown: impl Future<Output = ()>) -> a
             agent,
             base.clone(),
             client.clone(),
+            posts.clone(),
             stats.clone(),
             stop_rx.clone(),
         ));

@@ -2,6 +2,9 @@
 //! RecordIO stream of [`ToAgent`] messages, posts [`ToMaster`] messages with the link id,
 //! ticks the state machine, and reconnects with backoff when the stream drops, goes
 //! quiet for [`LINK_TIMEOUT_SECS`] or a post answers 409.
+//!
+//! Each agent's stream holds a connection of its own; their posts share a few
+//! ([`Posts`]), so a simulation needs about one descriptor per agent, on both sides.
 
 use crate::hollow::{Counts, HollowAgent};
 use crate::Stats;
@@ -14,11 +17,36 @@ use meseta_api::recordio::{Typed, TypedDecoder};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(100);
+/// Posts in flight at once, for all the agents of a simulation together, and the
+/// kept-alive connections they go over.
+const POST_CONNECTIONS: usize = 64;
+
+/// The connections every hollow agent posts its messages over: at most
+/// [`POST_CONNECTIONS`] posts at once, each waiting for a free one, so that the master
+/// and the simulation hold a descriptor per agent for its stream and only a few more,
+/// where a connection per post in flight would double them.
+#[derive(Clone)]
+pub struct Posts {
+    client: reqwest::Client,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Posts {
+    pub fn new() -> reqwest::Result<Posts> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(POST_CONNECTIONS)
+            .build()?;
+        Ok(Posts {
+            client,
+            in_flight: Arc::new(Semaphore::new(POST_CONNECTIONS)),
+        })
+    }
+}
 
 enum Ended {
     Retry(String),
@@ -29,6 +57,7 @@ enum Ended {
 struct Edge {
     base: String,
     client: reqwest::Client,
+    posts: Posts,
     stats: Arc<Stats>,
     published: Counts,
     registered: bool,
@@ -69,7 +98,11 @@ impl Edge {
     async fn post(&self, link_id: &str, messages: Vec<ToMaster>) -> bool {
         let url = format!("{}/internal/v1/agent/message", self.base);
         for batch in messages.chunks(MAX_MESSAGES_PER_POST) {
+            let Ok(_permit) = self.posts.in_flight.acquire().await else {
+                return true; // never closed
+            };
             let sent = self
+                .posts
                 .client
                 .post(&url)
                 .header(LINK_ID_HEADER, link_id)
@@ -188,12 +221,14 @@ pub async fn run(
     mut agent: HollowAgent,
     base: String,
     client: reqwest::Client,
+    posts: Posts,
     stats: Arc<Stats>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut edge = Edge {
         base,
         client,
+        posts,
         stats,
         published: Counts::default(),
         registered: false,
