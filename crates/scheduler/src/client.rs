@@ -16,14 +16,20 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// How long a call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Calls in flight at once, and connections kept alive for them: more calls wait for a
+/// free one, so a framework that acknowledges thousands of updates at once neither opens
+/// thousands of connections to the master nor runs short of local ports.
+pub(crate) const CALLS_IN_FLIGHT: usize = 16;
 
 /// What the subscription and the calls share.
 pub(crate) struct Shared {
     pub http: reqwest::Client,
+    /// One permit per call in flight ([`CALLS_IN_FLIGHT`]).
+    pub calls: Semaphore,
     /// The master as the user gave it (for messages).
     pub master: String,
     pub session: Mutex<Session>,
@@ -113,6 +119,7 @@ impl Scheduler {
         };
         let call = Call { framework_id, kind };
         let name = call.kind.type_name();
+        let _in_flight = self.shared.calls.acquire().await.expect("never closed");
         let response = self
             .shared
             .post(&leader, &call, stream_id.as_deref(), Some(CALL_TIMEOUT))

@@ -89,6 +89,7 @@ pub fn subscribe(config: Config) -> Result<(Scheduler, Events), Error> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .tcp_keepalive(Duration::from_secs(10))
+        .pool_max_idle_per_host(client::CALLS_IN_FLIGHT)
         .build()
         .map_err(|source| Error::Unreachable {
             url: leader.clone(),
@@ -97,6 +98,7 @@ pub fn subscribe(config: Config) -> Result<(Scheduler, Events), Error> {
     let (closed, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         http,
+        calls: tokio::sync::Semaphore::new(client::CALLS_IN_FLIGHT),
         master: config.master.clone(),
         session: Mutex::new(Session {
             leader,
