@@ -217,6 +217,8 @@ pub async fn run(
     let mut ticker = tokio::time::interval(tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_allocation = Instant::now();
+    let mut pass_wanted = false;
+    let mut next_pass = Instant::now();
     let mut last_heartbeat = Instant::now();
     let mut last_ping = Instant::now();
     loop {
@@ -233,9 +235,9 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                service.core.allocate(now());
-                service.flush();
+                pass_wanted = true;
             }
+            _ = tokio::time::sleep_until(next_pass.into()), if pass_wanted => {}
             _ = ticker.tick() => {
                 let t = now();
                 service.core.tick(t);
@@ -254,6 +256,16 @@ pub async fn run(
                 }
             }
             _ = &mut stop => break,
+        }
+        // A pass follows the jobs, but no sooner after the last one than that one took:
+        // passes grow with the cluster, and this leaves at least half of the loop to the
+        // jobs (status updates, acknowledgements, calls) however large it is.
+        if pass_wanted && Instant::now() >= next_pass {
+            let started = Instant::now();
+            service.core.allocate(now());
+            service.flush();
+            pass_wanted = false;
+            next_pass = Instant::now() + started.elapsed();
         }
         if let Some(failure) = service.failure.take() {
             return Err(failure);
