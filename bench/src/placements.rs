@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Nomad's published average placement rate (tasks per second).
 const NOMAD_PUBLISHED_PER_S: f64 = 3750.0;
+/// How often the progress of the placements is printed (stderr).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args)]
 pub struct PlacementsArgs {
@@ -128,8 +130,13 @@ async fn measure(
     let started = Instant::now();
     let target = args.tasks as u64;
     let (mut at_10, mut at_90) = (None, None);
+    let mut next_progress = PROGRESS_EVERY;
     loop {
         let running = stats.running();
+        if started.elapsed() >= next_progress {
+            eprintln!("placements: after {next_progress:?}: {running} running");
+            next_progress += PROGRESS_EVERY;
+        }
         if at_10.is_none() && running * 10 >= target {
             at_10 = Some(started.elapsed());
         }
