@@ -9,9 +9,9 @@
 #
 # Needs root, a debug build (or $MESETA_BIN), and what `bash scripts/test.sh --setup`
 # installs: the venv, QEMU (qemu-system-x86) and a Debian kernel (linux-image-amd64).
-# The guest has its own /tmp (tmpfs), loopback only, and no v1 hierarchy: cgroup2 is
-# mounted at /sys/fs/cgroup with no controller enabled, as the agent finds a fresh
-# host. The script exits with pytest's status inside the guest.
+# The guest has its own temporary directory (a tmpfs at $TMPDIR), loopback only, and
+# no v1 hierarchy: cgroup2 is mounted at /sys/fs/cgroup with no controller enabled, as
+# the agent finds a fresh host. The script exits with pytest's status inside the guest.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -93,7 +93,9 @@ TESTS=("$@")
 printf '%s\n' "$@" | grep -q '^tests/' || TESTS+=("${DEFAULT_TESTS[@]}")
 {
     echo '#!/bin/sh'
-    echo 'mount -t tmpfs -o size=50% tmp /tmp'
+    # Temporary files on a tmpfs of their own (the containerizer's overlays cannot sit on
+    # the root's), and not over /tmp, where the checkout or the build may be.
+    echo 'mkdir -p /run/tmp && export TMPDIR=/run/tmp'
     echo 'mount -t cgroup2 cgroup2 /sys/fs/cgroup'
     echo 'mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs shm /dev/shm'
     echo 'ip link set lo up'
