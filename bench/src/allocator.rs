@@ -18,6 +18,7 @@ use meseta_master::allocator::{
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Every agent's total, as in Mesos's allocator benchmarks.
@@ -139,7 +140,7 @@ pub fn build_request(
         } else {
             total.clone()
         };
-        agent_list.push((AgentId::new(format!("agent-{i:06}")), free));
+        agent_list.push((AgentId::new(format!("agent-{i:06}")), Arc::new(free)));
     }
     let guarantee = RoleQuota {
         guarantees: ROLE_GUARANTEE
@@ -249,9 +250,7 @@ fn take(
         .map(|(i, (id, _))| (id.clone(), i))
         .collect();
     for d in decisions {
-        request.agents[agents[&d.agent_id]]
-            .1
-            .subtract_all(&d.resources);
+        Arc::make_mut(&mut request.agents[agents[&d.agent_id]].1).subtract_all(&d.resources);
         let f = &mut request.frameworks[index[&d.framework_id]];
         f.allocated
             .entry(d.role.clone())
@@ -294,7 +293,7 @@ fn time_incremental(request: &mut AllocationRequest, cycles: usize) -> Result<(V
     for cycle in 0..cycles {
         for k in 0..per_cycle {
             let (a, f, role) = holders[(cycle * per_cycle + k) % holders.len()].clone();
-            request.agents[a].1.add_all(&task);
+            Arc::make_mut(&mut request.agents[a].1).add_all(&task);
             if let Some(held) = request.frameworks[f].allocated.get_mut(&role) {
                 held.subtract_all(&task);
             }
@@ -331,7 +330,7 @@ mod tests {
         assert_eq!(request.cluster_total.scalar("mem"), 40960.0);
         // Even agents are half used, odd ones free.
         assert_eq!(request.agents[0].1.scalar("cpus"), 12.0);
-        assert_eq!(request.agents[1].1, Resources::parse(AGENT_TOTAL).unwrap());
+        assert_eq!(*request.agents[1].1, Resources::parse(AGENT_TOTAL).unwrap());
         // Used plus free is the agent's total.
         let mut whole = Resources::parse(AGENT_USED).unwrap();
         whole.add_all(&request.agents[0].1);

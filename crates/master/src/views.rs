@@ -149,7 +149,7 @@ pub fn metrics(core: &Core) -> Value {
         .values()
         .filter(|a| a.link == AgentLink::Connected)
     {
-        total.add_all(&agent.total);
+        total.add_all(agent.total());
         used.add_all(&agent.used_total());
     }
     for name in ["cpus", "mem", "disk", "gpus"] {

@@ -94,7 +94,7 @@ impl Allocator {
         let mut present = 0;
         for (i, (agent_id, free)) in request.agents.iter().enumerate() {
             match self.settled.get_mut(agent_id) {
-                Some(settled) if settled == free => present += 1,
+                Some(settled) if *settled == **free => present += 1,
                 Some(settled) => {
                     present += 1;
                     self.pool.add(settled, -1.0);
@@ -104,7 +104,7 @@ impl Allocator {
                 }
                 None => {
                     self.pool.add(free, 1.0);
-                    self.settled.insert(agent_id.clone(), free.clone());
+                    self.settled.insert(agent_id.clone(), (**free).clone());
                     dirty.push(i);
                 }
             }

@@ -61,8 +61,9 @@ pub struct RoleQuota {
 /// Everything one allocation pass looks at.
 #[derive(Debug, Clone)]
 pub struct AllocationRequest {
-    /// Each agent that may be offered, with its free resources.
-    pub agents: Vec<(AgentId, Resources)>,
+    /// Each agent that may be offered, with its free resources (shared with the agent's
+    /// holdings while they do not change).
+    pub agents: Vec<(AgentId, Arc<Resources>)>,
     pub frameworks: Vec<FrameworkDemand>,
     pub cluster_total: Resources,
     /// What each role holds now across all frameworks, also those not asking for offers
@@ -109,7 +110,7 @@ pub fn allocate(request: &AllocationRequest) -> Vec<Decision> {
     let pool = if request.quotas.is_empty() {
         quota::Pool::default()
     } else {
-        quota::Pool::of(request.agents.iter().map(|(_, free)| free))
+        quota::Pool::of(request.agents.iter().map(|(_, free)| &**free))
     };
     let all: Vec<usize> = (0..request.agents.len()).collect();
     pass::run(request, &all, pass::quota_of(request, &pool)).0

@@ -252,7 +252,7 @@ pub fn run(
                 break;
             }
             let (agent_id, free) = &request.agents[a];
-            let mut free = left.remove(&a).unwrap_or_else(|| free.clone());
+            let mut free = left.remove(&a).unwrap_or_else(|| (**free).clone());
             let mut done: BTreeSet<(usize, usize)> = BTreeSet::new();
             while !free.is_empty() {
                 let Some((index, node, offer)) = pass.next_offer(agent_id, &free, stage, &done)

@@ -35,7 +35,12 @@ fn request_with(
     }
     AllocationRequest {
         agents: (0..agents)
-            .map(|i| (AgentId::new(format!("a{i:04}")), per_agent.clone()))
+            .map(|i| {
+                (
+                    AgentId::new(format!("a{i:04}")),
+                    Arc::new(per_agent.clone()),
+                )
+            })
             .collect(),
         role_allocated: AllocationRequest::sum_role_allocations(&frameworks),
         frameworks,
@@ -90,7 +95,7 @@ fn filters_and_gpus_and_reservations() {
     assert!(allocate(&request(1, vec![f])).is_empty());
 
     let mut req = request(1, vec![demand("f", "")]);
-    req.agents[0].1 = Resources::parse("cpus:1;mem:64;gpus:1;cpus(web):2").unwrap();
+    req.agents[0].1 = Arc::new(Resources::parse("cpus:1;mem:64;gpus:1;cpus(web):2").unwrap());
     let d = allocate(&req);
     assert_eq!(d[0].resources.scalar("gpus"), 0.0);
     assert_eq!(d[0].resources.scalar("cpus"), 1.0);
@@ -106,7 +111,7 @@ fn filters_and_gpus_and_reservations() {
 #[test]
 fn nothing_below_minimum() {
     let mut req = request(1, vec![demand("f", "")]);
-    req.agents[0].1 = Resources::parse("cpus:0.001;mem:16").unwrap();
+    req.agents[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:16").unwrap());
     assert!(allocate(&req).is_empty());
 }
 
@@ -144,7 +149,7 @@ fn min_allocatable_alternatives_are_honoured() {
     assert_eq!(allocate(&req).len(), 1);
     // The default keeps the old behaviour: cpus:0.01 or mem:32.
     req.min_allocatable = default_min_allocatable();
-    req.agents[0].1 = Resources::parse("cpus:0.001;mem:40").unwrap();
+    req.agents[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:40").unwrap());
     assert_eq!(allocate(&req).len(), 1);
 }
 
@@ -246,7 +251,7 @@ fn simulate(
                 .or_default()
                 .add_all(&task);
             let agent = req.agents.iter_mut().find(|a| a.0 == d.agent_id).unwrap();
-            agent.1.subtract_all(&task);
+            Arc::make_mut(&mut agent.1).subtract_all(&task);
         }
         history.push(
             req.frameworks
@@ -302,7 +307,7 @@ proptest! {
         let mut req = request_with(n_agents, "cpus:4;mem:4096;ports:[31000-32000]", frameworks, &weights);
         for (i, agent) in req.agents.iter_mut().enumerate() {
             if let Some(role) = names.get(reserved[i]) {
-                agent.1.add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):512")).unwrap());
+                Arc::make_mut(&mut agent.1).add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):512")).unwrap());
             }
         }
         let decisions = allocate(&req);
@@ -391,7 +396,7 @@ fn roles_are_compared_hierarchically() {
 #[test]
 fn reservations_go_to_the_role_and_its_descendants() {
     let mut req = request(1, vec![in_roles("child", &["a/b"], "")]);
-    req.agents[0].1 = Resources::parse("cpus(a):2;mem(a):64;cpus(c):1").unwrap();
+    req.agents[0].1 = Arc::new(Resources::parse("cpus(a):2;mem(a):64;cpus(c):1").unwrap());
     let d = allocate(&req);
     assert_eq!(d.len(), 1);
     assert_eq!(
@@ -575,7 +580,7 @@ proptest! {
         for (i, agent) in req.agents.iter_mut().enumerate() {
             if reserved[i] < 3 {
                 let role = names[reserved[i]];
-                agent.1.add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):64")).unwrap());
+                Arc::make_mut(&mut agent.1).add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):64")).unwrap());
             }
         }
         for d in allocate(&req) {
@@ -612,7 +617,7 @@ proptest! {
             for d in full {
                 let a = req.agents.iter().position(|(id, _)| *id == d.agent_id).unwrap();
                 let f = req.frameworks.iter().position(|f| f.framework_id == d.framework_id).unwrap();
-                req.agents[a].1.subtract_all(&d.resources);
+                Arc::make_mut(&mut req.agents[a].1).subtract_all(&d.resources);
                 req.frameworks[f].allocated.entry(d.role.clone()).or_default().add_all(&d.resources);
                 offers.push((a, f, d.role, d.resources));
             }
@@ -626,7 +631,7 @@ proptest! {
                 // Decline an offer, maybe with a filter.
                 0 | 1 if !offers.is_empty() => {
                     let (a, f, role, r) = offers.remove(x % offers.len());
-                    req.agents[a].1.add_all(&r);
+                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
                     hold(&mut req, f, &role, &r, false);
                     if kind == 1 && f < req.frameworks.len() {
                         let agent = req.agents[a].0.clone();
@@ -646,12 +651,12 @@ proptest! {
                         hold(&mut req, f, &role, &task, true);
                         tasks.push((a, f, role, task));
                     }
-                    req.agents[a].1.add_all(&r);
+                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
                 }
                 // A task ends.
                 3 if !tasks.is_empty() => {
                     let (a, f, role, r) = tasks.remove(x % tasks.len());
-                    req.agents[a].1.add_all(&r);
+                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
                     hold(&mut req, f, &role, &r, false);
                 }
                 // A filter expires.
@@ -685,7 +690,7 @@ proptest! {
                     let id = AgentId::new(format!("new{}", req.agents.len()));
                     let r = Resources::parse("cpus:2;mem:512").unwrap();
                     req.cluster_total.add_all(&r);
-                    req.agents.push((id, r));
+                    req.agents.push((id, Arc::new(r)));
                 }
                 // A quota (limit and maybe guarantee) or weight change.
                 7 => {
@@ -723,9 +728,9 @@ fn incremental_passes_look_at_changed_agents_only() {
             .add_all(&d.resources);
     }
     for agent in req.agents.iter_mut() {
-        agent.1 = Resources::new();
+        agent.1 = Arc::default();
     }
-    req.agents[7].1 = Resources::parse("cpus:1;mem:64").unwrap();
+    req.agents[7].1 = Arc::new(Resources::parse("cpus:1;mem:64").unwrap());
     req.role_allocated = AllocationRequest::sum_role_allocations(&req.frameworks);
     let second = allocator.allocate(&req);
     assert_eq!(allocator.last_pass_agents, 1);

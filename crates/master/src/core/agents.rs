@@ -49,7 +49,7 @@ impl Core {
         // the master does not know.
         let agent_checkpointed = Resources::from_list(register.checkpointed_resources.clone())
             .map_err(|e| ApiError::bad_request(format!("Invalid checkpointed resources: {e}")))?;
-        let known = self.agents.get(&agent_id).map(|a| a.total.checkpointed());
+        let known = self.agents.get(&agent_id).map(|a| a.total().checkpointed());
         let checkpointed = known.clone().unwrap_or_else(|| agent_checkpointed.clone());
         let total = super::reservations::agent_total(&agent_id, &info, &checkpointed);
         self.emit(Effect::Persist(RegistryChange::PutAgent(
@@ -76,9 +76,7 @@ impl Core {
             endpoint: register.endpoint,
             link: AgentLink::Connected,
             link_id: Some(link_id.clone()),
-            total,
-            used: BTreeMap::new(),
-            offered: Resources::new(),
+            holdings: Holdings::new(total),
             tasks: Shared::default(),
             executors: BTreeMap::new(),
             registered_time: previous.as_ref().map_or(now, |a| a.registered_time),
@@ -108,10 +106,8 @@ impl Core {
             }
             let resources = Resources::from_list(executor.resources.clone()).unwrap_or_default();
             agent
-                .used
-                .entry(framework_id.clone())
-                .or_default()
-                .add_all(&resources.allocated_to(None));
+                .holdings
+                .use_resources(&framework_id, &resources.allocated_to(None));
             agent.executors.insert(
                 (framework_id.clone(), executor.executor_id.clone()),
                 ExecutorEntry {
@@ -135,10 +131,8 @@ impl Core {
             if !task.state.is_terminal() {
                 let resources = Resources::from_list(task.resources.clone()).unwrap_or_default();
                 agent
-                    .used
-                    .entry(task.framework_id.clone())
-                    .or_default()
-                    .add_all(&resources.allocated_to(None));
+                    .holdings
+                    .use_resources(&task.framework_id, &resources.allocated_to(None));
             }
             if let Some(framework) = self.frameworks.get_mut(&task.framework_id) {
                 framework
@@ -162,10 +156,8 @@ impl Core {
                         let resources = Resources::from_list(task.resources.as_slice().to_vec())
                             .unwrap_or_default();
                         agent
-                            .used
-                            .entry(key.0.clone())
-                            .or_default()
-                            .add_all(&resources.allocated_to(None));
+                            .holdings
+                            .use_resources(&key.0, &resources.allocated_to(None));
                         missing
                             .entry(key.0.clone())
                             .or_default()

@@ -87,7 +87,7 @@ impl Core {
             .values()
             .filter(|a| a.link == AgentLink::Connected)
         {
-            cluster_total.add_all(&agent.total);
+            cluster_total.add_all(agent.total());
         }
         let mut held = self.framework_allocations();
         let mut role_allocated: BTreeMap<String, Resources> = BTreeMap::new();
@@ -142,7 +142,7 @@ impl Core {
             .collect();
         let mut out: BTreeMap<FrameworkId, BTreeMap<String, Resources>> = BTreeMap::new();
         for agent in self.agents.values() {
-            for (framework_id, used) in &agent.used {
+            for (framework_id, used) in agent.holdings.used() {
                 let Some(default_role) = default_roles.get(framework_id) else {
                     continue;
                 };

@@ -184,7 +184,7 @@ impl Core {
                 push_bounded(&mut framework.completed_tasks, task, MAX_COMPLETED_TASKS);
             }
             agent.executors.retain(|(f, _), _| f != framework_id);
-            agent.used.remove(framework_id);
+            agent.holdings.forget_framework(framework_id);
         }
         framework.tasks.clear();
         framework.filters.clear();

@@ -369,7 +369,7 @@ impl Core {
             let Some(unavailability) = self.maintenance.draining(&machine) else {
                 continue;
             };
-            for framework_id in agent.used.keys() {
+            for framework_id in agent.holdings.used().keys() {
                 let key = (framework_id.clone(), agent.id().clone());
                 let connected = self
                     .frameworks

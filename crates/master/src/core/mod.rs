@@ -9,6 +9,7 @@ mod agents;
 mod allocation;
 mod drain;
 mod frameworks;
+mod holdings;
 mod maintenance;
 mod offers;
 mod operations;
@@ -25,6 +26,7 @@ mod tasks;
 mod weights;
 
 pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
+pub use holdings::Holdings;
 pub use reservations::ResourceOp;
 pub use shared::Shared;
 pub use snapshot::Snapshot;
@@ -36,6 +38,7 @@ use meseta_api::internal::ToAgent;
 use meseta_api::scheduler::Event;
 use meseta_api::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// How many completed tasks and frameworks the master remembers (like Mesos's
 /// `--max_completed_tasks_per_framework` and `--max_completed_frameworks`).
@@ -181,10 +184,8 @@ pub struct Agent {
     pub endpoint: String,
     pub link: AgentLink,
     pub link_id: Option<String>,
-    pub total: Resources,
-    /// Resources used by tasks and executors, per framework.
-    pub used: BTreeMap<FrameworkId, Resources>,
-    pub offered: Resources,
+    /// Its resources, and what tasks, executors and offers hold of them.
+    pub holdings: Holdings,
     /// Shared on its own, so that copying an agent that a snapshot shares (an offer made)
     /// does not copy it.
     pub tasks: Shared<BTreeMap<(FrameworkId, TaskId), Shared<TaskRecord>>>,
@@ -209,29 +210,15 @@ impl Agent {
     pub fn pid(&self) -> String {
         format!("slave(1)@{}", self.endpoint)
     }
-    /// Resources neither used nor offered.
-    /// What may be offered: the total less what tasks use and what is offered; a shared
-    /// volume stays available while tasks use it (one copy, while no offer holds it).
-    pub fn available(&self) -> Resources {
-        let mut free = self.total.clone();
-        for used in self.used.values() {
-            free.subtract_all(used);
-        }
-        free.subtract_all(&self.offered);
-        for shared in self.total.iter().filter(|r| r.is_shared()) {
-            let offered = self.offered.iter().any(|o| o == shared);
-            if !offered && !free.iter().any(|f| f == shared) {
-                free.add(shared);
-            }
-        }
-        free
+    pub fn total(&self) -> &Resources {
+        self.holdings.total()
+    }
+    /// What may be offered ([`Holdings::available`]).
+    pub fn available(&self) -> Arc<Resources> {
+        self.holdings.available()
     }
     pub fn used_total(&self) -> Resources {
-        let mut all = Resources::new();
-        for used in self.used.values() {
-            all.add_all(used);
-        }
-        all
+        self.holdings.used_total()
     }
 }
 
@@ -324,13 +311,11 @@ impl Core {
             core.agents.insert(
                 id,
                 Agent {
-                    total,
+                    holdings: Holdings::new(total),
                     info: admitted.info,
                     endpoint: admitted.endpoint,
                     link: AgentLink::Recovering(deadline),
                     link_id: None,
-                    used: BTreeMap::new(),
-                    offered: Resources::new(),
                     tasks: Shared::default(),
                     executors: BTreeMap::new(),
                     registered_time: now,

@@ -51,7 +51,7 @@ impl Core {
         let Some(agent) = self.agents.get_mut(&agent_id) else {
             return;
         };
-        agent.offered.add_all(&resources);
+        agent.holdings.offer(&resources);
         let framework = self
             .frameworks
             .get_mut(&framework_id)
@@ -102,7 +102,7 @@ impl Core {
     fn take_offer(&mut self, offer_id: &OfferId) -> Option<OfferEntry> {
         let entry = self.offers.remove(offer_id)?;
         if let Some(agent) = self.agents.get_mut(&entry.offer.agent_id) {
-            agent.offered.subtract_all(&entry.resources);
+            agent.holdings.unoffer(&entry.resources);
         }
         if let Some(framework) = self.frameworks.get_mut(&entry.offer.framework_id) {
             framework.offers.remove(offer_id);
@@ -641,11 +641,7 @@ impl Core {
         let resources = self.task_resources(task.resources.clone());
         let record = TaskRecord::launched(task, framework_id, user, resources);
         let agent = self.agents.get_mut(agent_id).expect("validated");
-        agent
-            .used
-            .entry(framework_id.clone())
-            .or_default()
-            .add_all(&needed);
+        agent.holdings.use_resources(framework_id, &needed);
         if let Some(executor) = &task.executor {
             agent
                 .executors

@@ -169,7 +169,7 @@ impl Core {
         let non_scalar: BTreeSet<String> = self
             .agents
             .values()
-            .flat_map(|a| a.total.iter())
+            .flat_map(|a| a.total().iter())
             .filter(|r| r.scalar.is_none())
             .map(|r| r.name.clone())
             .collect();
@@ -216,7 +216,7 @@ impl Core {
             .values()
             .filter(|a| a.link == AgentLink::Connected)
         {
-            total.add_all(&agent.total);
+            total.add_all(agent.total());
         }
         let mut guaranteed = Quantities::new();
         for (role, config) in after {

@@ -139,13 +139,13 @@ impl Core {
 
     /// The free resources of the connected agents.
     pub(super) fn free_pool(&self) -> Pool {
-        let free: Vec<Resources> = self
+        let free: Vec<Arc<Resources>> = self
             .agents
             .values()
             .filter(|a| a.link == AgentLink::Connected)
             .map(|a| a.available())
             .collect();
-        Pool::of(free.iter())
+        Pool::of(free.iter().map(|f| &**f))
     }
 
     /// After a quota change: rescinds the offers that break the new limits or headroom.

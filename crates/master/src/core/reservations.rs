@@ -468,11 +468,11 @@ impl Core {
                 "Agent '{agent_id}' is not connected; try again once it is"
             )));
         }
-        let mut free = agent.total.clone();
+        let mut free = agent.total().clone();
         free.subtract_all(&agent.used_total());
         if !free.contains(&conversion.consumed) {
             return Err(ApiError::conflict(
-                if agent.total.contains(&conversion.consumed) {
+                if agent.total().contains(&conversion.consumed) {
                     format!(
                         "{} cannot be freed on agent '{agent_id}': they are in use by tasks",
                         conversion.consumed
@@ -480,7 +480,8 @@ impl Core {
                 } else {
                     format!(
                         "Agent '{agent_id}' does not have {} (it has {})",
-                        conversion.consumed, agent.total
+                        conversion.consumed,
+                        agent.total()
                     )
                 },
             ));
@@ -520,9 +521,10 @@ impl Core {
     /// resources go to the registry, then to the agent.
     fn apply_conversion(&mut self, agent_id: &AgentId, conversion: &Conversion) {
         let agent = self.agents.get_mut(agent_id).expect("caller checked");
-        agent.total.subtract_all(&conversion.consumed);
-        agent.total.add_all(&conversion.converted);
-        let checkpointed = agent.total.checkpointed();
+        agent
+            .holdings
+            .convert(&conversion.consumed, &conversion.converted);
+        let checkpointed = agent.total().checkpointed();
         self.persist_checkpointed(agent_id, checkpointed.clone());
         self.send_checkpointed(agent_id, checkpointed);
     }
@@ -564,7 +566,7 @@ pub(super) fn agent_total(
 /// The persistent volumes an agent has.
 fn volumes_of(agent: &Agent) -> Resources {
     let mut volumes = Resources::new();
-    for v in agent.total.iter().filter(|r| r.is_persistent_volume()) {
+    for v in agent.total().iter().filter(|r| r.is_persistent_volume()) {
         volumes.add(v);
     }
     volumes

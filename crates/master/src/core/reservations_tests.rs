@@ -118,8 +118,11 @@ fn reserve_create_and_launch_on_the_volume_in_one_accept() {
     let last = checkpointed_persisted(&fx).pop().unwrap();
     assert_eq!(last.to_string(), "cpus(r):1;disk(r)[v1:data]:64");
     let a = &c.agents[&agent];
-    assert_eq!(a.total.scalar("cpus"), 4.0);
-    assert_eq!(a.total.unreserved().to_string(), "cpus:3;mem:1024;disk:936");
+    assert_eq!(a.total().scalar("cpus"), 4.0);
+    assert_eq!(
+        a.total().unreserved().to_string(),
+        "cpus:3;mem:1024;disk:936"
+    );
     assert_eq!(a.used_total().to_string(), "cpus(r):1;disk(r)[v1:data]:64");
     // The task holds the volume: destroying it is refused.
     c.allocate(T0);
@@ -153,11 +156,11 @@ fn invalid_operations_are_dropped_and_change_nothing() {
     ];
     for (i, op) in cases.iter().enumerate() {
         let (mut c, agent, fid, offer) = with_disk_offer();
-        let before = c.agents[&agent].total.clone();
+        let before = c.agents[&agent].total().clone();
         accept(&mut c, &fid, &offer, json!([op]));
         let fx = c.drain_effects();
         assert!(checkpointed_persisted(&fx).is_empty(), "case {i}: {op}");
-        assert_eq!(c.agents[&agent].total, before, "case {i}");
+        assert_eq!(*c.agents[&agent].total(), before, "case {i}");
         assert_eq!(c.metrics["master/invalid_operations"], 1, "case {i}");
     }
 }
@@ -185,7 +188,7 @@ fn volume_checks() {
     );
     assert_eq!(c.metrics["master/invalid_operations"], 5);
     let volumes: Vec<&str> = c.agents[&agent]
-        .total
+        .total()
         .iter()
         .filter_map(|r| r.persistence_id())
         .collect();
@@ -211,7 +214,7 @@ fn destroy_and_unreserve_give_the_resources_back() {
     assert!(checkpointed_persisted(&fx).last().unwrap().is_empty());
     let a = &c.agents[&agent];
     assert_eq!(
-        a.total,
+        *a.total(),
         Resources::parse("cpus:4;mem:1024;disk:1000").unwrap()
     );
 }
@@ -539,7 +542,7 @@ fn shared_volumes_are_offered_again_while_in_use_to_frameworks_that_take_them() 
     let offer = offers(&c.drain_effects(), "S2").pop().expect("an offer");
     assert!(has_shared(&offer), "{offer:?}");
     // Destroying it while tasks use it is refused, through the offer and the operator.
-    let before = c.agents[&agent].total.clone();
+    let before = c.agents[&agent].total().clone();
     accept(
         &mut c,
         &shared_fid,
@@ -557,7 +560,7 @@ fn shared_volumes_are_offered_again_while_in_use_to_frameworks_that_take_them() 
             .contains("shared persistent volume"),
         "{refused:?}"
     );
-    assert_eq!(c.agents[&agent].total, before);
+    assert_eq!(*c.agents[&agent].total(), before);
     let (id, op) = operator_op(
         OperationType::Destroy,
         json!({"agent_id": agent, "volumes": [shared_volume()]}),
@@ -621,7 +624,7 @@ fn a_reserve_beyond_the_roles_limit_is_refused() {
         limit_cpus("r", 1.0).quota_configs.remove(0),
     )]
     .into();
-    let before = c.agents[&agent].total.clone();
+    let before = c.agents[&agent].total().clone();
     accept(
         &mut c,
         &fid,
@@ -630,7 +633,7 @@ fn a_reserve_beyond_the_roles_limit_is_refused() {
     );
     let fx = c.drain_effects();
     assert!(checkpointed_persisted(&fx).is_empty());
-    assert_eq!(c.agents[&agent].total, before);
+    assert_eq!(*c.agents[&agent].total(), before);
     assert_eq!(c.metrics["master/invalid_operations"], 1);
     c.allocate(T0);
     let offer = offers(&c.drain_effects(), "S1").pop().expect("an offer");
@@ -759,11 +762,11 @@ fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
     for fx in checkpointed_persisted(&c.drain_effects()) {
         registry.apply(&RegistryChange::PutCheckpointedResources(agent.clone(), fx));
     }
-    let total = c.agents[&agent].total.clone();
+    let total = c.agents[&agent].total().clone();
     let info = c.agents[&agent].info.clone();
     let master: MasterInfo = serde_json::from_value(json!({"id":"m2","ip":1,"port":1})).unwrap();
     let mut restarted = Core::new(master, c.config.clone(), registry, T0);
-    assert_eq!(restarted.agents[&agent].total, total);
+    assert_eq!(*restarted.agents[&agent].total(), total);
     // The agent comes back reporting stale checkpointed resources: the registry wins and
     // the agent is told.
     let stale = vec![reserved(
@@ -786,7 +789,7 @@ fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
             },
         )
         .unwrap();
-    assert_eq!(restarted.agents[&agent].total, total);
+    assert_eq!(*restarted.agents[&agent].total(), total);
     let fx = restarted.drain_effects();
     assert!(checkpointed_persisted(&fx).is_empty());
     let sent: Vec<_> = link_messages(&fx, "L9")
@@ -816,7 +819,7 @@ fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
         )
         .unwrap();
     assert_eq!(
-        fresh.agents[&agent].total.reserved_by_role()["old"].scalar("cpus"),
+        fresh.agents[&agent].total().reserved_by_role()["old"].scalar("cpus"),
         3.0
     );
     assert_eq!(checkpointed_persisted(&fresh.drain_effects()).len(), 1);

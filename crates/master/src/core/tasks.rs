@@ -37,9 +37,9 @@ impl Core {
             if !was_terminal && task.state.is_terminal() {
                 let resources =
                     Resources::from_list(task.resources.as_slice().to_vec()).unwrap_or_default();
-                if let Some(used) = agent.used.get_mut(&framework_id) {
-                    used.subtract_all(&resources.allocated_to(None));
-                }
+                agent
+                    .holdings
+                    .release(&framework_id, &resources.allocated_to(None));
                 became_terminal = Some(task.state);
             }
             current = Some(task.state);
@@ -203,9 +203,9 @@ impl Core {
         let key = (exited.framework_id.clone(), exited.executor_id.clone());
         if let Some(entry) = agent.executors.remove(&key) {
             let resources = Resources::from_list(entry.info.resources).unwrap_or_default();
-            if let Some(used) = agent.used.get_mut(&exited.framework_id) {
-                used.subtract_all(&resources.allocated_to(None));
-            }
+            agent
+                .holdings
+                .release(&exited.framework_id, &resources.allocated_to(None));
         }
         self.send_to_framework(
             &exited.framework_id,

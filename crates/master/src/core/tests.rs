@@ -270,7 +270,7 @@ fn a_task_group_reaches_the_agent_with_its_executor_counted_once() {
     };
     assert_eq!(run.task_group.tasks.len(), 2);
     assert_eq!(run.executor.framework_id.as_ref(), Some(&fid));
-    let used = c.agents[&agent].used[&fid].scalar("cpus");
+    let used = c.agents[&agent].holdings.used()[&fid].scalar("cpus");
     assert!((used - 2.5).abs() < 1e-9, "the executor's 0.5 once: {used}");
     let stored = &c.agents[&agent].tasks[&(fid.clone(), TaskId::new("a"))];
     assert_eq!(stored.executor_id, Some(ExecutorId::new("g")));
@@ -289,7 +289,7 @@ fn a_task_group_reaches_the_agent_with_its_executor_counted_once() {
         &link_messages(&fx, "L1")[..],
         [ToAgent::RunTaskGroup(_)]
     ));
-    let used = c.agents[&agent].used[&fid].scalar("cpus");
+    let used = c.agents[&agent].holdings.used()[&fid].scalar("cpus");
     assert!((used - 3.5).abs() < 1e-9, "{used}");
 }
 
@@ -344,7 +344,11 @@ fn invalid_task_groups_end_in_task_error_without_launching() {
                 "{message} should say {expected}"
             );
         }
-        assert!(c.agents[&agent].used.get(&fid).is_none_or(|u| u.is_empty()));
+        assert!(c.agents[&agent]
+            .holdings
+            .used()
+            .get(&fid)
+            .is_none_or(|u| u.is_empty()));
     }
 }
 

@@ -19,7 +19,7 @@ pub fn framework_allocated<'a>(
 ) -> Resources {
     let mut all = Resources::new();
     for agent in agents {
-        if let Some(used) = agent.used.get(framework_id) {
+        if let Some(used) = agent.holdings.used().get(framework_id) {
             all.add_all(used);
         }
     }
@@ -30,7 +30,7 @@ pub fn framework_allocated<'a>(
 fn allocated_by_framework(snapshot: &Snapshot) -> HashMap<&FrameworkId, Resources> {
     let mut out: HashMap<&FrameworkId, Resources> = HashMap::new();
     for agent in snapshot.agents.values() {
-        for (framework_id, used) in &agent.used {
+        for (framework_id, used) in agent.holdings.used() {
             out.entry(framework_id).or_default().add_all(used);
         }
     }
@@ -113,9 +113,9 @@ pub fn agent_message(a: &Agent) -> AgentMessage<'_> {
         pid: a.pid(),
         registered_time: time_info(a.registered_time),
         reregistered_time: a.reregistered_time.map(time_info),
-        total_resources: resources_json(&a.total),
+        total_resources: resources_json(a.total()),
         allocated_resources: resources_json(&a.used_total()),
-        offered_resources: resources_json(&a.offered),
+        offered_resources: resources_json(a.holdings.offered()),
         capabilities: a.capabilities.iter().map(|c| Typed { kind: c }).collect(),
         drain_info: a.drain,
     }

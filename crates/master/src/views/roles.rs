@@ -112,7 +112,7 @@ fn ledger(core: &Core) -> Ledger {
             .insert(role.clone(), quantities(held.iter()));
     }
     for agent in core.agents.values() {
-        by_reservation_role(agent.total.iter(), &mut ledger.reserved);
+        by_reservation_role(agent.total().iter(), &mut ledger.reserved);
     }
     ledger
 }

@@ -140,7 +140,7 @@ fn per_framework(snapshot: &Snapshot) -> HashMap<&FrameworkId, PerFramework<'_>>
                 .executors
                 .push((agent, executor));
         }
-        for (framework_id, used) in &agent.used {
+        for (framework_id, used) in agent.holdings.used() {
             out.entry(framework_id).or_default().used.add_all(used);
         }
     }
@@ -266,8 +266,8 @@ pub struct V0Agent<'a> {
 
 fn v0_agent(a: &Agent) -> V0Agent<'_> {
     let used = a.used_total();
-    let unreserved = a.total.unreserved();
-    let reserved = a.total.reserved_by_role();
+    let unreserved = a.total().unreserved();
+    let reserved = a.total().reserved_by_role();
     V0Agent {
         id: a.id().as_str(),
         pid: a.pid(),
@@ -275,9 +275,9 @@ fn v0_agent(a: &Agent) -> V0Agent<'_> {
         port: a.info.port,
         registered_time: a.registered_time,
         reregistered_time: a.reregistered_time,
-        resources: a.total.to_v0_map(),
+        resources: a.total().to_v0_map(),
         used_resources: used.to_v0_map(),
-        offered_resources: a.offered.to_v0_map(),
+        offered_resources: a.holdings.offered().to_v0_map(),
         reserved_resources: reserved
             .iter()
             .map(|(role, r)| (role.clone(), r.to_v0_map()))
@@ -289,7 +289,7 @@ fn v0_agent(a: &Agent) -> V0Agent<'_> {
             .collect(),
         unreserved_resources_full: resources_json(&unreserved),
         used_resources_full: resources_json(&used),
-        offered_resources_full: resources_json(&a.offered),
+        offered_resources_full: resources_json(a.holdings.offered()),
         attributes: meseta_api::v0::attributes(&a.info.attributes),
         active: active(a),
         deactivated: a.deactivated,
