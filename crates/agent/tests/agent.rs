@@ -389,6 +389,49 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
     )
 }
 
+/// POSTs a `size`-byte JSON body over a connection of its own and returns the status
+/// code. The body is written while the answer is read: the server may answer, and close
+/// the connection, before the body ends, and a client that only reads once it has written
+/// everything then sees a broken pipe instead of the answer.
+async fn post_oversized(base: &str, path: &str, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let (mut reader, mut writer) = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap()
+        .into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let padding = vec![b' '; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(padding.len());
+            writer.write_all(&padding[..n]).await?;
+            left -= n;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = reader.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the connection closed without an answer");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    sender.abort();
+    let status_line = String::from_utf8_lossy(&answer);
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn post(base: &str, path: &str, content_type: Option<&str>, body: &str) -> (u16, String) {
     let mut request = reqwest::Client::new()
         .post(format!("{base}{path}"))
@@ -598,11 +641,7 @@ async fn executor_and_operator_apis_answer_bad_requests_like_mesos() {
     assert_eq!(get(b, "/slave(1)/health").await.0, 200);
     assert_eq!(get(b, "/version").await.1["version"], "1.11.0");
     assert_eq!(get(b, "/flags").await.1["flags"]["recover"], "reconnect");
-    let big = "x".repeat(17 * 1024 * 1024);
-    assert_eq!(
-        post(b, "/api/v1", Some("application/json"), &big).await.0,
-        413
-    );
+    assert_eq!(post_oversized(b, "/api/v1", 17 * 1024 * 1024).await, 413);
 
     // A task for an unknown task id to kill, and a reconciliation of an unknown task.
     master.send(ToAgent::KillTask(internal::KillTask {
