@@ -181,7 +181,7 @@ fi
 # guest whose cgroups are v2 alone.
 if [ "$BUILT" -eq 1 ] && [ "$(id -u)" -eq 0 ]; then
     step "containerizer end-to-end tests on a pure cgroup v2 guest" \
-        bash scripts/cgroup2-vm.sh -q tests/e2e/test_containerizer.py || true
+        bash scripts/cgroup2-vm.sh tests/e2e/test_containerizer.py || true
 else
     RESULTS+=("SKIPPED the pure cgroup v2 guest (needs root and the build)")
 fi
