@@ -1,5 +1,6 @@
 //! The SDK against in-test masters speaking `/api/v1/scheduler`: a standby that redirects,
-//! a leader that first answers 503, streams with stream ids, calls, reconnection.
+//! a leader that first answers 503, streams with stream ids, calls (and how many are in
+//! flight at once), reconnection.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,9 +12,11 @@ use meseta_api::scheduler::{Call, CallKind, Event};
 use meseta_api::{FrameworkInfo, TaskId, TaskState, TaskStatus};
 use meseta_scheduler::{Config, Error};
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -31,6 +34,11 @@ struct Leader {
 struct App {
     leader: Arc<Mutex<Leader>>,
     calls: UnboundedSender<(Call, Option<String>)>,
+    /// Calls other than SUBSCRIBE are answered while this is true.
+    open: watch::Receiver<bool>,
+    /// Calls in the handler now, and the most there were at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 async fn scheduler_api(
@@ -44,6 +52,13 @@ async fn scheduler_api(
         .get("Mesos-Stream-Id")
         .map(|v| v.to_str().unwrap().to_string());
     app.calls.send((call.clone(), stream_id.clone())).unwrap();
+    if !matches!(call.kind, CallKind::Subscribe(_)) {
+        let now = app.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        app.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let mut open = app.open.clone();
+        open.wait_for(|open| *open).await.unwrap();
+        app.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
     let mut leader = app.leader.lock().unwrap();
     if let CallKind::Subscribe(subscribe) = &call.kind {
         if leader.unavailable_answers > 0 {
@@ -99,6 +114,9 @@ struct Cluster {
     leader: Arc<Mutex<Leader>>,
     calls: UnboundedReceiver<(Call, Option<String>)>,
     standby: String,
+    open: watch::Sender<bool>,
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Cluster {
@@ -109,11 +127,17 @@ impl Cluster {
             ..Leader::default()
         }));
         let (calls_tx, calls) = mpsc::unbounded_channel();
+        let (open, open_rx) = watch::channel(true);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most_in_flight = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/api/v1/scheduler", post(scheduler_api))
             .with_state(App {
                 leader: leader.clone(),
                 calls: calls_tx,
+                open: open_rx,
+                in_flight: in_flight.clone(),
+                most_in_flight: most_in_flight.clone(),
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let leader_addr = listener.local_addr().unwrap();
@@ -133,6 +157,9 @@ impl Cluster {
             leader,
             calls,
             standby,
+            open,
+            in_flight,
+            most_in_flight,
         }
     }
 
@@ -230,6 +257,51 @@ async fn follows_the_leader_retries_503_and_calls_with_the_stream_id() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A running update with a uuid for task `i`, as the master sends it.
+fn update(i: usize) -> Event {
+    let mut status = TaskStatus::new(TaskId::new(format!("t{i}")), TaskState::TaskRunning);
+    status.uuid = Some(meseta_api::json::new_uuid_bytes());
+    status.agent_id = Some("M-S0".into());
+    Event::Update(meseta_api::scheduler::Update { status })
+}
+
+#[tokio::test]
+async fn acknowledgements_of_many_updates_wait_for_a_few_calls_in_flight() {
+    let mut cluster = Cluster::start(0).await;
+    let (_scheduler, mut events) =
+        meseta_scheduler::subscribe(Config::new(cluster.standby.clone(), framework())).unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Subscribed(_)
+    ));
+    assert_eq!(next_event(&mut events).await, Event::Heartbeat);
+    // The master holds every call; 200 updates are acknowledged on their own.
+    cluster.open.send_replace(false);
+    let updates = 200;
+    for i in 0..updates {
+        cluster.push(update(i));
+        assert!(matches!(next_event(&mut events).await, Event::Update(_)));
+    }
+    for _ in 0..16 {
+        cluster.next_call().await;
+    }
+    // Sixteen calls are held, over sixteen connections; the others wait their turn.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.in_flight.load(Ordering::SeqCst), 16);
+    assert!(
+        cluster.calls.try_recv().is_err(),
+        "a 17th call reached the master"
+    );
+    cluster.open.send_replace(true);
+    let mut acknowledged = 16;
+    while acknowledged < updates {
+        let (call, _) = cluster.next_call().await;
+        assert!(matches!(call.kind, CallKind::Acknowledge(_)), "{call:?}");
+        acknowledged += 1;
+    }
+    assert_eq!(cluster.most_in_flight.load(Ordering::SeqCst), 16);
 }
 
 #[tokio::test]
