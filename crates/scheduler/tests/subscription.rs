@@ -231,9 +231,7 @@ async fn follows_the_leader_retries_503_and_calls_with_the_stream_id() {
     assert!(matches!(call.kind, CallKind::Kill(k) if k.task_id.value == "t1"));
 
     // Updates with a uuid are acknowledged on their own.
-    let mut status = TaskStatus::new(TaskId::new("t1"), TaskState::TaskRunning);
-    status.uuid = Some(meseta_api::json::new_uuid_bytes());
-    status.agent_id = Some("M-S0".into());
+    let status = running("t1");
     cluster.push(Event::Update(meseta_api::scheduler::Update {
         status: status.clone(),
     }));
@@ -259,12 +257,12 @@ async fn follows_the_leader_retries_503_and_calls_with_the_stream_id() {
     }
 }
 
-/// A running update with a uuid for task `i`, as the master sends it.
-fn update(i: usize) -> Event {
-    let mut status = TaskStatus::new(TaskId::new(format!("t{i}")), TaskState::TaskRunning);
+/// TASK_RUNNING of `task` with a uuid, as a master sends it for acknowledgement.
+fn running(task: &str) -> TaskStatus {
+    let mut status = TaskStatus::new(TaskId::new(task), TaskState::TaskRunning);
     status.uuid = Some(meseta_api::json::new_uuid_bytes());
     status.agent_id = Some("M-S0".into());
-    Event::Update(meseta_api::scheduler::Update { status })
+    status
 }
 
 #[tokio::test]
@@ -281,7 +279,8 @@ async fn acknowledgements_of_many_updates_wait_for_a_few_calls_in_flight() {
     cluster.open.send_replace(false);
     let updates = 200;
     for i in 0..updates {
-        cluster.push(update(i));
+        let status = running(&format!("t{i}"));
+        cluster.push(Event::Update(meseta_api::scheduler::Update { status }));
         assert!(matches!(next_event(&mut events).await, Event::Update(_)));
     }
     for _ in 0..16 {
