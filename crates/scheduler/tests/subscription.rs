@@ -196,6 +196,17 @@ fn framework() -> FrameworkInfo {
     serde_json::from_value(json!({"user": "u", "name": "sdk-test"})).unwrap()
 }
 
+/// A framework subscribed through the standby, its SUBSCRIBED event taken.
+async fn subscribed(cluster: &Cluster) -> (meseta_scheduler::Scheduler, meseta_scheduler::Events) {
+    let (scheduler, mut events) =
+        meseta_scheduler::subscribe(Config::new(cluster.standby.clone(), framework())).unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        Event::Subscribed(_)
+    ));
+    (scheduler, events)
+}
+
 async fn next_event(events: &mut meseta_scheduler::Events) -> Event {
     timeout(WAIT, events.next())
         .await
@@ -268,12 +279,7 @@ fn running(task: &str) -> TaskStatus {
 #[tokio::test]
 async fn acknowledgements_of_many_updates_wait_for_a_few_calls_in_flight() {
     let mut cluster = Cluster::start(0).await;
-    let (_scheduler, mut events) =
-        meseta_scheduler::subscribe(Config::new(cluster.standby.clone(), framework())).unwrap();
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Subscribed(_)
-    ));
+    let (_scheduler, mut events) = subscribed(&cluster).await;
     assert_eq!(next_event(&mut events).await, Event::Heartbeat);
     // The master holds every call; 200 updates are acknowledged on their own.
     cluster.open.send_replace(false);
@@ -306,12 +312,7 @@ async fn acknowledgements_of_many_updates_wait_for_a_few_calls_in_flight() {
 #[tokio::test]
 async fn resubscribes_with_the_framework_id_after_the_stream_drops() {
     let mut cluster = Cluster::start(0).await;
-    let (scheduler, mut events) =
-        meseta_scheduler::subscribe(Config::new(cluster.standby.clone(), framework())).unwrap();
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Subscribed(_)
-    ));
+    let (scheduler, mut events) = subscribed(&cluster).await;
     let first = cluster.next_subscribe().await;
     assert_eq!(first.framework_id, None);
     cluster.drop_stream();
@@ -342,12 +343,7 @@ async fn resubscribes_with_the_framework_id_after_the_stream_drops() {
 #[tokio::test]
 async fn an_error_event_ends_the_stream() {
     let cluster = Cluster::start(0).await;
-    let (_scheduler, mut events) =
-        meseta_scheduler::subscribe(Config::new(cluster.standby.clone(), framework())).unwrap();
-    assert!(matches!(
-        next_event(&mut events).await,
-        Event::Subscribed(_)
-    ));
+    let (_scheduler, mut events) = subscribed(&cluster).await;
     let error = meseta_api::scheduler::Error {
         message: "Framework failed over".into(),
     };
