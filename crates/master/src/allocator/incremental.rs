@@ -13,7 +13,9 @@
 //! over the agents whose free resources differ from that (in the request's order), or
 //! over all agents after a loosening. The offers are exactly those of a full pass over the
 //! same request (a property test checks this), at a cost proportional to the agents that
-//! changed plus a comparison per agent and per framework.
+//! changed plus a comparison per agent and per framework. The comparison is by pointer
+//! first: an agent's free resources come shared, and while the caller hands over the very
+//! set a pass saw and left unoffered, nothing on the agent changed.
 
 use super::pass;
 use super::quota::{Pool, QuotaSnapshot};
@@ -59,11 +61,29 @@ fn lifted(before: &RefuseFilters, now: &RefuseFilters) -> bool {
     })
 }
 
+/// What the last pass over an agent left there.
+#[derive(Debug)]
+struct Settled {
+    /// Its free resources less what that pass offered.
+    left: Resources,
+    /// The free resources that pass was given, when it offered nothing of them (so that
+    /// `left` is all of them).
+    untouched: Option<Arc<Resources>>,
+}
+
+impl Settled {
+    fn is(&self, free: &Arc<Resources>) -> bool {
+        self.untouched
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, free))
+            || self.left == **free
+    }
+}
+
 /// The allocator's memory between passes.
 #[derive(Debug, Default)]
 pub struct Allocator {
-    /// Per agent: its free resources less what the last pass over it offered.
-    settled: HashMap<AgentId, Resources>,
+    settled: HashMap<AgentId, Settled>,
     /// The quota pool of `settled`.
     pool: Pool,
     asking: BTreeMap<FrameworkId, Asking>,
@@ -94,17 +114,25 @@ impl Allocator {
         let mut present = 0;
         for (i, (agent_id, free)) in request.agents.iter().enumerate() {
             match self.settled.get_mut(agent_id) {
-                Some(settled) if *settled == **free => present += 1,
+                Some(settled) if settled.is(free) => {
+                    present += 1;
+                    settled.untouched = Some(Arc::clone(free));
+                }
                 Some(settled) => {
                     present += 1;
-                    self.pool.add(settled, -1.0);
+                    self.pool.add(&settled.left, -1.0);
                     self.pool.add(free, 1.0);
-                    settled.clone_from(free);
+                    settled.left.clone_from(free);
+                    settled.untouched = Some(Arc::clone(free));
                     dirty.push(i);
                 }
                 None => {
                     self.pool.add(free, 1.0);
-                    self.settled.insert(agent_id.clone(), (**free).clone());
+                    let settled = Settled {
+                        left: (**free).clone(),
+                        untouched: Some(Arc::clone(free)),
+                    };
+                    self.settled.insert(agent_id.clone(), settled);
                     dirty.push(i);
                 }
             }
@@ -112,10 +140,10 @@ impl Allocator {
         if present < self.settled.len() {
             let current: HashSet<&AgentId> = request.agents.iter().map(|(id, _)| id).collect();
             let pool = &mut self.pool;
-            self.settled.retain(|id, free| {
+            self.settled.retain(|id, settled| {
                 let keep = current.contains(id);
                 if !keep {
-                    pool.add(free, -1.0);
+                    pool.add(&settled.left, -1.0);
                 }
                 keep
             });
@@ -133,7 +161,8 @@ impl Allocator {
         let (decisions, quota_after) = pass::run(request, &agents, quota);
         for d in &decisions {
             if let Some(settled) = self.settled.get_mut(&d.agent_id) {
-                settled.subtract_all(&d.resources);
+                settled.left.subtract_all(&d.resources);
+                settled.untouched = None;
                 self.pool.add(&d.resources, -1.0);
             }
         }

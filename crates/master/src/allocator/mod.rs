@@ -43,7 +43,7 @@ pub struct FrameworkDemand {
     /// Roles the framework wants offers for (suppressed roles already removed).
     pub roles: Vec<String>,
     /// What it holds now (tasks, executors and outstanding offers), per role it is
-    /// allocated to.
+    /// allocated to. Only scalars count (the core hands over no others).
     pub allocated: BTreeMap<String, Resources>,
     pub gpu_capable: bool,
     /// Active refuse filters, shared with the caller's index of them: a request does not
@@ -65,6 +65,7 @@ pub struct AllocationRequest {
     /// holdings while they do not change).
     pub agents: Vec<(AgentId, Arc<Resources>)>,
     pub frameworks: Vec<FrameworkDemand>,
+    /// The connected agents' total; only scalars count, as in what is held below.
     pub cluster_total: Resources,
     /// What each role holds now across all frameworks, also those not asking for offers
     /// (inactive or disconnected ones still hold their tasks).

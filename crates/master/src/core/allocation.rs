@@ -74,22 +74,17 @@ impl Core {
 
     /// What the allocator looks at; the filter index is up to date (see
     /// [`Core::index_filters`]).
-    fn allocation_request(&self) -> AllocationRequest {
+    fn allocation_request(&mut self) -> AllocationRequest {
+        self.ledger.refresh(&self.agents, self.default_roles());
+        #[cfg(test)]
+        self.check_ledger();
         let agents = self
             .agents
             .values()
             .filter(|a| a.link == AgentLink::Connected && !a.deactivated)
             .map(|a| (a.id().clone(), a.available()))
             .collect();
-        let mut cluster_total = Resources::new();
-        for agent in self
-            .agents
-            .values()
-            .filter(|a| a.link == AgentLink::Connected)
-        {
-            cluster_total.add_all(agent.total());
-        }
-        let mut held = self.framework_allocations();
+        let mut held = self.ledger.held();
         let mut role_allocated: BTreeMap<String, Resources> = BTreeMap::new();
         for by_role in held.values() {
             for (role, resources) in by_role {
@@ -119,7 +114,7 @@ impl Core {
         AllocationRequest {
             agents,
             frameworks,
-            cluster_total,
+            cluster_total: self.ledger.cluster_total(),
             role_allocated,
             weights: self.weights.clone(),
             min_allocatable: self.config.min_allocatable.clone(),
@@ -127,49 +122,69 @@ impl Core {
         }
     }
 
-    /// What each framework holds (tasks, executors, outstanding offers) per role, in one
-    /// sweep over the agents and offers: used resources by their `allocation_info` role
-    /// (the framework's first role when they carry none; a shared volume once per agent
-    /// however many tasks use it), offers by the role they were made for.
-    pub fn framework_allocations(&self) -> BTreeMap<FrameworkId, BTreeMap<String, Resources>> {
-        let default_roles: BTreeMap<&FrameworkId, String> = self
-            .frameworks
+    /// Every core test that allocates checks the ledger's running sums against sums
+    /// made afresh, as quantities by name.
+    #[cfg(test)]
+    fn check_ledger(&self) {
+        fn quantities(resources: &Resources) -> BTreeMap<String, f64> {
+            let mut out: BTreeMap<String, f64> = BTreeMap::new();
+            for r in resources.iter() {
+                if let Some(s) = r.scalar {
+                    *out.entry(r.name.clone()).or_default() += s.value;
+                }
+            }
+            out.retain(|_, v| *v > 0.0);
+            out.values_mut().for_each(|v| *v = (*v * 1000.0).round());
+            out
+        }
+        type Held = BTreeMap<FrameworkId, BTreeMap<String, Resources>>;
+        fn by_name(held: &Held) -> BTreeMap<(&FrameworkId, &String), BTreeMap<String, f64>> {
+            held.iter()
+                .flat_map(|(f, by_role)| by_role.iter().map(move |(role, r)| ((f, role), r)))
+                .map(|(key, r)| (key, quantities(r)))
+                .filter(|(_, q)| !q.is_empty())
+                .collect()
+        }
+        let mut total = Resources::new();
+        for agent in self.agents.values() {
+            if agent.link == AgentLink::Connected {
+                total.add_all(agent.total());
+            }
+        }
+        assert_eq!(quantities(&self.ledger.cluster_total()), quantities(&total));
+        assert_eq!(
+            by_name(&self.ledger.held()),
+            by_name(&self.framework_allocations())
+        );
+    }
+
+    /// Each framework's role for used resources that carry no `allocation_info`: its
+    /// first role, or `*`.
+    fn default_roles(&self) -> BTreeMap<FrameworkId, String> {
+        self.frameworks
             .values()
             .map(|f| {
                 let role = f.roles().into_iter().next();
-                (f.id(), role.unwrap_or_else(|| "*".to_string()))
+                (f.id().clone(), role.unwrap_or_else(|| "*".to_string()))
             })
-            .collect();
+            .collect()
+    }
+
+    /// What each framework holds (tasks, executors, outstanding offers) per role, summed
+    /// over the agents (see [`Holdings::held_by_role`]).
+    pub fn framework_allocations(&self) -> BTreeMap<FrameworkId, BTreeMap<String, Resources>> {
+        let default_roles = self.default_roles();
         let mut out: BTreeMap<FrameworkId, BTreeMap<String, Resources>> = BTreeMap::new();
         for agent in self.agents.values() {
-            for (framework_id, used) in agent.holdings.used() {
-                let Some(default_role) = default_roles.get(framework_id) else {
-                    continue;
-                };
-                let by_role = out.entry(framework_id.clone()).or_default();
-                let mut shared_seen: Vec<&Resource> = Vec::new();
-                for r in used.iter() {
-                    // A shared volume that several tasks use is held once.
-                    if r.is_shared() {
-                        if shared_seen.contains(&r) {
-                            continue;
-                        }
-                        shared_seen.push(r);
-                    }
-                    let role = r.allocation_info.as_ref().and_then(|a| a.role.as_ref());
-                    by_role
-                        .entry(role.unwrap_or(default_role).clone())
-                        .or_default()
-                        .add(r);
+            let held = agent
+                .holdings
+                .held_by_role(|id| default_roles.get(id).map(String::as_str));
+            for (framework_id, by_role) in held {
+                let sum = out.entry(framework_id).or_default();
+                for (role, resources) in by_role {
+                    sum.entry(role).or_default().add_all(&resources);
                 }
             }
-        }
-        for o in self.offers.values() {
-            out.entry(o.offer.framework_id.clone())
-                .or_default()
-                .entry(o.role.clone())
-                .or_default()
-                .add_all(&o.resources);
         }
         out
     }

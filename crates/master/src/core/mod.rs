@@ -10,6 +10,7 @@ mod allocation;
 mod drain;
 mod frameworks;
 mod holdings;
+mod ledger;
 mod maintenance;
 mod offers;
 mod operations;
@@ -255,6 +256,8 @@ pub struct Core {
     pub operations: operations::OperationTracker,
     /// The allocator's memory between passes.
     allocator: crate::allocator::Allocator,
+    /// The cluster total and what frameworks hold, summed across passes.
+    ledger: ledger::Ledger,
     /// Active refuse filters per framework, indexed for the allocator.
     filter_index: std::collections::HashMap<FrameworkId, allocation::IndexedFilters>,
     /// The resources that refuse filters refuse, one copy of each distinct set.
@@ -294,6 +297,7 @@ impl Core {
             maintenance: maintenance::Maintenance::from_record(registry.maintenance),
             operations: Default::default(),
             allocator: crate::allocator::Allocator::new(),
+            ledger: Default::default(),
             filter_index: Default::default(),
             refused: Default::default(),
             next_framework: 0,

@@ -51,7 +51,7 @@ impl Core {
         let Some(agent) = self.agents.get_mut(&agent_id) else {
             return;
         };
-        agent.holdings.offer(&resources);
+        agent.holdings.offer(&framework_id, &role, &resources);
         let framework = self
             .frameworks
             .get_mut(&framework_id)
@@ -102,7 +102,9 @@ impl Core {
     fn take_offer(&mut self, offer_id: &OfferId) -> Option<OfferEntry> {
         let entry = self.offers.remove(offer_id)?;
         if let Some(agent) = self.agents.get_mut(&entry.offer.agent_id) {
-            agent.holdings.unoffer(&entry.resources);
+            agent
+                .holdings
+                .unoffer(&entry.offer.framework_id, &entry.role, &entry.resources);
         }
         if let Some(framework) = self.frameworks.get_mut(&entry.offer.framework_id) {
             framework.offers.remove(offer_id);

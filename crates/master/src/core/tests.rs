@@ -1430,3 +1430,20 @@ fn filters_share_what_they_refuse_until_they_expire_are_revived_or_removed() {
     assert!(c.completed_frameworks[0].filters.is_empty());
     assert_eq!(c.refused.len(), 0, "removed");
 }
+
+#[test]
+fn the_cluster_total_follows_agents_that_disconnect_and_come_back() {
+    let mut c = core();
+    let a = register(&mut c, "L1", None, vec![]);
+    register(&mut c, "L2", None, vec![]);
+    let cpus = |c: &mut Core| {
+        c.allocate(T0);
+        c.ledger.cluster_total().scalar("cpus")
+    };
+    assert_eq!(cpus(&mut c), 8.0);
+    // Nothing on the agent changes but its link.
+    c.link_closed(T0, &a, "L1");
+    assert_eq!(cpus(&mut c), 4.0);
+    register(&mut c, "L3", Some(a.as_str()), vec![]);
+    assert_eq!(cpus(&mut c), 8.0);
+}

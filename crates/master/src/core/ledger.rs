@@ -1,0 +1,214 @@
+//! The sums an allocation pass starts from, kept up to date across passes: the total of
+//! the connected agents, and what each framework holds per role on all agents. Summing
+//! them afresh each pass cost work in proportion to every agent and every framework's
+//! use of it, however few had changed; the ledger remembers each agent's part (by its
+//! holdings' generation and whether it was connected) and redoes the sums only for the
+//! agents whose part changed.
+//!
+//! The allocator reads quantities only: scalars by name (shares, quota consumption), not
+//! their reservations nor ranges and sets. So the ledger keeps one running sum per
+//! scalar name of the total and per framework, role and scalar name held ("slots"), and
+//! an agent's part is a short list of (slot, amount); kept to Mesos's fixed-point
+//! precision, an amount taken out of a sum again leaves it exactly as before.
+
+use super::shared::Shared;
+use super::{Agent, AgentLink};
+use crate::allocator::quota::fixed;
+use meseta_api::{AgentId, FrameworkId, Resource, Resources};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a running sum adds up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    /// One scalar of the connected agents' total.
+    Total { name: String },
+    /// One scalar a framework holds in a role.
+    Held {
+        framework_id: FrameworkId,
+        role: String,
+        name: String,
+    },
+}
+
+/// One agent's part of the sums, as last counted (empty: counted for nothing).
+#[derive(Debug, Default)]
+struct Part {
+    generation: u64,
+    connected: bool,
+    /// Amounts by slot index.
+    amounts: Vec<(usize, f64)>,
+}
+
+/// The running sums, one per slot.
+#[derive(Debug, Default)]
+struct Sums {
+    index: HashMap<Slot, usize>,
+    slots: Vec<(Slot, f64)>,
+}
+
+/// Running sums over the agents; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    parts: BTreeMap<AgentId, Part>,
+    /// The default role of each framework the parts were counted with.
+    default_roles: BTreeMap<FrameworkId, String>,
+    sums: Sums,
+}
+
+impl Ledger {
+    /// Brings the sums up to date with `agents`. `default_roles` gives each known
+    /// framework's role for used resources without `allocation_info`; when it differs
+    /// from the last call's, every agent is counted again.
+    pub fn refresh(
+        &mut self,
+        agents: &BTreeMap<AgentId, Shared<Agent>>,
+        default_roles: BTreeMap<FrameworkId, String>,
+    ) {
+        if default_roles != self.default_roles {
+            *self = Ledger {
+                default_roles,
+                ..Ledger::default()
+            };
+        }
+        let (sums, roles) = (&mut self.sums, &self.default_roles);
+        let mut gone = false;
+        let mut new = Vec::new();
+        let mut parts = self.parts.iter_mut().peekable();
+        for (id, agent) in agents {
+            while let Some((_, part)) = parts.next_if(|(seen, _)| *seen < id) {
+                sums.forget(std::mem::take(part));
+                gone = true;
+            }
+            match parts.next_if(|(seen, _)| *seen == id) {
+                Some((_, part)) if part.is_current(agent) => {}
+                Some((_, part)) => {
+                    sums.forget(std::mem::take(part));
+                    *part = sums.count(agent, roles);
+                }
+                None => new.push((id.clone(), sums.count(agent, roles))),
+            }
+        }
+        for (_, part) in parts {
+            sums.forget(std::mem::take(part));
+            gone = true;
+        }
+        if gone {
+            self.parts.retain(|id, _| agents.contains_key(id));
+        }
+        self.parts.extend(new);
+    }
+
+    /// The scalars of the connected agents' total (unreserved, by name).
+    pub fn cluster_total(&self) -> Resources {
+        let mut total = Resources::new();
+        for (slot, sum) in self.sums.nonzero() {
+            if let Slot::Total { name } = slot {
+                total.add(&Resource::scalar(name, sum));
+            }
+        }
+        total
+    }
+
+    /// The scalars each framework holds per role on all agents (unreserved, by name).
+    pub fn held(&self) -> BTreeMap<FrameworkId, BTreeMap<String, Resources>> {
+        let mut held: BTreeMap<FrameworkId, BTreeMap<String, Resources>> = BTreeMap::new();
+        for (slot, sum) in self.sums.nonzero() {
+            if let Slot::Held {
+                framework_id,
+                role,
+                name,
+            } = slot
+            {
+                held.entry(framework_id.clone())
+                    .or_default()
+                    .entry(role.clone())
+                    .or_default()
+                    .add(&Resource::scalar(name, sum));
+            }
+        }
+        held
+    }
+}
+
+impl Sums {
+    /// Counts `agent`'s part into the sums.
+    fn count(&mut self, agent: &Agent, default_roles: &BTreeMap<FrameworkId, String>) -> Part {
+        let connected = agent.link == AgentLink::Connected;
+        let mut amounts = Vec::new();
+        if connected {
+            for (name, value) in scalars(agent.total()) {
+                amounts.push((self.slot(Slot::Total { name }), value));
+            }
+        }
+        let held = agent
+            .holdings
+            .held_by_role(|id| default_roles.get(id).map(String::as_str));
+        for (framework_id, by_role) in held {
+            for (role, resources) in by_role {
+                for (name, value) in scalars(&resources) {
+                    let slot = Slot::Held {
+                        framework_id: framework_id.clone(),
+                        role: role.clone(),
+                        name,
+                    };
+                    amounts.push((self.slot(slot), value));
+                }
+            }
+        }
+        for &(slot, value) in &amounts {
+            self.add(slot, value);
+        }
+        Part {
+            generation: agent.holdings.generation(),
+            connected,
+            amounts,
+        }
+    }
+
+    /// Takes `part` out of the sums.
+    fn forget(&mut self, part: Part) {
+        for (slot, value) in part.amounts {
+            self.add(slot, -value);
+        }
+    }
+
+    fn slot(&mut self, slot: Slot) -> usize {
+        if let Some(&i) = self.index.get(&slot) {
+            return i;
+        }
+        self.slots.push((slot.clone(), 0.0));
+        self.index.insert(slot, self.slots.len() - 1);
+        self.slots.len() - 1
+    }
+
+    fn add(&mut self, slot: usize, value: f64) {
+        let sum = &mut self.slots[slot].1;
+        *sum = fixed(*sum + value);
+    }
+
+    fn nonzero(&self) -> impl Iterator<Item = (&Slot, f64)> {
+        self.slots
+            .iter()
+            .filter(|(_, sum)| *sum > 0.0)
+            .map(|(slot, sum)| (slot, *sum))
+    }
+}
+
+impl Part {
+    fn is_current(&self, agent: &Agent) -> bool {
+        self.generation == agent.holdings.generation()
+            && self.connected == (agent.link == AgentLink::Connected)
+    }
+}
+
+/// The scalars of `resources`, summed by name.
+fn scalars(resources: &Resources) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for r in resources.iter() {
+        if let Some(s) = r.scalar {
+            let sum = out.entry(r.name.clone()).or_default();
+            *sum = fixed(*sum + s.value);
+        }
+    }
+    out
+}
