@@ -288,6 +288,22 @@ impl HollowAgent {
     }
 
     /// Time passed: tasks finish, unacknowledged heads are retried.
+    /// When [`HollowAgent::on_tick`] next has something to do: the earliest end of a
+    /// running task or retry of an unacknowledged update (None: nothing until a message
+    /// comes).
+    pub fn next_due(&self) -> Option<Instant> {
+        let retry = |t: &SimTask| {
+            t.sent_at
+                .filter(|_| self.registered)
+                .map(|sent| sent + t.retry)
+        };
+        self.tasks
+            .values()
+            .flat_map(|t| [t.finish_at, retry(t)])
+            .flatten()
+            .min()
+    }
+
     pub fn on_tick(&mut self, now: Instant) -> Vec<ToMaster> {
         let due: Vec<_> = self
             .tasks
@@ -561,6 +577,7 @@ mod tests {
         assert!(a.on_tick(t0 + Duration::from_millis(100)).is_empty());
         let out = a.on_message(t0, ack(&out));
         assert_eq!(updates(&out), [("t1".into(), TaskState::TaskRunning)]);
+        assert_eq!(a.next_due(), Some(t0 + Duration::from_secs(1)), "its end");
         // Finishes after the duration, but the update waits for RUNNING's ack.
         assert!(a.on_tick(t0 + Duration::from_secs(2)).is_empty());
         assert_eq!(a.counts().finished, 1);
@@ -633,10 +650,15 @@ mod tests {
         assert!(a.on_tick(t0 + Duration::from_millis(1)).is_empty());
         let out = registered(&mut a, t0);
         assert_eq!(updates(&out), [("t1".into(), TaskState::TaskStarting)]);
-        // Retried after 10 s without an acknowledgement.
+        // The task's end is due first; the retry after 10 s without an acknowledgement
+        // next.
+        assert_eq!(a.next_due(), Some(t0 + Duration::from_secs(1)));
         assert!(a.on_tick(t0 + Duration::from_millis(500)).is_empty());
         let out = a.on_tick(t0 + RETRY_MIN);
         assert_eq!(updates(&out), [("t1".into(), TaskState::TaskStarting)]);
+        assert_eq!(a.next_due(), Some(t0 + RETRY_MIN + 2 * RETRY_MIN));
+        a.disconnected();
+        assert_eq!(a.next_due(), None, "no retries while unregistered");
     }
 
     #[test]
