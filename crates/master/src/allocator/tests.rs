@@ -600,7 +600,7 @@ proptest! {
     fn incremental_equals_full(
         n_agents in 1usize..6,
         roles in proptest::collection::vec(0usize..4, 1..5),
-        events in proptest::collection::vec((0u8..9, 0usize..100, 0usize..100), 1..30),
+        events in proptest::collection::vec((0u8..10, 0usize..100, 0usize..100), 1..30),
     ) {
         let names = ["a", "a/x", "a/y", "b"];
         let mut req = quota_request(n_agents, &roles, &[0]);
@@ -609,6 +609,7 @@ proptest! {
         let mut offers: Vec<(usize, usize, String, Resources)> = Vec::new();
         let mut tasks: Vec<(usize, usize, String, Resources)> = Vec::new();
         let mut all_frameworks = req.frameworks.clone();
+        let mut added = 0;
         for (kind, x, y) in events {
             req.role_allocated = AllocationRequest::sum_role_allocations(&req.frameworks);
             let full = allocate(&req);
@@ -687,7 +688,9 @@ proptest! {
                 }
                 // A new agent.
                 6 => {
-                    let id = AgentId::new(format!("new{}", req.agents.len()));
+                    // Named to sort before the first agents: requests need not be in order.
+                    added += 1;
+                    let id = AgentId::new(format!("{added:02}-new"));
                     let r = Resources::parse("cpus:2;mem:512").unwrap();
                     req.cluster_total.add_all(&r);
                     req.agents.push((id, Arc::new(r)));
@@ -697,6 +700,24 @@ proptest! {
                     let role = names[x % names.len()];
                     let guarantee = if y % 2 == 0 { format!("cpus:{}", y % 5) } else { String::new() };
                     req.quotas.insert(role.into(), quota(&guarantee, &format!("cpus:{}", 5 + y % 6)));
+                }
+                // An agent goes away with its offers and tasks.
+                9 if req.agents.len() > 1 => {
+                    let gone = x % req.agents.len();
+                    let (_, free) = req.agents.remove(gone);
+                    req.cluster_total.subtract_all(&free);
+                    for held in [&mut offers, &mut tasks] {
+                        for (a, f, role, r) in std::mem::take(held) {
+                            match a.cmp(&gone) {
+                                std::cmp::Ordering::Equal => {
+                                    req.cluster_total.subtract_all(&r);
+                                    hold(&mut req, f, &role, &r, false);
+                                }
+                                std::cmp::Ordering::Less => held.push((a, f, role, r)),
+                                std::cmp::Ordering::Greater => held.push((a - 1, f, role, r)),
+                            }
+                        }
+                    }
                 }
                 8 => {
                     req.weights.insert(names[x % names.len()].into(), 1.0 + (y % 4) as f64);
