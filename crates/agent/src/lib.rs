@@ -365,6 +365,11 @@ pub async fn run(
 async fn serve(listener: tokio::net::TcpListener, app: http::App, mut stop: watch::Receiver<bool>) {
     use axum::ServiceExt;
     let service = tower_http::normalize_path::NormalizePath::trim_trailing_slash(http::router(app));
+    // Executors' event streams write record after record: with Nagle's algorithm, one
+    // written while the last is unacknowledged waits for a delayed ACK (40 ms here).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service(service),

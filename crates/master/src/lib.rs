@@ -167,6 +167,11 @@ pub async fn run(
     let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Event streams write record after record: with Nagle's algorithm, one written while
+    // the last is unacknowledged waits for the client's delayed ACK (40 ms here).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(normalized),
