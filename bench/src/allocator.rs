@@ -157,7 +157,7 @@ pub fn build_request(
         BTreeMap::new()
     };
     Ok(AllocationRequest {
-        agents: agent_list,
+        agents: Arc::new(agent_list),
         quotas,
         role_allocated: AllocationRequest::sum_role_allocations(&demands),
         frameworks: demands,
@@ -249,8 +249,9 @@ fn take(
         .enumerate()
         .map(|(i, (id, _))| (id.clone(), i))
         .collect();
+    let list = Arc::make_mut(&mut request.agents);
     for d in decisions {
-        Arc::make_mut(&mut request.agents[agents[&d.agent_id]].1).subtract_all(&d.resources);
+        Arc::make_mut(&mut list[agents[&d.agent_id]].1).subtract_all(&d.resources);
         let f = &mut request.frameworks[index[&d.framework_id]];
         f.allocated
             .entry(d.role.clone())
@@ -293,7 +294,7 @@ fn time_incremental(request: &mut AllocationRequest, cycles: usize) -> Result<(V
     for cycle in 0..cycles {
         for k in 0..per_cycle {
             let (a, f, role) = holders[(cycle * per_cycle + k) % holders.len()].clone();
-            Arc::make_mut(&mut request.agents[a].1).add_all(&task);
+            Arc::make_mut(&mut Arc::make_mut(&mut request.agents)[a].1).add_all(&task);
             if let Some(held) = request.frameworks[f].allocated.get_mut(&role) {
                 held.subtract_all(&task);
             }

@@ -62,8 +62,9 @@ pub struct RoleQuota {
 #[derive(Debug, Clone)]
 pub struct AllocationRequest {
     /// Each agent that may be offered, with its free resources (shared with the agent's
-    /// holdings while they do not change).
-    pub agents: Vec<(AgentId, Arc<Resources>)>,
+    /// holdings while they do not change). The list itself is shared too: the core keeps
+    /// it between passes and changes only the entries of agents that changed.
+    pub agents: Arc<Vec<(AgentId, Arc<Resources>)>>,
     pub frameworks: Vec<FrameworkDemand>,
     /// The connected agents' total; only scalars count, as in what is held below.
     pub cluster_total: Resources,

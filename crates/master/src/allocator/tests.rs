@@ -34,14 +34,16 @@ fn request_with(
         total.add_all(&per_agent);
     }
     AllocationRequest {
-        agents: (0..agents)
-            .map(|i| {
-                (
-                    AgentId::new(format!("a{i:04}")),
-                    Arc::new(per_agent.clone()),
-                )
-            })
-            .collect(),
+        agents: Arc::new(
+            (0..agents)
+                .map(|i| {
+                    (
+                        AgentId::new(format!("a{i:04}")),
+                        Arc::new(per_agent.clone()),
+                    )
+                })
+                .collect(),
+        ),
         role_allocated: AllocationRequest::sum_role_allocations(&frameworks),
         frameworks,
         cluster_total: total,
@@ -49,6 +51,11 @@ fn request_with(
         min_allocatable: default_min_allocatable(),
         quotas: BTreeMap::new(),
     }
+}
+
+/// Agent `a`'s free resources in `req`, to change.
+fn free_mut(req: &mut AllocationRequest, a: usize) -> &mut Resources {
+    Arc::make_mut(&mut Arc::make_mut(&mut req.agents)[a].1)
 }
 
 fn request(agents: usize, frameworks: Vec<FrameworkDemand>) -> AllocationRequest {
@@ -95,7 +102,8 @@ fn filters_and_gpus_and_reservations() {
     assert!(allocate(&request(1, vec![f])).is_empty());
 
     let mut req = request(1, vec![demand("f", "")]);
-    req.agents[0].1 = Arc::new(Resources::parse("cpus:1;mem:64;gpus:1;cpus(web):2").unwrap());
+    Arc::make_mut(&mut req.agents)[0].1 =
+        Arc::new(Resources::parse("cpus:1;mem:64;gpus:1;cpus(web):2").unwrap());
     let d = allocate(&req);
     assert_eq!(d[0].resources.scalar("gpus"), 0.0);
     assert_eq!(d[0].resources.scalar("cpus"), 1.0);
@@ -111,7 +119,7 @@ fn filters_and_gpus_and_reservations() {
 #[test]
 fn nothing_below_minimum() {
     let mut req = request(1, vec![demand("f", "")]);
-    req.agents[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:16").unwrap());
+    Arc::make_mut(&mut req.agents)[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:16").unwrap());
     assert!(allocate(&req).is_empty());
 }
 
@@ -149,7 +157,7 @@ fn min_allocatable_alternatives_are_honoured() {
     assert_eq!(allocate(&req).len(), 1);
     // The default keeps the old behaviour: cpus:0.01 or mem:32.
     req.min_allocatable = default_min_allocatable();
-    req.agents[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:40").unwrap());
+    Arc::make_mut(&mut req.agents)[0].1 = Arc::new(Resources::parse("cpus:0.001;mem:40").unwrap());
     assert_eq!(allocate(&req).len(), 1);
 }
 
@@ -250,7 +258,10 @@ fn simulate(
                 .entry(d.role.clone())
                 .or_default()
                 .add_all(&task);
-            let agent = req.agents.iter_mut().find(|a| a.0 == d.agent_id).unwrap();
+            let agent = Arc::make_mut(&mut req.agents)
+                .iter_mut()
+                .find(|a| a.0 == d.agent_id)
+                .unwrap();
             Arc::make_mut(&mut agent.1).subtract_all(&task);
         }
         history.push(
@@ -275,7 +286,7 @@ proptest! {
         let frameworks = (0..n_frameworks).map(|i| demand(&format!("f{i}"), &format!("cpus:{}", used[i]))).collect();
         let req = request(n_agents, frameworks);
         let decisions = allocate(&req);
-        for (agent_id, free) in &req.agents {
+        for (agent_id, free) in req.agents.iter() {
             let mut offered = Resources::new();
             for d in decisions.iter().filter(|d| &d.agent_id == agent_id) {
                 offered.add_all(&d.resources);
@@ -305,13 +316,13 @@ proptest! {
         let weights: Vec<(&str, f64)> =
             names.iter().zip(&weights).map(|(n, w)| (*n, f64::from(*w) / 2.0)).collect();
         let mut req = request_with(n_agents, "cpus:4;mem:4096;ports:[31000-32000]", frameworks, &weights);
-        for (i, agent) in req.agents.iter_mut().enumerate() {
+        for (i, agent) in Arc::make_mut(&mut req.agents).iter_mut().enumerate() {
             if let Some(role) = names.get(reserved[i]) {
                 Arc::make_mut(&mut agent.1).add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):512")).unwrap());
             }
         }
         let decisions = allocate(&req);
-        for (agent_id, free) in &req.agents {
+        for (agent_id, free) in req.agents.iter() {
             let mut offered = Resources::new();
             for d in decisions.iter().filter(|d| &d.agent_id == agent_id) {
                 offered.add_all(&d.resources);
@@ -396,7 +407,8 @@ fn roles_are_compared_hierarchically() {
 #[test]
 fn reservations_go_to_the_role_and_its_descendants() {
     let mut req = request(1, vec![in_roles("child", &["a/b"], "")]);
-    req.agents[0].1 = Arc::new(Resources::parse("cpus(a):2;mem(a):64;cpus(c):1").unwrap());
+    Arc::make_mut(&mut req.agents)[0].1 =
+        Arc::new(Resources::parse("cpus(a):2;mem(a):64;cpus(c):1").unwrap());
     let d = allocate(&req);
     assert_eq!(d.len(), 1);
     assert_eq!(
@@ -577,7 +589,7 @@ proptest! {
     ) {
         let names = ["a", "a/x", "b", "none"];
         let mut req = quota_request(n_agents, &roles, &[0]);
-        for (i, agent) in req.agents.iter_mut().enumerate() {
+        for (i, agent) in Arc::make_mut(&mut req.agents).iter_mut().enumerate() {
             if reserved[i] < 3 {
                 let role = names[reserved[i]];
                 Arc::make_mut(&mut agent.1).add_all(&Resources::parse(&format!("cpus({role}):2;mem({role}):64")).unwrap());
@@ -618,7 +630,7 @@ proptest! {
             for d in full {
                 let a = req.agents.iter().position(|(id, _)| *id == d.agent_id).unwrap();
                 let f = req.frameworks.iter().position(|f| f.framework_id == d.framework_id).unwrap();
-                Arc::make_mut(&mut req.agents[a].1).subtract_all(&d.resources);
+                free_mut(&mut req, a).subtract_all(&d.resources);
                 req.frameworks[f].allocated.entry(d.role.clone()).or_default().add_all(&d.resources);
                 offers.push((a, f, d.role, d.resources));
             }
@@ -632,7 +644,7 @@ proptest! {
                 // Decline an offer, maybe with a filter.
                 0 | 1 if !offers.is_empty() => {
                     let (a, f, role, r) = offers.remove(x % offers.len());
-                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
+                    free_mut(&mut req, a).add_all(&r);
                     hold(&mut req, f, &role, &r, false);
                     if kind == 1 && f < req.frameworks.len() {
                         let agent = req.agents[a].0.clone();
@@ -652,12 +664,12 @@ proptest! {
                         hold(&mut req, f, &role, &task, true);
                         tasks.push((a, f, role, task));
                     }
-                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
+                    free_mut(&mut req, a).add_all(&r);
                 }
                 // A task ends.
                 3 if !tasks.is_empty() => {
                     let (a, f, role, r) = tasks.remove(x % tasks.len());
-                    Arc::make_mut(&mut req.agents[a].1).add_all(&r);
+                    free_mut(&mut req, a).add_all(&r);
                     hold(&mut req, f, &role, &r, false);
                 }
                 // A filter expires.
@@ -693,7 +705,7 @@ proptest! {
                     let id = AgentId::new(format!("{added:02}-new"));
                     let r = Resources::parse("cpus:2;mem:512").unwrap();
                     req.cluster_total.add_all(&r);
-                    req.agents.push((id, Arc::new(r)));
+                    Arc::make_mut(&mut req.agents).push((id, Arc::new(r)));
                 }
                 // A quota (limit and maybe guarantee) or weight change.
                 7 => {
@@ -704,7 +716,7 @@ proptest! {
                 // An agent goes away with its offers and tasks.
                 9 if req.agents.len() > 1 => {
                     let gone = x % req.agents.len();
-                    let (_, free) = req.agents.remove(gone);
+                    let (_, free) = Arc::make_mut(&mut req.agents).remove(gone);
                     req.cluster_total.subtract_all(&free);
                     for held in [&mut offers, &mut tasks] {
                         for (a, f, role, r) in std::mem::take(held) {
@@ -748,10 +760,10 @@ fn incremental_passes_look_at_changed_agents_only() {
             .or_default()
             .add_all(&d.resources);
     }
-    for agent in req.agents.iter_mut() {
+    for agent in Arc::make_mut(&mut req.agents).iter_mut() {
         agent.1 = Arc::default();
     }
-    req.agents[7].1 = Arc::new(Resources::parse("cpus:1;mem:64").unwrap());
+    Arc::make_mut(&mut req.agents)[7].1 = Arc::new(Resources::parse("cpus:1;mem:64").unwrap());
     req.role_allocated = AllocationRequest::sum_role_allocations(&req.frameworks);
     let second = allocator.allocate(&req);
     assert_eq!(allocator.last_pass_agents, 1);

@@ -78,12 +78,6 @@ impl Core {
         self.ledger.refresh(&self.agents, self.default_roles());
         #[cfg(test)]
         self.check_ledger();
-        let agents = self
-            .agents
-            .values()
-            .filter(|a| a.link == AgentLink::Connected && !a.deactivated)
-            .map(|a| (a.id().clone(), a.available()))
-            .collect();
         let mut held = self.ledger.held();
         let mut role_allocated: BTreeMap<String, Resources> = BTreeMap::new();
         for by_role in held.values() {
@@ -112,7 +106,7 @@ impl Core {
             });
         }
         AllocationRequest {
-            agents,
+            agents: self.ledger.offerable(),
             frameworks,
             cluster_total: self.ledger.cluster_total(),
             role_allocated,

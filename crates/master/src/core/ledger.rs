@@ -1,9 +1,10 @@
-//! The sums an allocation pass starts from, kept up to date across passes: the total of
-//! the connected agents, and what each framework holds per role on all agents. Summing
-//! them afresh each pass cost work in proportion to every agent and every framework's
-//! use of it, however few had changed; the ledger remembers each agent's part (by its
-//! holdings' generation and whether it was connected) and redoes the sums only for the
-//! agents whose part changed.
+//! What an allocation pass starts from, kept up to date across passes: the list of
+//! agents that may be offered with their free resources, the total of the connected
+//! agents, and what each framework holds per role on all agents. Building them afresh
+//! each pass cost work in proportion to every agent and every framework's use of it,
+//! however few had changed; the ledger remembers each agent's part (by its holdings'
+//! generation, whether it was connected and whether it may be offered) and redoes only
+//! the parts that changed.
 //!
 //! The allocator reads quantities only: scalars by name (shares, quota consumption), not
 //! their reservations nor ranges and sets. So the ledger keeps one running sum per
@@ -16,6 +17,7 @@ use super::{Agent, AgentLink};
 use crate::allocator::quota::fixed;
 use meseta_api::{AgentId, FrameworkId, Resource, Resources};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// What a running sum adds up.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,6 +37,8 @@ enum Slot {
 struct Part {
     generation: u64,
     connected: bool,
+    /// Connected and not deactivated: in the offerable list.
+    offerable: bool,
     /// Amounts by slot index.
     amounts: Vec<(usize, f64)>,
 }
@@ -53,6 +57,8 @@ pub struct Ledger {
     /// The default role of each framework the parts were counted with.
     default_roles: BTreeMap<FrameworkId, String>,
     sums: Sums,
+    /// The agents that may be offered, in id order, with their free resources.
+    offerable: Arc<Vec<(AgentId, Arc<Resources>)>>,
 }
 
 impl Ledger {
@@ -73,10 +79,13 @@ impl Ledger {
         let (sums, roles) = (&mut self.sums, &self.default_roles);
         let mut gone = false;
         let mut new = Vec::new();
+        // Agents whose place in the offerable list may have changed.
+        let mut touched: Vec<&AgentId> = Vec::new();
         let mut parts = self.parts.iter_mut().peekable();
         for (id, agent) in agents {
-            while let Some((_, part)) = parts.next_if(|(seen, _)| *seen < id) {
+            while let Some((seen, part)) = parts.next_if(|(seen, _)| *seen < id) {
                 sums.forget(std::mem::take(part));
+                touched.push(seen);
                 gone = true;
             }
             match parts.next_if(|(seen, _)| *seen == id) {
@@ -84,18 +93,45 @@ impl Ledger {
                 Some((_, part)) => {
                     sums.forget(std::mem::take(part));
                     *part = sums.count(agent, roles);
+                    touched.push(id);
                 }
-                None => new.push((id.clone(), sums.count(agent, roles))),
+                None => {
+                    new.push((id.clone(), sums.count(agent, roles)));
+                    touched.push(id);
+                }
             }
         }
-        for (_, part) in parts {
+        for (seen, part) in parts {
             sums.forget(std::mem::take(part));
+            touched.push(seen);
             gone = true;
+        }
+        let offerable = Arc::make_mut(&mut self.offerable);
+        for id in touched {
+            let listed = offerable.binary_search_by(|(listed, _)| listed.cmp(id));
+            let now = agents
+                .get(id)
+                .filter(|a| is_offerable(a))
+                .map(|a| a.available());
+            match (listed, now) {
+                (Ok(at), Some(free)) => offerable[at].1 = free,
+                (Ok(at), None) => {
+                    offerable.remove(at);
+                }
+                (Err(at), Some(free)) => offerable.insert(at, (id.clone(), free)),
+                (Err(_), None) => {}
+            }
         }
         if gone {
             self.parts.retain(|id, _| agents.contains_key(id));
         }
         self.parts.extend(new);
+    }
+
+    /// The agents that may be offered (connected, not deactivated), in id order, with
+    /// their free resources; shared, so that a request costs no copy of it.
+    pub fn offerable(&self) -> Arc<Vec<(AgentId, Arc<Resources>)>> {
+        Arc::clone(&self.offerable)
     }
 
     /// The scalars of the connected agents' total (unreserved, by name).
@@ -161,6 +197,7 @@ impl Sums {
         Part {
             generation: agent.holdings.generation(),
             connected,
+            offerable: is_offerable(agent),
             amounts,
         }
     }
@@ -198,7 +235,12 @@ impl Part {
     fn is_current(&self, agent: &Agent) -> bool {
         self.generation == agent.holdings.generation()
             && self.connected == (agent.link == AgentLink::Connected)
+            && self.offerable == is_offerable(agent)
     }
+}
+
+fn is_offerable(agent: &Agent) -> bool {
+    agent.link == AgentLink::Connected && !agent.deactivated
 }
 
 /// The scalars of `resources`, summed by name.
