@@ -62,9 +62,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Brings the sums up to date with `agents`. `default_roles` gives each known
-    /// framework's role for used resources without `allocation_info`; when it differs
-    /// from the last call's, every agent is counted again.
+    /// Brings the sums and the offerable list up to date with `agents`. `default_roles`
+    /// gives each known framework's role for used resources without `allocation_info`;
+    /// when it differs from the last call's, every agent is counted again.
     pub fn refresh(
         &mut self,
         agents: &BTreeMap<AgentId, Shared<Agent>>,
