@@ -64,6 +64,7 @@ impl Core {
 
         let previous = self.agents.remove(&agent_id);
         if let Some(old) = previous.as_ref().and_then(|a| a.link_id.clone()) {
+            self.links.remove(&old);
             self.emit(Effect::CloseLink(old));
         }
         let was_unreachable = matches!(
@@ -167,6 +168,7 @@ impl Core {
             }
         }
         self.agents.insert(agent_id.clone(), agent.into());
+        self.links.insert(link_id.clone(), agent_id.clone());
         self.emit(Effect::ToLink(
             link_id.clone(),
             ToAgent::Registered(Registered {
@@ -223,10 +225,14 @@ impl Core {
 
     /// Resolves a link id to its agent, or the 409 that tells the agent to reregister.
     pub fn agent_for_link(&self, link_id: &str) -> Result<AgentId, ApiError> {
-        self.agents
-            .values()
-            .find(|a| a.link_id.as_deref() == Some(link_id) && a.link == AgentLink::Connected)
-            .map(|a| a.id().clone())
+        self.links
+            .get(link_id)
+            .filter(|id| {
+                self.agents.get(*id).is_some_and(|a| {
+                    a.link_id.as_deref() == Some(link_id) && a.link == AgentLink::Connected
+                })
+            })
+            .cloned()
             .ok_or_else(|| {
                 ApiError::conflict(format!("Link '{link_id}' is not current; reregister"))
             })
@@ -234,6 +240,9 @@ impl Core {
 
     /// An agent's link dropped.
     pub fn link_closed(&mut self, now: f64, agent_id: &AgentId, link_id: &str) {
+        if self.links.get(link_id) == Some(agent_id) {
+            self.links.remove(link_id);
+        }
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };

@@ -243,6 +243,9 @@ pub struct Core {
     /// Frameworks torn down or removed; they may not subscribe again.
     pub removed_frameworks: BTreeSet<FrameworkId>,
     pub agents: BTreeMap<AgentId, Shared<Agent>>,
+    /// The agent on each open link, so that an agent's post finds it without a search
+    /// (entries go when the link closes or the agent registers on another one).
+    links: std::collections::HashMap<String, AgentId>,
     /// Agents marked gone by an operator.
     pub gone_agents: BTreeSet<AgentId>,
     pub offers: BTreeMap<OfferId, Shared<OfferEntry>>,
@@ -291,6 +294,7 @@ impl Core {
             removed_frameworks: registry.removed_frameworks,
             agents: BTreeMap::new(),
             gone_agents: registry.gone_agents,
+            links: Default::default(),
             offers: BTreeMap::new(),
             weights: registry.weights,
             quotas: registry.quotas,

@@ -1447,3 +1447,24 @@ fn the_cluster_total_follows_agents_that_disconnect_and_come_back() {
     register(&mut c, "L3", Some(a.as_str()), vec![]);
     assert_eq!(cpus(&mut c), 8.0);
 }
+
+#[test]
+fn a_link_finds_its_agent_until_it_closes_or_is_replaced() {
+    let mut c = core();
+    let a = register(&mut c, "L1", None, vec![]);
+    let b = register(&mut c, "L9", None, vec![]);
+    assert_eq!(c.agent_for_link("L1").unwrap(), a);
+    assert_eq!(c.agent_for_link("L9").unwrap(), b);
+    assert_eq!(c.agent_for_link("nope").unwrap_err().status, 409);
+    // The agent registers again on a new link: the old one is no longer current.
+    register(&mut c, "L2", Some(a.as_str()), vec![]);
+    assert_eq!(c.agent_for_link("L1").unwrap_err().status, 409);
+    assert_eq!(c.agent_for_link("L2").unwrap(), a);
+    // The old link's stream ends afterwards: the agent keeps its new link.
+    c.link_closed(T0, &a, "L1");
+    assert_eq!(c.agent_for_link("L2").unwrap(), a);
+    c.link_closed(T0, &a, "L2");
+    assert_eq!(c.agent_for_link("L2").unwrap_err().status, 409);
+    assert_eq!(c.agent_for_link("L9").unwrap(), b);
+    assert_eq!(c.links.len(), 1, "closed and replaced links are forgotten");
+}
