@@ -108,11 +108,20 @@ impl Allocator {
     /// what the last pass over them left.
     fn settle(&mut self, request: &AllocationRequest) -> Vec<usize> {
         let agents = &request.agents;
-        let mut order: Vec<usize> = (0..agents.len()).collect();
-        if !agents.is_sorted_by(|a, b| a.0 <= b.0) {
-            order.sort_by(|&a, &b| agents[a].0.cmp(&agents[b].0));
+        let sorted = agents.is_sorted_by(|a, b| a.0 <= b.0);
+        let mut by_id: Vec<usize> = Vec::new();
+        if !sorted {
+            by_id.extend(0..agents.len());
+            by_id.sort_by(|&a, &b| agents[a].0.cmp(&agents[b].0));
         }
-        let mut before = std::mem::take(&mut self.settled).into_iter().peekable();
+        let order: &mut dyn Iterator<Item = usize> = match sorted {
+            true => &mut (0..agents.len()),
+            false => &mut by_id.into_iter(),
+        };
+        let settled = Vec::with_capacity(agents.len());
+        let mut before = std::mem::replace(&mut self.settled, settled)
+            .into_iter()
+            .peekable();
         let mut dirty = Vec::new();
         for i in order {
             let (agent_id, free) = &agents[i];
@@ -145,7 +154,9 @@ impl Allocator {
         for (_, gone) in before {
             self.pool.add(&gone.left, -1.0);
         }
-        dirty.sort_unstable();
+        if !sorted {
+            dirty.sort_unstable();
+        }
         dirty
     }
 
