@@ -137,13 +137,15 @@ pub fn remove(cgroups_path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The root of the hierarchy with the memory controller (the unified one on v2).
+pub fn memory_root() -> Option<PathBuf> {
+    hierarchies().memory.clone()
+}
+
 /// The directory of the cgroup's memory controller files.
 pub fn memory_dir(cgroups_path: &str) -> Option<PathBuf> {
     let relative = cgroups_path.trim_start_matches('/');
-    hierarchies()
-        .memory
-        .as_ref()
-        .map(|root| root.join(relative))
+    memory_root().map(|root| root.join(relative))
 }
 
 /// The cgroup's usage and limits; `None` when it is gone.

@@ -9,6 +9,7 @@
 mod cgroup;
 mod exit;
 mod isolation;
+mod migration_primer;
 mod rundir;
 mod spec;
 mod supervisor;
@@ -26,6 +27,7 @@ use crate::launcher::{
 use crate::posix::{chown, credentials, give_volumes};
 use crate::procfs;
 use crate::zygote::{Child, Zygote};
+use migration_primer::MigrationPrimer;
 use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir, WorkingDir};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,9 @@ pub struct LinuxLauncher {
     index: Mutex<HashMap<ProcessRef, String>>,
     /// Forks supervisors: cheaper than executing the large `meseta` binary for each.
     zygote: Zygote,
+    /// Starts the kernel's wait before a container's cgroup migration as its launch
+    /// begins.
+    primer: MigrationPrimer,
 }
 
 impl LinuxLauncher {
@@ -77,8 +82,10 @@ impl LinuxLauncher {
         }
         std::fs::create_dir_all(&config.root)
             .map_err(|e| LaunchError::Prepare(config.root.display().to_string(), e.to_string()))?;
+        let cgroup_v2 = cgroup::is_v2();
         Ok(LinuxLauncher {
-            cgroup_v2: cgroup::is_v2(),
+            cgroup_v2,
+            primer: MigrationPrimer::new(cgroup::memory_root(), cgroup_v2),
             zygote: Zygote::new(config.meseta_binary.clone()),
             config,
             index: Mutex::new(HashMap::new()),
@@ -294,6 +301,7 @@ fn recorded_status(dir: &RunDir) -> Option<i32> {
 
 impl Launcher for LinuxLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        self.primer.prime();
         let dir = self.prepare(spec)?;
         let (process, supervisor_exited) = self.start_supervisor(&dir)?;
         write_json(&dir.supervisor(), &process)
