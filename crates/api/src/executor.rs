@@ -5,7 +5,6 @@ use crate::ids::*;
 use crate::json::Bytes;
 use crate::mesos::*;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// An executor call: the union plus the required top-level ids.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,21 +110,15 @@ impl Serialize for Call {
 impl<'de> Deserialize<'de> for Call {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        let object = serde_json::Map::<String, Value>::deserialize(d)?;
-        let required = |field: &str| -> Result<Value, D::Error> {
-            object
-                .get(field)
-                .cloned()
-                .ok_or_else(|| D::Error::custom(format!("Expecting '{field}' to be present")))
+        let (kind, ids) = crate::union::deserialize_union(d, &["executor_id", "framework_id"])?;
+        let [executor_id, framework_id] =
+            <[Option<String>; 2]>::try_from(ids).expect("two ids asked for");
+        let required = |id: Option<String>, field: &str| {
+            id.ok_or_else(|| D::Error::custom(format!("Expecting '{field}' to be present")))
         };
-        let executor_id = ExecutorId::deserialize(required("executor_id")?)
-            .map_err(|e| D::Error::custom(format!("Invalid 'executor_id': {e}")))?;
-        let framework_id = FrameworkId::deserialize(required("framework_id")?)
-            .map_err(|e| D::Error::custom(format!("Invalid 'framework_id': {e}")))?;
-        let kind = CallKind::read_from(&object).map_err(D::Error::custom)?;
         Ok(Call {
-            executor_id,
-            framework_id,
+            executor_id: ExecutorId::new(required(executor_id, "executor_id")?),
+            framework_id: FrameworkId::new(required(framework_id, "framework_id")?),
             kind,
         })
     }

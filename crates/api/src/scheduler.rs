@@ -223,17 +223,12 @@ impl Serialize for Call {
 
 impl<'de> Deserialize<'de> for Call {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let object = serde_json::Map::<String, Value>::deserialize(d)?;
-        let framework_id = match object.get("framework_id") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                FrameworkId::deserialize(v)
-                    .map_err(|e| D::Error::custom(format!("Invalid 'framework_id': {e}")))?,
-            ),
-        };
-        let kind = CallKind::read_from(&object).map_err(D::Error::custom)?;
-        Ok(Call { framework_id, kind })
+        let (kind, ids) = crate::union::deserialize_union(d, &["framework_id"])?;
+        let [framework_id] = <[Option<String>; 1]>::try_from(ids).expect("one id asked for");
+        Ok(Call {
+            framework_id: framework_id.map(FrameworkId::new),
+            kind,
+        })
     }
 }
 

@@ -6,37 +6,123 @@
 //! (`Name(opt T) = …`, absent → `None`), or none (`Name = "NAME"`). Extra top-level fields
 //! (such as `framework_id`) belong to the enclosing struct, not to the union.
 
-/// Decodes the `type` field of a union object, with Mesos-like messages.
+use serde::de::{self, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// What [`read_union`] needs of a union: written by `tagged_union!`.
 #[doc(hidden)]
-pub fn union_type<'a>(
-    object: &'a serde_json::Map<String, serde_json::Value>,
-    what: &str,
-) -> Result<&'a str, String> {
-    match object.get("type") {
-        Some(serde_json::Value::String(t)) => Ok(t),
-        Some(other) => Err(format!(
-            "Expecting 'type' of {what} to be a string, found {other}"
-        )),
-        None => Err(format!("Expecting 'type' to be present in {what}")),
+pub trait UnionRead: Sized {
+    /// What the union is called in messages (`"scheduler call"`).
+    const WHAT: &'static str;
+    /// The Mesos name of the variant.
+    fn tag(&self) -> &'static str;
+    /// When `key` is the payload field of one of the variants (each has its own),
+    /// reads the value and returns that variant with it; reads nothing otherwise.
+    fn read_payload<'de, A: MapAccess<'de>>(
+        key: &str,
+        map: &mut A,
+    ) -> Result<Option<Self>, A::Error>;
+    /// The variant named `tag` when its payload is absent: itself when it has none or
+    /// an optional one, an error when its payload is required or `tag` is unknown.
+    fn without_payload(tag: &str) -> Result<Self, String>;
+}
+
+/// Reads a union object in one pass, each payload straight into its type (no tree of
+/// `serde_json::Value`s first: that cost more than the typed decoding): `type`, the
+/// payload fields (of any variant, as Mesos parses every field of a message; the one of
+/// the variant `type` names is kept), and the `{"value": …}` ids of the message around
+/// the union, named in `ids` and returned in their order. Other keys are skipped.
+#[doc(hidden)]
+pub fn deserialize_union<'de, D: Deserializer<'de>, U: UnionRead>(
+    d: D,
+    ids: &'static [&'static str],
+) -> Result<(U, Vec<Option<String>>), D::Error> {
+    d.deserialize_map(UnionVisitor {
+        ids,
+        union: PhantomData,
+    })
+}
+
+struct UnionVisitor<U> {
+    ids: &'static [&'static str],
+    union: PhantomData<U>,
+}
+
+impl<'de, U: UnionRead> Visitor<'de> for UnionVisitor<U> {
+    type Value = (U, Vec<Option<String>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a {} object", U::WHAT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            value: String,
+        }
+        let mut tag = None;
+        let mut ids = vec![None; self.ids.len()];
+        let mut payloads: Vec<U> = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if key == "type" {
+                match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(t) => tag = Some(t),
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "Expecting 'type' of {} to be a string, found {other}",
+                            U::WHAT
+                        )))
+                    }
+                }
+            } else if let Some(i) = self.ids.iter().position(|id| *id == key) {
+                let id = map
+                    .next_value::<Option<Id>>()
+                    .map_err(|e| A::Error::custom(format!("Invalid '{key}': {e}")))?;
+                ids[i] = id.map(|id| id.value);
+            } else if let Some(payload) = U::read_payload(&key, &mut map)
+                .map_err(|e| A::Error::custom(format!("Invalid '{key}': {e}")))?
+            {
+                payloads.push(payload);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        let Some(tag) = tag else {
+            return Err(A::Error::custom(format!(
+                "Expecting 'type' to be present in {}",
+                U::WHAT
+            )));
+        };
+        let union = match payloads.into_iter().rev().find(|p| p.tag() == tag) {
+            Some(payload) => payload,
+            None => U::without_payload(&tag).map_err(A::Error::custom)?,
+        };
+        Ok((union, ids))
     }
 }
 
-/// Decodes a required or optional payload of a union variant.
-#[doc(hidden)]
-pub fn union_payload<T: serde::de::DeserializeOwned>(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    type_name: &str,
-    required: bool,
-) -> Result<Option<T>, String> {
-    match object.get(field) {
-        None | Some(serde_json::Value::Null) if required => Err(format!(
-            "Expecting '{field}' to be present for type {type_name}"
-        )),
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => T::deserialize(v)
-            .map(Some)
-            .map_err(|e| format!("Invalid '{field}': {e}")),
+/// An object's key, borrowed from the input where it can be.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -107,12 +193,29 @@ macro_rules! tagged_union {
                     $( tagged_union!(@pat $name $variant $( ( $($payload)+ ) )?) => $tag ),*
                 }
             }
+        }
 
-            /// Reads the variant named by `type` and its payload from `object`.
-            pub fn read_from(object: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-                let tag = crate::union::union_type(object, $what)?;
+        impl crate::union::UnionRead for $name {
+            const WHAT: &'static str = $what;
+
+            fn tag(&self) -> &'static str {
+                self.type_name()
+            }
+
+            #[allow(unused_variables)]
+            fn read_payload<'de, A: serde::de::MapAccess<'de>>(
+                key: &str,
+                map: &mut A,
+            ) -> Result<Option<Self>, A::Error> {
+                match key {
+                    $( $( $field => Ok(Some($name::$variant(map.next_value()?))), )? )*
+                    _ => Ok(None),
+                }
+            }
+
+            fn without_payload(tag: &str) -> Result<Self, String> {
                 match tag {
-                    $( $tag => Ok(tagged_union!(@read object $name $variant $tag $(, $field)? $(, $($payload)+)?)), )*
+                    $( $tag => tagged_union!(@absent $name $variant $tag $(, $field)? $(, $($payload)+)?), )*
                     other => Err(format!("Unknown {} type '{}'", $what, other)),
                 }
             }
@@ -151,8 +254,7 @@ macro_rules! tagged_union {
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let object = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-                Self::read_from(&object).map_err(serde::de::Error::custom)
+                crate::union::deserialize_union(d, &[]).map(|(union, _)| union)
             }
         }
     };
@@ -178,13 +280,12 @@ macro_rules! tagged_union {
         $map.serialize_entry($field, $payload)?;
     };
 
-    (@read $object:ident $name:ident $variant:ident $tag:literal) => { $name::$variant };
-    (@read $object:ident $name:ident $variant:ident $tag:literal, $field:literal, opt $t:ty) => {
-        $name::$variant(crate::union::union_payload::<$t>($object, $field, $tag, false)?)
+    (@absent $name:ident $variant:ident $tag:literal) => { Ok($name::$variant) };
+    (@absent $name:ident $variant:ident $tag:literal, $field:literal, opt $t:ty) => {
+        Ok($name::$variant(None))
     };
-    (@read $object:ident $name:ident $variant:ident $tag:literal, $field:literal, $t:ty) => {
-        $name::$variant(crate::union::union_payload::<$t>($object, $field, $tag, true)?
-            .expect("required payload checked"))
+    (@absent $name:ident $variant:ident $tag:literal, $field:literal, $t:ty) => {
+        Err(format!("Expecting '{}' to be present for type {}", $field, $tag))
     };
 }
 
@@ -245,6 +346,89 @@ mod tests {
         );
         check::<internal::ToMaster>(
             r#"{"type":"EXITED_EXECUTOR","exited_executor":{"framework_id":{"value":"f"},"executor_id":{"value":"e"},"status":0}}"#,
+        );
+    }
+
+    #[test]
+    fn the_type_picks_its_payload_wherever_the_keys_stand() {
+        use crate::scheduler::{Call, CallKind};
+        let decline = r#"{"offer_ids":[{"value":"o"}]}"#;
+        let accept = r#"{"offer_ids":[{"value":"p"}],"operations":[]}"#;
+        for text in [
+            format!(r#"{{"type":"DECLINE","decline":{decline},"framework_id":{{"value":"f"}}}}"#),
+            format!(r#"{{"decline":{decline},"framework_id":{{"value":"f"}},"type":"DECLINE"}}"#),
+            // Another variant's payload is read (as Mesos parses every field) and dropped.
+            format!(r#"{{"accept":{accept},"type":"DECLINE","decline":{decline},"x":[1,{{}}]}}"#),
+        ] {
+            let call: Call = serde_json::from_str(&text).expect(&text);
+            let CallKind::Decline(decline) = call.kind else {
+                panic!("{text} read as {:?}", call.kind)
+            };
+            assert_eq!(decline.offer_ids[0].value, "o", "{text}");
+        }
+        let e = serde_json::from_str::<Call>(&format!(r#"{{"accept":{accept},"type":"DECLINE"}}"#))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Expecting 'decline' to be present for type DECLINE"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Call>(r#"{"type":"DECLINE","decline":{"offer_ids":3}}"#)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Invalid 'decline': invalid type: integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_and_ids_are_checked() {
+        use crate::{executor, scheduler};
+        let e = serde_json::from_str::<scheduler::Call>(r#"{"type":3}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Expecting 'type' of scheduler call to be a string, found 3"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<scheduler::Call>(
+            r#"{"framework_id":{"value":1},"type":"REVIVE"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("Invalid 'framework_id'"), "{e}");
+        let call: scheduler::Call =
+            serde_json::from_str(r#"{"framework_id":null,"type":"TEARDOWN"}"#).unwrap();
+        assert_eq!(call.framework_id, None);
+        let e = serde_json::from_str::<scheduler::Call>("[1]").unwrap_err();
+        assert!(
+            e.to_string().contains("expected a scheduler call object"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<executor::Call>(
+            r#"{"framework_id":{"value":"f"},"type":"SUBSCRIBE","subscribe":{}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Expecting 'executor_id' to be present"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_from_a_value_tree_too() {
+        // Keys and strings that cannot be borrowed from the input.
+        let text = r#"{"framework_id":{"value":"f"},"type":"ACKNOWLEDGE","acknowledge":{"agent_id":{"value":"a"},"task_id":{"value":"t"},"uuid":"AAAA"}}"#;
+        let from_text: crate::scheduler::Call = serde_json::from_str(text).unwrap();
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            serde_json::from_value::<crate::scheduler::Call>(value).unwrap(),
+            from_text
+        );
+        let escaped = text.replace(r#""type""#, r#""\u0074ype""#);
+        assert_eq!(
+            serde_json::from_str::<crate::scheduler::Call>(&escaped).unwrap(),
+            from_text
         );
     }
 }
