@@ -101,8 +101,7 @@ where
     D: Deserializer<'de>,
     T: DeserializeOwned,
 {
-    let raw = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(raw.and_then(|v| serde_json::from_value(v).ok()))
+    Ok(Option::<Lenient<T>>::deserialize(d)?.and_then(|l| l.0))
 }
 
 /// A list of enums whose unknown names are dropped.
@@ -111,11 +110,56 @@ where
     D: Deserializer<'de>,
     T: DeserializeOwned,
 {
-    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
-    Ok(raw
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect())
+    let read = Option::<Vec<Lenient<T>>>::deserialize(d)?.unwrap_or_default();
+    Ok(read.into_iter().filter_map(|l| l.0).collect())
+}
+
+/// An enum's name read as the enum, or `None` for an unknown name or any other value
+/// (read and dropped).
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: DeserializeOwned> de::Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an enum's name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient<T>, E> {
+                use de::IntoDeserializer;
+                let name: de::value::StrDeserializer<de::value::Error> = v.into_deserializer();
+                Ok(Lenient(T::deserialize(name).ok()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<T>, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// Protobuf `bytes`: base64 in JSON, raw bytes in memory.
@@ -198,6 +242,41 @@ mod tests {
         let s: S = serde_json::from_str(r#"{"v":3}"#).unwrap();
         assert_eq!(s.v, 3.0);
         assert!(serde_json::from_str::<S>(r#"{"v":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_enum_names_and_other_values_are_dropped() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        enum E {
+            A,
+            B,
+        }
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(default, deserialize_with = "lenient_enum")]
+            e: Option<E>,
+            #[serde(default, deserialize_with = "lenient_enum_vec")]
+            v: Vec<E>,
+            after: u8,
+        }
+        let s: S =
+            serde_json::from_str(r#"{"e":"B","v":["A","C",1,{"x":[1]},null,"B"],"after":7}"#)
+                .unwrap();
+        assert_eq!((s.e, s.v, s.after), (Some(E::B), vec![E::A, E::B], 7));
+        for other in [
+            r#""C""#,
+            "1",
+            "-1",
+            "0.5",
+            "true",
+            "null",
+            "[1,[2]]",
+            r#"{"a":{}}"#,
+        ] {
+            let text = format!(r#"{{"e":{other},"v":[{other}],"after":7}}"#);
+            let s: S = serde_json::from_str(&text).expect(&text);
+            assert_eq!((s.e, s.v, s.after), (None, vec![], 7), "{text}");
+        }
     }
 
     #[test]

@@ -133,12 +133,16 @@ impl<T: serde::de::DeserializeOwned> TypedDecoder<T> {
         let Some(record) = self.decoder.next_record()? else {
             return Ok(None);
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&record).map_err(|e| StreamError::NotJson(e.to_string()))?;
-        Ok(Some(match serde_json::from_value::<T>(value) {
-            Ok(v) => Typed::Value(v),
-            Err(e) => Typed::Unknown(e.to_string()),
-        }))
+        match serde_json::from_slice::<T>(&record) {
+            Ok(value) => Ok(Some(Typed::Value(value))),
+            // Decoded straight to `T` (a `Value` tree first cost as much again); a record
+            // that is not a `T` is an unknown one only if it is JSON at all, which the
+            // typed reading, stopped at its first mismatch, may not have seen.
+            Err(mismatch) => match serde_json::from_slice::<serde::de::IgnoredAny>(&record) {
+                Ok(_) => Ok(Some(Typed::Unknown(mismatch.to_string()))),
+                Err(e) => Err(StreamError::NotJson(e.to_string())),
+            },
+        }
     }
 }
 
@@ -161,11 +165,14 @@ mod tests {
         d.feed(&encode(&serde_json::json!({"type":"HEARTBEAT"})));
         d.feed(&encode(&serde_json::json!({"type":"NEW_THING"})));
         d.feed(b"3\nabc");
+        // Not an event from its first field, and not JSON further on.
+        d.feed(b"10\n{\"type\":5,");
         assert!(matches!(
             d.next_record(),
             Ok(Some(Typed::Value(crate::scheduler::Event::Heartbeat)))
         ));
         assert!(matches!(d.next_record(), Ok(Some(Typed::Unknown(_)))));
+        assert!(matches!(d.next_record(), Err(StreamError::NotJson(_))));
         assert!(matches!(d.next_record(), Err(StreamError::NotJson(_))));
         assert!(matches!(d.next_record(), Ok(None)));
     }
