@@ -75,11 +75,16 @@ fn fill(
                 ));
             }
             let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id.clone()).collect();
-            let accept: Accept = serde_json::from_value(serde_json::json!({
-                "offer_ids": [offer.id],
-                "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
-                "filters": {"refuse_seconds": 0.0},
-            }))
+            // Read from text, as the master reads a request's body (a `Value` tree would
+            // size every list exactly; reading text grows them as it goes).
+            let accept: Accept = serde_json::from_str(
+                &serde_json::json!({
+                    "offer_ids": [offer.id],
+                    "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
+                    "filters": {"refuse_seconds": 0.0},
+                })
+                .to_string(),
+            )
             .unwrap();
             core.accept(now, framework_id, accept);
             for task in &ids {
