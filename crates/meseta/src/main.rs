@@ -3,6 +3,13 @@
 //! `execute` is a one-shot framework for users; `image` manages the agent's image store;
 //! `sim` runs hollow agents for scale tests.
 
+/// mimalloc instead of glibc's malloc: in the placements benchmark (10,000 hollow agents,
+/// 100,000 tasks) glibc's allocation and consolidation took a fifth of every process's
+/// CPU; with mimalloc the master used 15% less CPU and 38% less resident memory
+/// (bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod execute;
 mod flags;
 mod image;
