@@ -158,6 +158,7 @@ pub fn build_request(
     };
     Ok(AllocationRequest {
         agents: Arc::new(agent_list),
+        agents_in_id_order: true,
         quotas,
         role_allocated: AllocationRequest::sum_role_allocations(&demands),
         frameworks: demands,

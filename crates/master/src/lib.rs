@@ -8,6 +8,7 @@
 pub mod allocator;
 pub mod core;
 mod http;
+mod ordered_walk;
 mod reads;
 pub mod registry;
 pub mod service;

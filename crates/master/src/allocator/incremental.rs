@@ -22,6 +22,7 @@ use super::quota::{Pool, QuotaSnapshot};
 use super::{
     AllocationRequest, Decision, FrameworkDemand, MinQuantities, RefuseFilters, RoleQuota,
 };
+use crate::ordered_walk::advance_to;
 use meseta_api::{AgentId, FrameworkId, Resources};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,7 +109,11 @@ impl Allocator {
     /// what the last pass over them left.
     fn settle(&mut self, request: &AllocationRequest) -> Vec<usize> {
         let agents = &request.agents;
-        let sorted = agents.is_sorted_by(|a, b| a.0 <= b.0);
+        let sorted = request.agents_in_id_order;
+        debug_assert!(
+            !sorted || agents.is_sorted_by(|a, b| a.0 <= b.0),
+            "agents said to be in id order are not"
+        );
         let mut by_id: Vec<usize> = Vec::new();
         if !sorted {
             by_id.extend(0..agents.len());
@@ -125,10 +130,9 @@ impl Allocator {
         let mut dirty = Vec::new();
         for i in order {
             let (agent_id, free) = &agents[i];
-            while let Some((_, gone)) = before.next_if(|(id, _)| id < agent_id) {
-                self.pool.add(&gone.left, -1.0);
-            }
-            let entry = match before.next_if(|(id, _)| id == agent_id) {
+            let pool = &mut self.pool;
+            let this = advance_to(&mut before, agent_id, |_, gone| pool.add(&gone.left, -1.0));
+            let entry = match this {
                 Some((id, mut settled)) => {
                     if !settled.is(free) {
                         self.pool.add(&settled.left, -1.0);

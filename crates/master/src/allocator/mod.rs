@@ -65,6 +65,10 @@ pub struct AllocationRequest {
     /// holdings while they do not change). The list itself is shared too: the core keeps
     /// it between passes and changes only the entries of agents that changed.
     pub agents: Arc<Vec<(AgentId, Arc<Resources>)>>,
+    /// Whether `agents` is in id order (the core's list always is), which spares the
+    /// allocator a check that compares every id with the next each pass; it orders a
+    /// list that is not. Checked in debug builds.
+    pub agents_in_id_order: bool,
     pub frameworks: Vec<FrameworkDemand>,
     /// The connected agents' total; only scalars count, as in what is held below.
     pub cluster_total: Resources,

@@ -44,6 +44,7 @@ fn request_with(
                 })
                 .collect(),
         ),
+        agents_in_id_order: true,
         role_allocated: AllocationRequest::sum_role_allocations(&frameworks),
         frameworks,
         cluster_total: total,
@@ -706,6 +707,7 @@ proptest! {
                     let r = Resources::parse("cpus:2;mem:512").unwrap();
                     req.cluster_total.add_all(&r);
                     Arc::make_mut(&mut req.agents).push((id, Arc::new(r)));
+                    req.agents_in_id_order = false;
                 }
                 // A quota (limit and maybe guarantee) or weight change.
                 7 => {

@@ -107,6 +107,7 @@ impl Core {
         }
         AllocationRequest {
             agents: self.ledger.offerable(),
+            agents_in_id_order: true,
             frameworks,
             cluster_total: self.ledger.cluster_total(),
             role_allocated,

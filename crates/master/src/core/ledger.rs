@@ -15,6 +15,7 @@
 use super::shared::Shared;
 use super::{Agent, AgentLink};
 use crate::allocator::quota::fixed;
+use crate::ordered_walk::advance_to;
 use meseta_api::{AgentId, FrameworkId, Resource, Resources};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -83,12 +84,12 @@ impl Ledger {
         let mut touched: Vec<&AgentId> = Vec::new();
         let mut parts = self.parts.iter_mut().peekable();
         for (id, agent) in agents {
-            while let Some((seen, part)) = parts.next_if(|(seen, _)| *seen < id) {
+            let this = advance_to(&mut parts, id, |seen, part| {
                 sums.forget(std::mem::take(part));
                 touched.push(seen);
                 gone = true;
-            }
-            match parts.next_if(|(seen, _)| *seen == id) {
+            });
+            match this {
                 Some((_, part)) if part.is_current(agent) => {}
                 Some((_, part)) => {
                     sums.forget(std::mem::take(part));
