@@ -1,11 +1,6 @@
 //! `meseta-bench`: benchmarks that run Meseta beside a peer in the same run and print the
 //! ratio. Each prints one JSON object as its last stdout line. See bench/README.md.
 
-/// The allocator the `meseta` binary uses (see its `main.rs`), for the load frameworks
-/// too.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod allocator;
 mod cluster;
 mod container_launch;

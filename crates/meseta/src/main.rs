@@ -3,13 +3,7 @@
 //! `execute` is a one-shot framework for users; `image` manages the agent's image store;
 //! `sim` runs hollow agents for scale tests.
 
-/// mimalloc instead of glibc's malloc: in the placements benchmark (10,000 hollow agents,
-/// 100,000 tasks) glibc's allocation and consolidation took a fifth of every process's
-/// CPU; with mimalloc the master used 15% less CPU and 38% less resident memory
-/// (bench/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+mod allocator;
 mod execute;
 mod flags;
 mod image;
@@ -75,6 +69,9 @@ fn main() -> Result<()> {
         option_env!("MESETA_GIT_TAG"),
     ));
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Master(_) | Command::Sim(_)) {
+        allocator::use_mimalloc();
+    }
     if let Command::Zygote = cli.command {
         // Logging is set up by each forked child, for its own stderr.
         meseta_containerizer::zygote::serve(run_forked)?;
