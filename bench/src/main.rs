@@ -44,6 +44,15 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The load frameworks' warnings (a task that failed, a call refused) on stderr;
+    // `MESETA_BENCH_LOG` sets the filter.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESETA_BENCH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     // Each report is printed as its own struct, keeping its fields in order.
     let line = match cli.command {
         Command::Launch(args) => serde_json::to_string(&block_on(launch::run(args))??)?,

@@ -170,7 +170,11 @@ impl Edge {
             if wake.deadline() != due.into() {
                 wake.as_mut().reset(due.into());
             }
+            // The stream first: after a long wait to post (the agents share a few
+            // connections), what the master sent meanwhile is read before the quiet
+            // timer, which would otherwise be as likely to win and end a live link.
             let event = tokio::select! {
+                biased;
                 c = body.next() => Some(c),
                 _ = &mut wake => None,
                 _ = stop.wait_for(|s| *s) => return Ended::Stopping,

@@ -208,6 +208,14 @@ pub async fn run_framework(
                     stats.finished.fetch_add(1, Ordering::Relaxed);
                 }
                 s if s.is_terminal() => {
+                    let status = &update.status;
+                    tracing::warn!(
+                        "{}: task {} ended {s:?} ({:?}): {}",
+                        plan.name,
+                        status.task_id,
+                        status.reason,
+                        status.message.as_deref().unwrap_or("no message")
+                    );
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
