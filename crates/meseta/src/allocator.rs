@@ -3,9 +3,10 @@
 //!
 //! In the placements benchmark (10,000 hollow agents, 100,000 tasks) glibc's allocation
 //! and consolidation took a fifth of every process's CPU; with mimalloc the master used
-//! 15% less CPU and 38% less resident memory. But the processes on a container's launch
-//! path (the agent, its zygote, supervisors, executors) launched containers 30–50% slower
-//! with it (bench/README.md), so they keep glibc's.
+//! 15% less CPU and 38% less resident memory. The processes on a container's launch path
+//! (the agent, its zygote, supervisors, executors) keep glibc's: container launches
+//! measured slower with mimalloc in every process, though the cause is not established
+//! (bench/README.md, placements).
 //!
 //! The choice is made once, early in `main`; what was allocated before it (by the
 //! runtime, the flag parser) stays with glibc's malloc. So a block is always freed or
