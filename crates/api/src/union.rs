@@ -14,11 +14,9 @@ use std::marker::PhantomData;
 
 /// What [`read_union`] needs of a union: written by `tagged_union!`.
 #[doc(hidden)]
-pub trait UnionRead: Sized {
+pub trait UnionRead: Union + Sized {
     /// What the union is called in messages (`"scheduler call"`).
     const WHAT: &'static str;
-    /// The Mesos name of the variant.
-    fn tag(&self) -> &'static str;
     /// When `key` is the payload field of one of the variants (each has its own),
     /// reads the value and returns that variant with it; reads nothing otherwise.
     fn read_payload<'de, A: MapAccess<'de>>(
@@ -96,7 +94,7 @@ impl<'de, U: UnionRead> Visitor<'de> for UnionVisitor<U> {
                 U::WHAT
             )));
         };
-        let union = match payloads.into_iter().rev().find(|p| p.tag() == tag) {
+        let union = match payloads.into_iter().rev().find(|p| p.type_name() == tag) {
             Some(payload) => payload,
             None => U::without_payload(&tag).map_err(A::Error::custom)?,
         };
@@ -197,10 +195,6 @@ macro_rules! tagged_union {
 
         impl crate::union::UnionRead for $name {
             const WHAT: &'static str = $what;
-
-            fn tag(&self) -> &'static str {
-                self.type_name()
-            }
 
             #[allow(unused_variables)]
             fn read_payload<'de, A: serde::de::MapAccess<'de>>(
