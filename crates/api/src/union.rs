@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-/// What [`read_union`] needs of a union: written by `tagged_union!`.
+/// What [`deserialize_union`] needs of a union: written by `tagged_union!`.
 #[doc(hidden)]
 pub trait UnionRead: Union + Sized {
     /// What the union is called in messages (`"scheduler call"`).
