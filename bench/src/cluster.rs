@@ -14,11 +14,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `binary args…` with `MESETA_LOG=warn`, stderr to `log`.
+    /// Starts `binary args…` with `MESETA_LOG=warn` (or the filter in `MESETA_DAEMON_LOG`),
+    /// stderr to `log`.
     pub fn start(binary: &Path, args: &[&str], log: PathBuf) -> Result<Daemon> {
+        let filter = std::env::var("MESETA_DAEMON_LOG").unwrap_or_else(|_| "warn".into());
         let child = Command::new(binary)
             .args(args)
-            .env("MESETA_LOG", "warn")
+            .env("MESETA_LOG", filter)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

@@ -17,6 +17,59 @@ pub fn to_ascii_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Writes `value` as [`to_ascii_vec`] does, in pieces: each time the text written reaches
+/// `chunk_size` bytes it is handed to `emit` (cut anywhere, even inside a string), and the
+/// rest at the end. Long texts are sent while they are being written, and never held whole.
+pub fn write_chunked<T: Serialize + ?Sized>(
+    value: &T,
+    chunk_size: usize,
+    emit: &mut dyn FnMut(Vec<u8>),
+) -> Result<(), serde_json::Error> {
+    let mut chunks = Chunks {
+        chunk: Vec::with_capacity(chunk_size + CHUNK_SLACK),
+        chunk_size,
+        emit,
+    };
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut chunks,
+        AsciiFormatter,
+    ))?;
+    if !chunks.chunk.is_empty() {
+        (chunks.emit)(chunks.chunk);
+    }
+    Ok(())
+}
+
+/// Room past a chunk's size for the write that fills it, so that it is not grown.
+const CHUNK_SLACK: usize = 4096;
+
+/// An `io::Write` that hands over its bytes a chunk at a time.
+struct Chunks<'a> {
+    chunk: Vec<u8>,
+    chunk_size: usize,
+    emit: &'a mut dyn FnMut(Vec<u8>),
+}
+
+impl std::io::Write for Chunks<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.chunk.extend_from_slice(bytes);
+        if self.chunk.len() >= self.chunk_size {
+            let fresh = Vec::with_capacity(self.chunk_size + CHUNK_SLACK);
+            (self.emit)(std::mem::replace(&mut self.chunk, fresh));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Compact formatter that escapes non-ASCII characters.
 struct AsciiFormatter;
 
@@ -219,6 +272,26 @@ pub fn new_uuid_bytes() -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_chunked_text_is_the_whole_text_in_pieces_of_about_the_size() {
+        let value = serde_json::json!({
+            "tasks": (0..100).map(|i| serde_json::json!({"id": i, "name": "t\u{e9}"})).collect::<Vec<_>>()
+        });
+        let whole = super::to_ascii_vec(&value);
+        for chunk_size in [1, 10, 100, 1000, 100_000] {
+            let mut chunks = Vec::new();
+            super::write_chunked(&value, chunk_size, &mut |c| chunks.push(c)).unwrap();
+            assert_eq!(chunks.concat(), whole, "{chunk_size}");
+            let (last, full) = chunks.split_last().unwrap();
+            assert!(!last.is_empty() && last.len() < chunk_size.max(20));
+            // Each full chunk ends with the write that reached the size; writes are short.
+            assert!(full
+                .iter()
+                .all(|c| c.len() >= chunk_size && c.len() < chunk_size + 20));
+            assert_eq!(full.is_empty(), chunk_size > whole.len(), "{chunk_size}");
+        }
+    }
+
     use super::*;
 
     #[test]

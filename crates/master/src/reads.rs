@@ -1,18 +1,24 @@
 //! Reads of the whole-state views, off the service loop. The service thread only takes a
 //! [`Snapshot`] of the core (copies of map keys and pointers); the view is built and
-//! serialized on a blocking worker. Concurrent readers of one view share the work, as
-//! Mesos 1.7 batches its state requests: requests that arrive while the view is being
-//! built wait for the next build, which starts from one snapshot taken after all of them
-//! arrived (so no answer is older than its request) and answers all of them.
+//! serialized on a blocking worker, and its text streams to the readers in chunks as it is
+//! written (the transfer runs beside the writing, and a view of hundreds of megabytes is
+//! never held whole). Concurrent readers of one view share the work, as Mesos 1.7 batches
+//! its state requests: requests that arrive while the view is being built wait for the next
+//! build, which starts from one snapshot taken after all of them arrived (so no answer is
+//! older than its request) and answers all of them.
 
 use crate::core::Snapshot;
 use crate::service::ServiceHandle;
 use bytes::Bytes;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
-/// Why a read has no answer.
+/// How much of a view's text is sent at a time.
+const VIEW_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Why a read has no answer, or its answer stopped short.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReadError {
     #[error("the master is shutting down")]
@@ -21,10 +27,48 @@ pub enum ReadError {
     Failed(String),
 }
 
-/// Builds a view's bytes from a snapshot.
-type Render = Arc<dyn Fn(&Snapshot) -> Vec<u8> + Send + Sync>;
+/// Hands a view's text over, a chunk at a time.
+pub type Emit<'a> = &'a mut dyn FnMut(Vec<u8>);
 
-type Waiter = oneshot::Sender<Result<Bytes, ReadError>>;
+/// Writes a view of a snapshot through an [`Emit`].
+type Render = Arc<dyn Fn(&Snapshot, Emit) + Send + Sync>;
+
+/// Where a build sends a reader its view's chunks (or the error that ended it).
+type Waiter = mpsc::UnboundedSender<Result<Bytes, ReadError>>;
+
+/// Writes `view` as JSON (ASCII-only) in chunks: what a render does with its view.
+pub fn write_view<T: Serialize + ?Sized>(view: &T, emit: Emit) {
+    meseta_api::json::write_chunked(view, VIEW_CHUNK_BYTES, emit)
+        .expect("serializing our views cannot fail");
+}
+
+/// A view's text as it arrives: the first chunk, then the rest until the build ends. An
+/// error in the stream means the build failed after it had started sending.
+pub struct ViewText {
+    first: Bytes,
+    rest: mpsc::UnboundedReceiver<Result<Bytes, ReadError>>,
+}
+
+impl ViewText {
+    /// The chunks as a stream, ending with the build.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<Bytes, ReadError>> {
+        let first = futures::stream::once(std::future::ready(Ok(self.first)));
+        futures::StreamExt::chain(
+            first,
+            tokio_stream::wrappers::UnboundedReceiverStream::new(self.rest),
+        )
+    }
+
+    /// The whole text.
+    pub async fn collect(self) -> Result<Bytes, ReadError> {
+        let mut whole = Vec::new();
+        let mut chunks = std::pin::pin!(self.into_stream());
+        while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+            whole.extend_from_slice(&chunk?);
+        }
+        Ok(whole.into())
+    }
+}
 
 /// The views being built, by key, with the requests waiting for their next build.
 #[derive(Clone)]
@@ -41,14 +85,15 @@ impl Reads {
         }
     }
 
-    /// The view `key` as `render` writes it, from a snapshot taken after this call.
+    /// The view `key` as `render` writes it, from a snapshot taken after this call; it
+    /// answers once the first chunk is written (or the build failed before any).
     /// Requests with the same key must want the same bytes: they may share one answer.
     pub async fn read(
         &self,
         key: &str,
-        render: impl Fn(&Snapshot) -> Vec<u8> + Send + Sync + 'static,
-    ) -> Result<Bytes, ReadError> {
-        let (tx, rx) = oneshot::channel();
+        render: impl Fn(&Snapshot, Emit) + Send + Sync + 'static,
+    ) -> Result<ViewText, ReadError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let first = {
             let mut building = self.building.lock().expect("reads lock");
             match building.get_mut(key) {
@@ -65,7 +110,12 @@ impl Reads {
         if first {
             tokio::spawn(self.clone().build(key.to_string(), Arc::new(render)));
         }
-        rx.await.map_err(|_| ReadError::Stopped)?
+        match rx.recv().await {
+            Some(Ok(first)) => Ok(ViewText { first, rest: rx }),
+            Some(Err(e)) => Err(e),
+            // Every view writes something; a build that ended silently was cut short.
+            None => Err(ReadError::Stopped),
+        }
     }
 
     /// Builds `key` for the waiting requests, again while more arrived meanwhile.
@@ -82,26 +132,47 @@ impl Reads {
                     }
                 }
             };
-            let answer = self.build_once(&render).await;
-            if let Err(ReadError::Failed(e)) = &answer {
-                tracing::error!("building the {key} view failed: {e}");
-            }
-            for waiter in waiting {
-                let _ = waiter.send(answer.clone());
+            let waiting = Arc::new(waiting);
+            if let Err(e) = self.build_once(&render, waiting.clone()).await {
+                if let ReadError::Failed(e) = &e {
+                    tracing::error!("building the {key} view failed: {e}");
+                }
+                for waiter in waiting.iter() {
+                    let _ = waiter.send(Err(e.clone()));
+                }
             }
         }
     }
 
-    async fn build_once(&self, render: &Render) -> Result<Bytes, ReadError> {
+    /// Builds the view once, sending its chunks to `waiting` as they are written.
+    async fn build_once(
+        &self,
+        render: &Render,
+        waiting: Arc<Vec<Waiter>>,
+    ) -> Result<(), ReadError> {
+        let asked = std::time::Instant::now();
         let snapshot = self
             .service
             .call(|svc| svc.core.snapshot())
             .await
             .map_err(|_| ReadError::Stopped)?;
+        let snapshot_ms = asked.elapsed().as_secs_f64() * 1e3;
         let render = render.clone();
-        tokio::task::spawn_blocking(move || Bytes::from(render(&snapshot)))
-            .await
-            .map_err(|e| ReadError::Failed(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let mut bytes = 0;
+            render(&snapshot, &mut |chunk| {
+                bytes += chunk.len();
+                let chunk = Bytes::from(chunk);
+                for waiter in waiting.iter() {
+                    let _ = waiter.send(Ok(chunk.clone()));
+                }
+            });
+            let render_ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!(bytes, snapshot_ms, render_ms, "view built");
+        })
+        .await
+        .map_err(|e| ReadError::Failed(e.to_string()))
     }
 }
 
@@ -139,16 +210,16 @@ mod tests {
         let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
         let render = {
             let builds = builds.clone();
-            move |snapshot: &Snapshot| {
+            move |snapshot: &Snapshot, emit: Emit| {
                 entered_tx.send(()).unwrap();
                 gate.lock().unwrap().recv().unwrap();
                 builds.fetch_add(1, Ordering::SeqCst);
-                snapshot.agents.len().to_string().into_bytes()
+                emit(snapshot.agents.len().to_string().into_bytes())
             }
         };
         let first = tokio::spawn({
             let reads = reads.clone();
-            async move { reads.read("agents", render).await }
+            async move { reads.read("agents", render).await?.collect().await }
         });
         // The first build renders its snapshot (no agent yet) until released.
         entered.recv().await.unwrap();
@@ -160,7 +231,10 @@ mod tests {
         let later: Vec<_> = (0..3)
             .map(|_| {
                 let reads = reads.clone();
-                tokio::spawn(async move { reads.read("agents", |_| unreachable!()).await })
+                tokio::spawn(async move {
+                    let text = reads.read("agents", |_, _| unreachable!()).await?;
+                    text.collect().await
+                })
             })
             .collect();
         while waiting(&reads) != Some(3) {
@@ -188,17 +262,54 @@ mod tests {
     async fn a_failed_build_answers_its_readers_and_the_next_read_builds_again() {
         let dir = tempfile::tempdir().unwrap();
         let reads = Reads::new(start_service(dir.path()));
-        let failed = reads.read("v", |_| panic!("broken view")).await;
-        assert!(matches!(failed, Err(ReadError::Failed(_))), "{failed:?}");
-        let next = reads.read("v", |_| b"ok".to_vec()).await.unwrap();
-        assert_eq!(next, Bytes::from("ok"));
+        let failed = reads.read("v", |_, _| panic!("broken view")).await;
+        assert!(
+            matches!(failed, Err(ReadError::Failed(_))),
+            "a 500, not a body"
+        );
+        let next = reads.read("v", |_, emit| emit(b"ok".to_vec())).await;
+        assert_eq!(next.unwrap().collect().await.unwrap(), Bytes::from("ok"));
+    }
+
+    #[tokio::test]
+    async fn every_reader_gets_every_chunk_and_a_build_failing_midway_ends_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let reads = Reads::new(start_service(dir.path()));
+        let view: Vec<u32> = (0..100_000).collect();
+        let expected = Bytes::from(meseta_api::json::to_ascii_vec(&view));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (reads, view) = (reads.clone(), view.clone());
+                tokio::spawn(async move {
+                    let text = reads.read("big", move |_, emit| write_view(&view, emit));
+                    text.await?.collect().await
+                })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap(), expected);
+        }
+        let text = reads
+            .read("cut", |_, emit| {
+                emit(b"[1,".to_vec());
+                panic!("broken midway")
+            })
+            .await
+            .expect("the first chunk was sent");
+        let chunks: Vec<_> = futures::StreamExt::collect(text.into_stream()).await;
+        assert_eq!(chunks.len(), 2, "{chunks:?}");
+        assert_eq!(chunks[0].as_ref().unwrap(), &Bytes::from("[1,"));
+        assert!(matches!(chunks[1], Err(ReadError::Failed(_))), "{chunks:?}");
     }
 
     #[tokio::test]
     async fn reads_of_a_stopped_master_say_so() {
         let (service, jobs) = channel();
         drop(jobs);
-        let answer = Reads::new(service).read("v", |_| Vec::new()).await;
-        assert!(matches!(answer, Err(ReadError::Stopped)), "{answer:?}");
+        let answer = Reads::new(service).read("v", |_, _| {}).await;
+        assert!(
+            matches!(answer, Err(ReadError::Stopped)),
+            "the master stopped"
+        );
     }
 }

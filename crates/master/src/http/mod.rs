@@ -140,15 +140,30 @@ pub async fn json_bytes(headers: &HeaderMap, body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The answer to a view read, or why there is none.
+/// The answer to a view read, streamed as it is written (gzipped whole when the client
+/// accepts gzip), or why there is none.
 pub async fn read_answer(
     headers: &HeaderMap,
-    answer: Result<Bytes, crate::reads::ReadError>,
+    answer: Result<crate::reads::ViewText, crate::reads::ReadError>,
 ) -> Response {
-    match answer {
+    let text = match answer {
+        Ok(text) => text,
+        Err(e) => return read_error(e),
+    };
+    if !accepts_gzip(headers) {
+        let body = axum::body::Body::from_stream(text.into_stream());
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    match text.collect().await {
         Ok(body) => json_bytes(headers, body).await,
-        Err(crate::reads::ReadError::Stopped) => unavailable(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => read_error(e),
+    }
+}
+
+fn read_error(e: crate::reads::ReadError) -> Response {
+    match e {
+        crate::reads::ReadError::Stopped => unavailable(),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -3,6 +3,7 @@
 use super::maintenance;
 use super::{accepts_json, decode_call, error, json, read_answer, unavailable, AppState};
 use crate::core::{ApiError, ResourceOp, Snapshot, WeightInfo};
+use crate::reads::{write_view, Emit};
 use crate::service::{now, Service};
 use crate::views;
 use axum::body::Bytes;
@@ -79,32 +80,32 @@ pub async fn handle(
         Call::GetOperations => json(&headers, &response(type_name, json!({"operations": []}))),
         Call::Subscribe => subscribe(app).await,
         Call::GetState => {
-            read(&app, &headers, type_name, |s| {
-                answer(type_name, &views::get_state(s))
+            read(&app, &headers, type_name, |s, emit| {
+                write_view(&Answer(type_name, &views::get_state(s)), emit)
             })
             .await
         }
         Call::GetAgents => {
-            read(&app, &headers, type_name, |s| {
-                answer(type_name, &views::get_agents(s))
+            read(&app, &headers, type_name, |s, emit| {
+                write_view(&Answer(type_name, &views::get_agents(s)), emit)
             })
             .await
         }
         Call::GetFrameworks => {
-            read(&app, &headers, type_name, |s| {
-                answer(type_name, &views::get_frameworks(s))
+            read(&app, &headers, type_name, |s, emit| {
+                write_view(&Answer(type_name, &views::get_frameworks(s)), emit)
             })
             .await
         }
         Call::GetExecutors => {
-            read(&app, &headers, type_name, |s| {
-                answer(type_name, &views::get_executors(s))
+            read(&app, &headers, type_name, |s, emit| {
+                write_view(&Answer(type_name, &views::get_executors(s)), emit)
             })
             .await
         }
         Call::GetTasks => {
-            read(&app, &headers, type_name, |s| {
-                answer(type_name, &views::get_tasks(s))
+            read(&app, &headers, type_name, |s, emit| {
+                write_view(&Answer(type_name, &views::get_tasks(s)), emit)
             })
             .await
         }
@@ -334,7 +335,7 @@ async fn read(
     app: &AppState,
     headers: &HeaderMap,
     type_name: &'static str,
-    render: impl Fn(&Snapshot) -> Vec<u8> + Send + Sync + 'static,
+    render: impl Fn(&Snapshot, Emit) + Send + Sync + 'static,
 ) -> Response {
     read_answer(headers, app.reads.read(type_name, render).await).await
 }
@@ -350,10 +351,6 @@ impl<T: Serialize> Serialize for Answer<'_, T> {
         map.serialize_entry(&self.0.to_ascii_lowercase(), self.1)?;
         map.end()
     }
-}
-
-fn answer<T: Serialize>(type_name: &str, payload: &T) -> Vec<u8> {
-    meseta_api::json::to_ascii_vec(&Answer(type_name, payload))
 }
 
 /// SUBSCRIBED's payload.

@@ -3,12 +3,12 @@
 
 use super::{error, json, read_answer, unavailable, AppState};
 use crate::core::Snapshot;
+use crate::reads::{write_view, Emit};
 use crate::service::{now, Service};
 use crate::views;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use meseta_api::json::to_ascii_vec;
 use meseta_api::FrameworkId;
 use serde_json::{json, Map, Value};
 
@@ -39,45 +39,45 @@ async fn read(
     app: &AppState,
     headers: &HeaderMap,
     key: &str,
-    render: impl Fn(&Snapshot, &Value, &str) -> Vec<u8> + Send + Sync + 'static,
+    render: impl Fn(&Snapshot, Emit, &Value, &str) + Send + Sync + 'static,
 ) -> Response {
     let flags = flags_object(app);
     let leader = format!("master@{}", app.leader);
-    let render = move |snapshot: &Snapshot| render(snapshot, &flags, &leader);
+    let render = move |snapshot: &Snapshot, emit: Emit| render(snapshot, emit, &flags, &leader);
     read_answer(headers, app.reads.read(key, render).await).await
 }
 
 pub async fn state(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    read(&app, &headers, "v0/state", |s, flags, leader| {
-        to_ascii_vec(&views::v0_state(s, flags, leader))
+    read(&app, &headers, "v0/state", |s, emit, flags, leader| {
+        write_view(&views::v0_state(s, flags, leader), emit)
     })
     .await
 }
 
 pub async fn state_summary(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    read(&app, &headers, "v0/state-summary", |s, _, _| {
-        to_ascii_vec(&views::v0_state_summary(s))
+    read(&app, &headers, "v0/state-summary", |s, emit, _, _| {
+        write_view(&views::v0_state_summary(s), emit)
     })
     .await
 }
 
 pub async fn frameworks(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    read(&app, &headers, "v0/frameworks", |s, _, _| {
-        to_ascii_vec(&views::v0_frameworks(s))
+    read(&app, &headers, "v0/frameworks", |s, emit, _, _| {
+        write_view(&views::v0_frameworks(s), emit)
     })
     .await
 }
 
 pub async fn slaves(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    read(&app, &headers, "v0/slaves", |s, _, _| {
-        to_ascii_vec(&views::v0_slaves(s))
+    read(&app, &headers, "v0/slaves", |s, emit, _, _| {
+        write_view(&views::v0_slaves(s), emit)
     })
     .await
 }
 
 pub async fn tasks(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    read(&app, &headers, "v0/tasks", |s, _, _| {
-        to_ascii_vec(&views::v0_tasks(s))
+    read(&app, &headers, "v0/tasks", |s, emit, _, _| {
+        write_view(&views::v0_tasks(s), emit)
     })
     .await
 }
