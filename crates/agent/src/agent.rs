@@ -424,7 +424,7 @@ impl Agent {
             .frameworks
             .values()
             .flat_map(|f| f.executors.values())
-            .map(|e| e.container_id.value.clone())
+            .map(|e| e.container_id.to_string())
             .collect();
         crate::images::release_orphans(&self.images, containers);
         let known: HashSet<PathBuf> = self.sandbox_roots().into_iter().collect();
@@ -895,7 +895,7 @@ impl Agent {
         self.agent_info
             .id
             .as_ref()
-            .map(|id| id.value.clone())
+            .map(|id| id.to_string())
             .unwrap_or_default()
     }
 

@@ -66,7 +66,7 @@ impl ExecutorAuth {
 
     /// The token of one executor run.
     pub fn token(&self, fid: &FrameworkId, eid: &ExecutorId, cid: &ContainerId) -> String {
-        let claims = json!({"fid": fid.value, "eid": eid.value, "cid": cid.value});
+        let claims = json!({"fid": fid.as_str(), "eid": eid.as_str(), "cid": cid.value});
         jwt::encode(&self.key, claims.as_object().expect("an object"))
     }
 

@@ -221,8 +221,8 @@ async fn metrics(State(app): State<App>) -> Result<Response, HttpError> {
 async fn statistics(State(app): State<App>) -> Result<Response, HttpError> {
     let list = app.containers().await?;
     let entries = list.into_iter().map(|(c, stats)| {
-        json!({"executor_id": c.executor_id.value, "executor_name": c.executor_name,
-               "framework_id": c.framework_id.value, "source": c.source, "statistics": stats})
+        json!({"executor_id": c.executor_id.as_str(), "executor_name": c.executor_name,
+               "framework_id": c.framework_id.as_str(), "source": c.source, "statistics": stats})
     });
     Ok(json_response(&Value::Array(entries.collect())))
 }
@@ -230,7 +230,7 @@ async fn statistics(State(app): State<App>) -> Result<Response, HttpError> {
 async fn containers(State(app): State<App>) -> Result<Response, HttpError> {
     let list = app.containers().await?;
     let entries = list.into_iter().map(|(c, stats)| {
-        json!({"container_id": c.container_id.value, "executor_id": c.executor_id.value,
+        json!({"container_id": c.container_id.as_str(), "executor_id": c.executor_id.value,
                "executor_name": c.executor_name, "framework_id": c.framework_id.value,
                "source": c.source, "statistics": stats,
                "status": {"container_id": {"value": c.container_id.value},

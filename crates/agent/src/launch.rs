@@ -57,7 +57,7 @@ pub fn command_executor_info(
     let binary = meseta_binary.display().to_string();
     ExecutorInfo {
         kind: None,
-        executor_id: ExecutorId::new(task.task_id.value.clone()),
+        executor_id: ExecutorId::new(task.task_id.as_str()),
         framework_id: Some(framework_id.clone()),
         command: Some(CommandInfo {
             uris: command.map(|c| c.uris.clone()).unwrap_or_default(),
@@ -73,7 +73,7 @@ pub fn command_executor_info(
             "Command Executor (Task: {}) {described}",
             task.task_id
         )),
-        source: Some(task.task_id.value.clone()),
+        source: Some(task.task_id.to_string()),
         data: None,
         discovery: task.discovery.clone(),
         shutdown_grace_period: None,
@@ -159,9 +159,9 @@ impl RunContext<'_> {
         let directory = self.directory.display().to_string();
         set(
             "MESOS_FRAMEWORK_ID",
-            self.framework.id.clone().unwrap_or_default().value,
+            self.framework.id.clone().unwrap_or_default().to_string(),
         );
-        set("MESOS_EXECUTOR_ID", self.executor.executor_id.value.clone());
+        set("MESOS_EXECUTOR_ID", self.executor.executor_id.to_string());
         set("MESOS_DIRECTORY", directory.clone());
         set("MESOS_SANDBOX", directory);
         set("MESOS_SLAVE_ID", self.agent_id.to_string());
@@ -401,7 +401,7 @@ mod tests {
             e.name.as_deref(),
             Some("Command Executor (Task: t1) (Command: sh -c 'sleep 5')")
         );
-        assert_eq!(e.executor_id.value, "t1");
+        assert_eq!(e.executor_id.as_str(), "t1");
         assert_eq!(e.source.as_deref(), Some("t1"));
         let c = e.command.unwrap();
         assert!(!c.shell);

@@ -87,7 +87,7 @@ mod tests {
         thread.join().unwrap();
         let mut seen = Vec::new();
         while let Ok(ToMaster::ExitedExecutor(m)) = link_rx.try_recv() {
-            seen.push(m.executor_id.value);
+            seen.push(m.executor_id.to_string());
         }
         assert_eq!(seen, ["e0", "e1", "e2"]);
         let store = Store::open(&path).unwrap();

@@ -231,11 +231,7 @@ impl Store {
                         meta.insert(CHECKPOINTED_KEY, to_json(resources).as_slice())?;
                     }
                     StoreOp::PutFramework(info) => {
-                        let id = info
-                            .id
-                            .as_ref()
-                            .map(|i| i.value.as_str())
-                            .unwrap_or_default();
+                        let id = info.id.as_ref().map(|i| i.as_str()).unwrap_or_default();
                         frameworks.insert(id, to_json(info).as_slice())?;
                     }
                     StoreOp::DeleteFramework(id) => {

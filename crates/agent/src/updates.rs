@@ -311,7 +311,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Forward(u) => Some((u.status.task_id.value.clone(), u.status.state)),
+                Action::Forward(u) => Some((u.status.task_id.to_string(), u.status.state)),
                 _ => None,
             })
             .collect()
@@ -517,13 +517,13 @@ mod tests {
                 for a in actions {
                     match a {
                         Action::Forward(u) => {
-                            let task = u.status.task_id.value.clone();
+                            let task = u.status.task_id.to_string();
                             let n = num_of(u.status.uuid.as_ref().unwrap());
                             prop_assert_eq!(model.get(&task).and_then(|q| q.front()), Some(&n), "only the head is forwarded");
                             sent.entry(task).or_default().push(n);
                         }
                         Action::Acknowledged { status, .. } => {
-                            let task = status.task_id.value.clone();
+                            let task = status.task_id.to_string();
                             let n = num_of(status.uuid.as_ref().unwrap());
                             prop_assert!(sent.get(&task).is_some_and(|s| s.contains(&n)), "acked before sent");
                             acked.entry(task).or_default().push(n);

@@ -120,7 +120,7 @@ async fn run_executor() -> i32 {
                 match serde_json::from_slice::<Event>(&record).unwrap() {
                     Event::Launch(launch) => {
                         let task = launch.task;
-                        me.tasks.insert(task.task_id.value.clone(), task.clone());
+                        me.tasks.insert(task.task_id.to_string(), task.clone());
                         me.update(&task.task_id, TaskState::TaskRunning).await;
                         if task.command.as_ref().and_then(|c| c.value.as_deref()) == Some("finish")
                         {
@@ -135,7 +135,7 @@ async fn run_executor() -> i32 {
                             .position(|s| s.uuid.as_ref() == Some(&ack.uuid));
                         if let Some(acked) = pos.map(|p| me.unacknowledged.remove(p)) {
                             if acked.state.is_terminal() {
-                                me.tasks.remove(&acked.task_id.value);
+                                me.tasks.remove(acked.task_id.as_str());
                                 if me.tasks.is_empty() {
                                     return 0;
                                 }
@@ -655,7 +655,7 @@ async fn executor_and_operator_apis_answer_bad_requests_like_mesos() {
     }));
     let dropped = master.update().await;
     assert_eq!(
-        (dropped.task_id.value.as_str(), dropped.state),
+        (dropped.task_id.as_str(), dropped.state),
         ("ghost2", TaskState::TaskDropped)
     );
     assert_eq!(dropped.reason, Some(Reason::ReasonReconciliation));
@@ -692,7 +692,7 @@ async fn executor_that_never_subscribes_is_killed() {
             break e;
         }
     };
-    assert_eq!(exited.executor_id.value, "lazy");
+    assert_eq!(exited.executor_id.as_str(), "lazy");
     assert_eq!(exited.status, Some(9), "killed by SIGKILL");
     assert_eq!(exited.resources.len(), 1);
     agent.stop().await;
@@ -715,7 +715,7 @@ async fn checkpointed_executor_survives_an_agent_restart() {
     let registration = master.registration().await;
     assert_eq!(registration.agent_info.id, Some(AgentId::new("M-S0")));
     assert_eq!(registration.tasks.len(), 1);
-    assert_eq!(registration.tasks[0].task_id.value, "t1");
+    assert_eq!(registration.tasks[0].task_id.as_str(), "t1");
     let resent = master.update().await;
     assert_eq!(
         resent.uuid, running.uuid,

@@ -100,8 +100,8 @@ pub struct Acknowledged {
 impl Serialize for Call {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ids = [
-            ("executor_id", self.executor_id.value.as_str()),
-            ("framework_id", self.framework_id.value.as_str()),
+            ("executor_id", self.executor_id.as_str()),
+            ("framework_id", self.framework_id.as_str()),
         ];
         crate::union::serialize_union(s, &self.kind, &ids)
     }

@@ -2,18 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! id_type {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
         pub struct $name {
-            pub value: String,
+            pub value: Arc<str>,
         }
 
         impl $name {
             pub fn new(value: impl Into<String>) -> Self {
-                Self { value: value.into() }
+                Self { value: value.into().into() }
             }
             pub fn as_str(&self) -> &str {
                 &self.value

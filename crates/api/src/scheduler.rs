@@ -216,7 +216,7 @@ impl Serialize for Call {
         let id = self
             .framework_id
             .as_ref()
-            .map(|id| ("framework_id", id.value.as_str()));
+            .map(|id| ("framework_id", id.as_str()));
         crate::union::serialize_union(s, &self.kind, id.as_slice())
     }
 }

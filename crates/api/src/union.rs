@@ -358,7 +358,7 @@ mod tests {
             let CallKind::Decline(decline) = call.kind else {
                 panic!("{text} read as {:?}", call.kind)
             };
-            assert_eq!(decline.offer_ids[0].value, "o", "{text}");
+            assert_eq!(decline.offer_ids[0].as_str(), "o", "{text}");
         }
         let e = serde_json::from_str::<Call>(&format!(r#"{{"accept":{accept},"type":"DECLINE"}}"#))
             .unwrap_err();

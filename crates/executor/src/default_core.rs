@@ -326,7 +326,9 @@ impl<S: Sources> Machine for DefaultCore<S> {
 
 /// A task's sandbox: `tasks/<task id>` in the executor's.
 fn task_sandbox(executor_sandbox: &Path, task_id: &TaskId) -> PathBuf {
-    executor_sandbox.join(TASKS_DIRECTORY).join(&task_id.value)
+    executor_sandbox
+        .join(TASKS_DIRECTORY)
+        .join(task_id.as_str())
 }
 
 /// The executor's environment with `MESOS_SANDBOX` naming the task's sandbox.

@@ -230,16 +230,16 @@ async fn follows_the_leader_retries_503_and_calls_with_the_stream_id() {
     let Event::Subscribed(subscribed) = next_event(&mut events).await else {
         panic!("SUBSCRIBED first")
     };
-    assert_eq!(subscribed.framework_id.value, "M-0000");
+    assert_eq!(subscribed.framework_id.as_str(), "M-0000");
     assert_eq!(next_event(&mut events).await, Event::Heartbeat);
-    assert_eq!(scheduler.framework_id().unwrap().value, "M-0000");
+    assert_eq!(scheduler.framework_id().unwrap().as_str(), "M-0000");
     assert_ne!(scheduler.leader(), format!("http://{}", cluster.standby));
 
     scheduler.kill(TaskId::new("t1"), None, None).await.unwrap();
     let (call, stream_id) = cluster.next_call().await;
     assert_eq!(stream_id.as_deref(), Some("stream-1"));
-    assert_eq!(call.framework_id.unwrap().value, "M-0000");
-    assert!(matches!(call.kind, CallKind::Kill(k) if k.task_id.value == "t1"));
+    assert_eq!(call.framework_id.unwrap().as_str(), "M-0000");
+    assert!(matches!(call.kind, CallKind::Kill(k) if k.task_id.as_str() == "t1"));
 
     // Updates with a uuid are acknowledged on their own.
     let status = running("t1");
@@ -252,7 +252,7 @@ async fn follows_the_leader_retries_503_and_calls_with_the_stream_id() {
         panic!("{call:?}")
     };
     assert_eq!(Some(ack.uuid), status.uuid);
-    assert_eq!(ack.agent_id.value, "M-S0");
+    assert_eq!(ack.agent_id.as_str(), "M-S0");
 
     // A rejected call carries the status and body.
     cluster.leader.lock().unwrap().reject =
@@ -317,7 +317,7 @@ async fn resubscribes_with_the_framework_id_after_the_stream_drops() {
     assert_eq!(first.framework_id, None);
     cluster.drop_stream();
     let again = cluster.next_subscribe().await;
-    assert_eq!(again.framework_id.as_ref().unwrap().value, "M-0000");
+    assert_eq!(again.framework_id.as_ref().unwrap().as_str(), "M-0000");
     let CallKind::Subscribe(subscribe) = &again.kind else {
         panic!()
     };

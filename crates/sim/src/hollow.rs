@@ -353,7 +353,7 @@ impl HollowAgent {
             .executor
             .as_ref()
             .map(|e| e.executor_id.clone())
-            .unwrap_or_else(|| ExecutorId::new(info.task_id.value.clone()));
+            .unwrap_or_else(|| ExecutorId::new(info.task_id.as_str()));
         let mut task = Task::from_info(&info, fid, user);
         task.executor_id = None;
         self.tasks.insert(
@@ -397,7 +397,7 @@ impl HollowAgent {
             key.clone(),
             SimTask {
                 task,
-                executor_id: ExecutorId::new(task_id.value),
+                executor_id: ExecutorId::new(task_id.as_str()),
                 finish_at: None,
                 pending: VecDeque::new(),
                 sent_at: None,
@@ -532,7 +532,7 @@ mod tests {
     fn updates(out: &[ToMaster]) -> Vec<(String, TaskState)> {
         out.iter()
             .map(|m| match m {
-                ToMaster::StatusUpdate(u) => (u.status.task_id.value.clone(), u.status.state),
+                ToMaster::StatusUpdate(u) => (u.status.task_id.to_string(), u.status.state),
                 other => panic!("unexpected {}", other.type_name()),
             })
             .collect()
@@ -705,7 +705,7 @@ mod tests {
             .registration()
             .tasks
             .iter()
-            .all(|t| t.framework_id.value != "G"));
+            .all(|t| t.framework_id.as_str() != "G"));
     }
 
     #[test]

@@ -589,7 +589,7 @@ proptest::proptest! {
                     .session
                     .unacknowledged
                     .iter()
-                    .filter(|u| u.status.task_id.value == "t1" && u.status.state.is_terminal())
+                    .filter(|u| u.status.task_id.as_str() == "t1" && u.status.state.is_terminal())
                     .filter_map(|u| u.status.uuid.clone()),
             );
             proptest::prop_assert!(terminal_updates.len() <= 1);

@@ -350,7 +350,7 @@ fn resubscribe_lists_live_unacknowledged_tasks_and_all_unacknowledged_updates() 
     let carried: Vec<_> = subscribe
         .unacknowledged_updates
         .iter()
-        .map(|u| (u.status.task_id.value.clone(), u.status.state))
+        .map(|u| (u.status.task_id.to_string(), u.status.state))
         .collect();
     assert_eq!(carried.len(), 4, "{carried:?}");
     assert!(carried.contains(&("b".to_string(), TaskState::TaskFinished)));

@@ -258,7 +258,7 @@ impl TaskRecord {
             kill_policy: task.kill_policy,
         };
         let mut record = TaskRecord {
-            name: (task.name != task.task_id.value).then(|| task.name.into()),
+            name: (task.name != task.task_id.as_str()).then(|| task.name.into()),
             task_id: task.task_id,
             framework_id: task.framework_id,
             agent_id: task.agent_id,

@@ -1261,7 +1261,7 @@ fn drain_kills_with_bounded_grace_then_drains_and_marks_gone() {
         .into_iter()
         .filter_map(|m| match m {
             ToAgent::KillTask(k) => Some((
-                k.task_id.value.clone(),
+                k.task_id.to_string(),
                 k.kill_policy.unwrap().grace_period.unwrap().nanoseconds,
             )),
             _ => None,
