@@ -654,7 +654,7 @@ impl Core {
                 });
         }
         agent.tasks.insert(
-            (framework_id.clone(), task.task_id.clone()),
+            (framework_id.clone(), record.task_id.clone()),
             record.clone().into(),
         );
         let framework = self
@@ -663,7 +663,7 @@ impl Core {
             .expect("caller checked");
         framework
             .tasks
-            .insert(task.task_id.clone(), agent_id.clone());
+            .insert(record.task_id.clone(), agent_id.clone());
         self.count("master/tasks_launched");
         let _ = now;
         if self.operator_observed {

@@ -259,7 +259,9 @@ impl TaskRecord {
         };
         let mut record = TaskRecord {
             name: (task.name != task.task_id.as_str()).then(|| task.name.into()),
-            task_id: task.task_id,
+            // Its own copy of the text, next to the record: the decoded call's is wherever
+            // that call was read, and views read every task's id (the maps share this one).
+            task_id: TaskId::new(task.task_id.as_str()),
             framework_id: task.framework_id,
             agent_id: task.agent_id,
             executor_id: task.executor_id,
