@@ -7,6 +7,7 @@ mod container_launch;
 mod hollow;
 mod launch;
 mod placements;
+mod process;
 mod slurm;
 mod state;
 mod stats;

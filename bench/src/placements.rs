@@ -9,6 +9,7 @@
 
 use crate::cluster::meseta_binary;
 use crate::hollow::{in_work_dir, HollowCluster};
+use crate::process::resident_bytes;
 use anyhow::{bail, Context, Result};
 use meseta_api::Resources;
 use meseta_sim::load::{run_framework, LoadPlan, LoadStats};
@@ -180,16 +181,4 @@ async fn measure(
         peer_placements_per_s: NOMAD_PUBLISHED_PER_S,
         ratio: placements_per_s / NOMAD_PUBLISHED_PER_S,
     })
-}
-
-/// A process's resident memory (`VmRSS` in `/proc/<pid>/status`).
-pub(crate) fn resident_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .context("VmRSS in /proc/<pid>/status")?;
-    Ok(kib * 1024)
 }

@@ -12,7 +12,7 @@
 
 use crate::cluster::meseta_binary;
 use crate::hollow::{in_work_dir, HollowCluster};
-use crate::placements::resident_bytes;
+use crate::process::{cpu_seconds, resident_bytes};
 use crate::stats::percentile;
 use anyhow::{bail, Result};
 use meseta_api::Resources;
@@ -71,6 +71,13 @@ pub struct StateReport {
     p99_get_state_ms: f64,
     p50_v0_state_ms: f64,
     p99_v0_state_ms: f64,
+    /// CPU time per answer, while the answers were timed: the master's (its other work in
+    /// that time included) and this process's (reading the answer; the idle load
+    /// frameworks run here too).
+    master_cpu_ms_per_get_state: f64,
+    client_cpu_ms_per_get_state: f64,
+    master_cpu_ms_per_v0_state: f64,
+    client_cpu_ms_per_v0_state: f64,
     p50_probe_idle_ms: f64,
     p99_probe_idle_ms: f64,
     p50_probe_loaded_ms: f64,
@@ -152,7 +159,10 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     let api = format!("http://{address}/api/v1");
     let v0 = format!("http://{address}/master/state");
     let get_state = || operator_call(&http, &api, "GET_STATE");
+    let cpu = CpuClock::start(cluster.master.pid())?;
     let (get_state_ms, get_state_bytes) = timed(args.samples, get_state).await?;
+    let get_state_cpu = cpu.per_request(args.samples)?;
+    let cpu = CpuClock::start(cluster.master.pid())?;
     let (v0_ms, v0_bytes) = timed(args.samples, || async {
         let body = http
             .get(&v0)
@@ -164,6 +174,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         Ok(body.len())
     })
     .await?;
+    let v0_cpu = cpu.per_request(args.samples)?;
 
     let probe = || operator_call(&http, &api, "GET_MASTER");
     let (idle_ms, _) = timed(args.probes, probe).await?;
@@ -202,6 +213,10 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         p99_get_state_ms: p(&get_state_ms, 99.0),
         p50_v0_state_ms: p50_v0,
         p99_v0_state_ms: p(&v0_ms, 99.0),
+        master_cpu_ms_per_get_state: get_state_cpu.master_ms,
+        client_cpu_ms_per_get_state: get_state_cpu.client_ms,
+        master_cpu_ms_per_v0_state: v0_cpu.master_ms,
+        client_cpu_ms_per_v0_state: v0_cpu.client_ms,
         p50_probe_idle_ms: p(&idle_ms, 50.0),
         p99_probe_idle_ms: p(&idle_ms, 99.0),
         p50_probe_loaded_ms: p(&loaded_ms, 50.0),
@@ -215,6 +230,37 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         peer_v0_state_ms: MESOS_PUBLISHED_STATE_MS,
         ratio: p50_v0 / MESOS_PUBLISHED_STATE_MS,
     })
+}
+
+/// CPU seconds of the master and of this process at a start.
+struct CpuClock {
+    master_pid: u32,
+    master: f64,
+    client: f64,
+}
+
+/// CPU milliseconds per request of the master and of this process.
+struct CpuPerRequest {
+    master_ms: f64,
+    client_ms: f64,
+}
+
+impl CpuClock {
+    fn start(master_pid: u32) -> Result<CpuClock> {
+        Ok(CpuClock {
+            master_pid,
+            master: cpu_seconds(master_pid)?,
+            client: cpu_seconds(std::process::id())?,
+        })
+    }
+
+    fn per_request(self, requests: usize) -> Result<CpuPerRequest> {
+        let per = |seconds: f64| seconds * 1000.0 / requests.max(1) as f64;
+        Ok(CpuPerRequest {
+            master_ms: per(cpu_seconds(self.master_pid)? - self.master),
+            client_ms: per(cpu_seconds(std::process::id())? - self.client),
+        })
+    }
 }
 
 /// One operator call with an empty payload; the answer's size.
