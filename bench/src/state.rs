@@ -71,13 +71,18 @@ pub struct StateReport {
     p99_get_state_ms: f64,
     p50_v0_state_ms: f64,
     p99_v0_state_ms: f64,
-    /// CPU time per answer, while the answers were timed: the master's (its other work in
-    /// that time included) and this process's (reading the answer; the idle load
-    /// frameworks run here too).
+    /// How long the filled master took to settle (its CPU use below 100 ms per second)
+    /// before the answers were timed.
+    settle_s: f64,
+    /// CPU time per answer while the answers were timed, less what the same time used with
+    /// no request in flight (`*_idle_cpu_ms_per_s`, the last second before): the master's
+    /// and this process's (reading the answer; the idle load frameworks run here too).
     master_cpu_ms_per_get_state: f64,
     client_cpu_ms_per_get_state: f64,
     master_cpu_ms_per_v0_state: f64,
     client_cpu_ms_per_v0_state: f64,
+    master_idle_cpu_ms_per_s: f64,
+    client_idle_cpu_ms_per_s: f64,
     p50_probe_idle_ms: f64,
     p99_probe_idle_ms: f64,
     p50_probe_loaded_ms: f64,
@@ -159,10 +164,12 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     let api = format!("http://{address}/api/v1");
     let v0 = format!("http://{address}/master/state");
     let get_state = || operator_call(&http, &api, "GET_STATE");
-    let cpu = CpuClock::start(cluster.master.pid())?;
+    let master_pid = cluster.master.pid();
+    let (idle, settle_s) = settle(master_pid).await?;
+    let cpu = CpuClock::start(master_pid)?;
     let (get_state_ms, get_state_bytes) = timed(args.samples, get_state).await?;
-    let get_state_cpu = cpu.per_request(args.samples)?;
-    let cpu = CpuClock::start(cluster.master.pid())?;
+    let get_state_cpu = cpu.per_request(args.samples, idle)?;
+    let cpu = CpuClock::start(master_pid)?;
     let (v0_ms, v0_bytes) = timed(args.samples, || async {
         let body = http
             .get(&v0)
@@ -174,7 +181,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         Ok(body.len())
     })
     .await?;
-    let v0_cpu = cpu.per_request(args.samples)?;
+    let v0_cpu = cpu.per_request(args.samples, idle)?;
 
     let probe = || operator_call(&http, &api, "GET_MASTER");
     let (idle_ms, _) = timed(args.probes, probe).await?;
@@ -217,6 +224,9 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
         client_cpu_ms_per_get_state: get_state_cpu.client_ms,
         master_cpu_ms_per_v0_state: v0_cpu.master_ms,
         client_cpu_ms_per_v0_state: v0_cpu.client_ms,
+        settle_s,
+        master_idle_cpu_ms_per_s: idle.master_ms,
+        client_idle_cpu_ms_per_s: idle.client_ms,
         p50_probe_idle_ms: p(&idle_ms, 50.0),
         p99_probe_idle_ms: p(&idle_ms, 99.0),
         p50_probe_loaded_ms: p(&loaded_ms, 50.0),
@@ -232,15 +242,49 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     })
 }
 
+/// How long the master's and this process's CPU use is sampled with no request in flight.
+const IDLE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The master counts as settled after filling below this CPU use (ms per second).
+const SETTLED_MASTER_CPU_MS_PER_S: f64 = 100.0;
+
+/// How long to wait for the master to settle before timing anyway.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until the master, filled, has finished its own work (CPU below
+/// [`SETTLED_MASTER_CPU_MS_PER_S`] over an [`IDLE_WINDOW`]), or [`SETTLE_TIMEOUT`] passed:
+/// answers timed before would share the cores with the fill's tail (acknowledgements,
+/// completions, offers). The CPU use of the last window, and the seconds waited.
+async fn settle(master_pid: u32) -> Result<(CpuUse, f64)> {
+    let started = Instant::now();
+    loop {
+        let window = CpuClock::start(master_pid)?;
+        tokio::time::sleep(IDLE_WINDOW).await;
+        let idle = window.per_second()?;
+        let waited = started.elapsed();
+        if idle.master_ms < SETTLED_MASTER_CPU_MS_PER_S || waited > SETTLE_TIMEOUT {
+            if idle.master_ms >= SETTLED_MASTER_CPU_MS_PER_S {
+                tracing::warn!(
+                    "the master still used {:.0} ms of CPU per second after {waited:?}",
+                    idle.master_ms
+                );
+            }
+            return Ok((idle, waited.as_secs_f64()));
+        }
+    }
+}
+
 /// CPU seconds of the master and of this process at a start.
 struct CpuClock {
     master_pid: u32,
+    started: Instant,
     master: f64,
     client: f64,
 }
 
-/// CPU milliseconds per request of the master and of this process.
-struct CpuPerRequest {
+/// CPU milliseconds of the master and of this process: per second, or per request.
+#[derive(Clone, Copy)]
+struct CpuUse {
     master_ms: f64,
     client_ms: f64,
 }
@@ -249,16 +293,39 @@ impl CpuClock {
     fn start(master_pid: u32) -> Result<CpuClock> {
         Ok(CpuClock {
             master_pid,
+            started: Instant::now(),
             master: cpu_seconds(master_pid)?,
             client: cpu_seconds(std::process::id())?,
         })
     }
 
-    fn per_request(self, requests: usize) -> Result<CpuPerRequest> {
-        let per = |seconds: f64| seconds * 1000.0 / requests.max(1) as f64;
-        Ok(CpuPerRequest {
-            master_ms: per(cpu_seconds(self.master_pid)? - self.master),
-            client_ms: per(cpu_seconds(std::process::id())? - self.client),
+    /// CPU milliseconds used since the start, and the seconds elapsed.
+    fn used(&self) -> Result<(CpuUse, f64)> {
+        let used = CpuUse {
+            master_ms: (cpu_seconds(self.master_pid)? - self.master) * 1000.0,
+            client_ms: (cpu_seconds(std::process::id())? - self.client) * 1000.0,
+        };
+        Ok((used, self.started.elapsed().as_secs_f64()))
+    }
+
+    /// CPU milliseconds per second since the start.
+    fn per_second(&self) -> Result<CpuUse> {
+        let (used, seconds) = self.used()?;
+        Ok(CpuUse {
+            master_ms: used.master_ms / seconds,
+            client_ms: used.client_ms / seconds,
+        })
+    }
+
+    /// CPU milliseconds per request since the start, less what `idle` would have used
+    /// in that time.
+    fn per_request(&self, requests: usize, idle: CpuUse) -> Result<CpuUse> {
+        let (used, seconds) = self.used()?;
+        let per =
+            |ms: f64, idle_ms_per_s: f64| (ms - idle_ms_per_s * seconds) / requests.max(1) as f64;
+        Ok(CpuUse {
+            master_ms: per(used.master_ms, idle.master_ms),
+            client_ms: per(used.client_ms, idle.client_ms),
         })
     }
 }
