@@ -272,15 +272,17 @@ pub fn new_uuid_bytes() -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_chunked_text_is_the_whole_text_in_pieces_of_about_the_size() {
         let value = serde_json::json!({
             "tasks": (0..100).map(|i| serde_json::json!({"id": i, "name": "t\u{e9}"})).collect::<Vec<_>>()
         });
-        let whole = super::to_ascii_vec(&value);
+        let whole = to_ascii_vec(&value);
         for chunk_size in [1, 10, 100, 1000, 100_000] {
             let mut chunks = Vec::new();
-            super::write_chunked(&value, chunk_size, &mut |c| chunks.push(c)).unwrap();
+            write_chunked(&value, chunk_size, &mut |c| chunks.push(c)).unwrap();
             assert_eq!(chunks.concat(), whole, "{chunk_size}");
             let (last, full) = chunks.split_last().unwrap();
             assert!(!last.is_empty() && last.len() < chunk_size.max(20));
@@ -291,8 +293,6 @@ mod tests {
             assert_eq!(full.is_empty(), chunk_size > whole.len(), "{chunk_size}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn ascii_output_escapes_non_ascii() {

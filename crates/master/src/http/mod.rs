@@ -129,13 +129,11 @@ pub fn json(headers: &HeaderMap, value: &serde_json::Value) -> Response {
 }
 
 /// A JSON body already written (a view read, shared by its readers), gzipped off the
-/// runtime's threads when the client accepts gzip.
-pub async fn json_bytes(headers: &HeaderMap, body: Bytes) -> Response {
-    if accepts_gzip(headers) {
-        let plain = body.clone();
-        if let Ok(Some(compressed)) = tokio::task::spawn_blocking(move || gzip(&plain)).await {
-            return gzipped_json(compressed);
-        }
+/// runtime's threads (sent as it is if that fails).
+async fn gzipped_json_bytes(body: Bytes) -> Response {
+    let plain = body.clone();
+    if let Ok(Some(compressed)) = tokio::task::spawn_blocking(move || gzip(&plain)).await {
+        return gzipped_json(compressed);
     }
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -155,7 +153,7 @@ pub async fn read_answer(
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     match text.collect().await {
-        Ok(body) => json_bytes(headers, body).await,
+        Ok(body) => gzipped_json_bytes(body).await,
         Err(e) => read_error(e),
     }
 }
