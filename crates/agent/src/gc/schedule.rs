@@ -3,8 +3,12 @@
 //! `--disk_watch_interval` the age a directory may reach shrinks with the disk's usage,
 //! `gc_delay * max(0, 1 - gc_disk_headroom - usage)`, and directories older than that are
 //! due at once. Pure: times and usage are passed in.
+//!
+//! An agent keeps a week of finished runs by default, so the schedule is indexed both by
+//! path and by due time: scheduling, the next due time and taking what is due cost
+//! O(log n) each, not a walk over every waiting directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +39,8 @@ impl Policy {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schedule {
     due: BTreeMap<PathBuf, SystemTime>,
+    /// The same entries ordered by due time.
+    by_time: BTreeSet<(SystemTime, PathBuf)>,
 }
 
 impl Schedule {
@@ -42,28 +48,39 @@ impl Schedule {
     /// scheduled twice keeps the later time.
     pub fn schedule(&mut self, path: PathBuf, modified: SystemTime, delay: Duration) {
         let at = modified.checked_add(delay).unwrap_or(modified);
-        let entry = self.due.entry(path).or_insert(at);
-        *entry = (*entry).max(at);
+        match self.due.get_mut(&path) {
+            Some(old) if *old >= at => {}
+            Some(old) => {
+                self.by_time.remove(&(*old, path.clone()));
+                *old = at;
+                self.by_time.insert((at, path));
+            }
+            None => {
+                self.due.insert(path.clone(), at);
+                self.by_time.insert((at, path));
+            }
+        }
     }
 
     /// Takes the paths due by `now + lookahead`, in path order.
     pub fn take_due(&mut self, now: SystemTime, lookahead: Duration) -> Vec<PathBuf> {
         let horizon = now.checked_add(lookahead).unwrap_or(now);
-        let due: Vec<PathBuf> = self
-            .due
-            .iter()
-            .filter(|(_, at)| **at <= horizon)
-            .map(|(path, _)| path.clone())
-            .collect();
-        for path in &due {
-            self.due.remove(path);
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.by_time.first() {
+            if *at > horizon {
+                break;
+            }
+            let (_, path) = self.by_time.pop_first().expect("just seen");
+            self.due.remove(&path);
+            due.push(path);
         }
+        due.sort();
         due
     }
 
     /// When the next removal is due.
     pub fn next_due(&self) -> Option<SystemTime> {
-        self.due.values().min().copied()
+        self.by_time.first().map(|(at, _)| *at)
     }
 
     /// How many paths wait.
@@ -151,5 +168,47 @@ mod tests {
         assert_eq!((s.len(), s.next_due()), (1, Some(at(110))));
         s.schedule("/a".into(), at(200), delay);
         assert_eq!(s.next_due(), Some(at(210)));
+        assert!(
+            s.take_due(at(209), Duration::ZERO).is_empty(),
+            "the old time is gone"
+        );
+        assert_eq!(
+            s.take_due(at(210), Duration::ZERO),
+            vec![PathBuf::from("/a")]
+        );
+        assert_eq!((s.len(), s.next_due()), (0, None));
+    }
+
+    /// Against a plain list of (path, time): the same due paths, in path order, and the
+    /// same next due time, whatever the order of scheduling and taking.
+    #[test]
+    fn agrees_with_a_walk_over_every_entry() {
+        use proptest::prelude::*;
+        let step = (0u8..2, 0u64..6, 0u64..40);
+        proptest!(|(steps in proptest::collection::vec(step, 1..60))| {
+            let delay = Duration::from_secs(5);
+            let mut s = Schedule::default();
+            let mut plain: BTreeMap<PathBuf, SystemTime> = BTreeMap::new();
+            for (kind, name, secs) in steps {
+                if kind == 0 {
+                    let path = PathBuf::from(format!("/run/{name}"));
+                    s.schedule(path.clone(), at(secs), delay);
+                    let when = at(secs + 5);
+                    let old = plain.entry(path).or_insert(when);
+                    *old = (*old).max(when);
+                } else {
+                    let taken = s.take_due(at(secs), Duration::ZERO);
+                    let expected: Vec<PathBuf> = plain
+                        .iter()
+                        .filter(|(_, t)| **t <= at(secs))
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    plain.retain(|_, t| *t > at(secs));
+                    prop_assert_eq!(taken, expected);
+                }
+                prop_assert_eq!(s.next_due(), plain.values().min().copied());
+                prop_assert_eq!(s.len(), plain.len());
+            }
+        });
     }
 }
