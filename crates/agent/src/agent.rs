@@ -88,6 +88,8 @@ pub struct Agent {
     pub(crate) endpoint: String,
     /// Where executors reach the agent.
     executor_endpoint: String,
+    /// The executor API's Unix socket (`MESOS_DOMAIN_SOCKET`), when served.
+    executor_socket: Option<PathBuf>,
     launcher: Arc<dyn Launcher>,
     images: Arc<ImageService>,
     fetcher: Arc<Fetcher>,
@@ -134,6 +136,8 @@ pub struct Parts {
     pub outbox: Outbox,
     pub commands: mpsc::Sender<Command>,
     pub gc: Gc,
+    /// The executor API's Unix socket, when the agent serves one.
+    pub executor_socket: Option<PathBuf>,
 }
 
 impl Agent {
@@ -162,6 +166,7 @@ impl Agent {
             counters: Counters::default(),
             endpoint,
             executor_endpoint,
+            executor_socket: parts.executor_socket,
             launcher: parts.launcher,
             images: parts.images,
             fetcher,
@@ -915,6 +920,7 @@ impl Agent {
             resources: e.used_resources(),
             agent_id: &agent_id,
             endpoint: &self.executor_endpoint,
+            domain_socket: self.executor_socket.as_deref(),
             framework: &framework.info,
             executor: &info,
             directory: &e.directory,

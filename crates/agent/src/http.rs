@@ -176,6 +176,16 @@ pub fn check_post(method: &axum::http::Method) -> Result<(), HttpError> {
 }
 
 /// The router with every endpoint, also under the Mesos agent's `/slave(1)` prefix.
+/// Only the executor API, at its two paths: what the agent's domain socket serves.
+pub fn executor_router(app: App) -> Router {
+    let routes: Router<App> = Router::new().route("/api/v1/executor", any(executor_api::handle));
+    Router::new()
+        .merge(routes.clone())
+        .nest("/slave(1)", routes)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
 pub fn router(app: App) -> Router {
     let routes: Router<App> = Router::new()
         .route("/api/v1/executor", any(executor_api::handle))

@@ -110,6 +110,8 @@ pub struct RunContext<'a> {
     pub agent_id: &'a str,
     /// The agent's `ip:port`.
     pub endpoint: &'a str,
+    /// The agent's executor API socket, when it serves one.
+    pub domain_socket: Option<&'a Path>,
     pub framework: &'a FrameworkInfo,
     pub executor: &'a ExecutorInfo,
     pub directory: &'a Path,
@@ -168,6 +170,10 @@ impl RunContext<'_> {
         set("MESOS_AGENT_ID", self.agent_id.to_string());
         set("MESOS_SLAVE_PID", format!("slave(1)@{}", self.endpoint));
         set("MESOS_AGENT_ENDPOINT", self.endpoint.to_string());
+        // An executor in an image's root filesystem cannot see the host's paths.
+        if let (Some(socket), None) = (self.domain_socket, self.image) {
+            set("MESOS_DOMAIN_SOCKET", socket.display().to_string());
+        }
         set("MESOS_CHECKPOINT", flag(self.framework.checkpoint));
         set("MESOS_HTTP_COMMAND_EXECUTOR", flag(self.command_executor));
         set(
@@ -471,6 +477,7 @@ mod tests {
             resources: Resources::new(),
             agent_id: "A-S0",
             endpoint: "127.0.0.1:5051",
+            domain_socket: Some(Path::new("/w/agent.sock")),
             framework: &fw,
             executor: &executor,
             directory: Path::new("/w/sb"),
@@ -495,6 +502,7 @@ mod tests {
         assert_eq!(env["MESOS_SLAVE_ID"], "A-S0");
         assert_eq!(env["MESOS_SLAVE_PID"], "slave(1)@127.0.0.1:5051");
         assert_eq!(env["MESOS_AGENT_ENDPOINT"], "127.0.0.1:5051");
+        assert_eq!(env["MESOS_DOMAIN_SOCKET"], "/w/agent.sock");
         assert_eq!(env["MESOS_CHECKPOINT"], "1");
         assert_eq!(env["MESOS_HTTP_COMMAND_EXECUTOR"], "0");
         assert_eq!(env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"], "5secs");
@@ -533,10 +541,30 @@ mod tests {
         let mut image_default = executor.clone();
         image_default.command =
             Some(serde_json::from_value(json!({"shell": false, "arguments": ["-v"]})).unwrap());
+        let digest = meseta_containerizer::image::Digest::of(b"layer");
+        let provisioned = Provisioned {
+            rootfs: Rootfs {
+                path: "/w/rootfs".into(),
+                overlay: None,
+            },
+            config: Default::default(),
+            image: meseta_containerizer::image::ImageRecord {
+                name: "busybox:latest".into(),
+                manifest: digest.clone(),
+                config: digest.clone(),
+                layers: vec![digest],
+                size: 5,
+            },
+        };
         let ctx = RunContext {
             executor: &image_default,
+            image: Some(&provisioned),
             ..ctx
         };
+        assert!(
+            !env_of(&ctx).contains_key("MESOS_DOMAIN_SOCKET"),
+            "an executor in an image's root filesystem cannot see the host's socket"
+        );
         assert_eq!(
             ctx.launch_spec().unwrap().program,
             Program::Image {
@@ -567,6 +595,7 @@ mod tests {
             resources,
             agent_id: "A",
             endpoint: "127.0.0.1:5051",
+            domain_socket: None,
             framework: &fw,
             executor: &executor,
             directory: sandbox.path(),
@@ -650,6 +679,7 @@ mod tests {
             resources,
             agent_id: "A",
             endpoint: "127.0.0.1:5051",
+            domain_socket: None,
             framework: &fw,
             executor: &executor,
             directory: Path::new("/w/sb"),

@@ -10,6 +10,7 @@ mod agent;
 mod book;
 mod command;
 pub mod detect;
+mod domain_socket;
 mod executor_api;
 pub mod executor_auth;
 mod fetcher;
@@ -118,6 +119,12 @@ pub struct AgentConfig {
     /// `--executor-secret-key` (executors get tokens signed with it) and
     /// `--authenticate-http-executors` (their calls must carry them).
     pub executor_auth: Option<Arc<executor_auth::ExecutorAuth>>,
+    /// `--http-executor-domain-sockets`: serve the executor API on a Unix socket too, and
+    /// tell executors on the host's filesystem where it is (`MESOS_DOMAIN_SOCKET`).
+    pub http_executor_domain_sockets: bool,
+    /// `--domain-socket-location`: that socket's path (`agent.sock` in the work
+    /// directory by default).
+    pub domain_socket_location: Option<PathBuf>,
 }
 
 /// Container images: where they come from and how root filesystems are made.
@@ -185,6 +192,13 @@ impl AgentConfig {
         flags.push(("gc_delay", duration(self.gc.policy.delay)));
         flags.push(("gc_disk_headroom", self.gc.policy.disk_headroom.to_string()));
         flags.push(("disk_watch_interval", duration(self.gc.disk_watch_interval)));
+        flags.push((
+            "http_executor_domain_sockets",
+            self.http_executor_domain_sockets.to_string(),
+        ));
+        if let Some(location) = &self.domain_socket_location {
+            flags.push(("domain_socket_location", location.display().to_string()));
+        }
         flags.push((
             "authenticate_http_executors",
             self.executor_auth
@@ -311,6 +325,25 @@ pub async fn run(
         images: images.clone(),
         executor_auth: config.executor_auth.clone(),
     };
+    let executor_socket = match config.http_executor_domain_sockets {
+        true => {
+            domain_socket::location(config.domain_socket_location.as_deref(), &config.work_dir)?
+        }
+        false => None,
+    };
+    let socket_server = match &executor_socket {
+        Some(path) => {
+            let socket = domain_socket::bind(path)?;
+            tracing::info!("executors may also call the agent on {}", path.display());
+            Some(tokio::spawn(domain_socket::serve(
+                socket,
+                path.clone(),
+                app.clone(),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let server = tokio::spawn(serve(listener, app, stop_rx.clone()));
 
     let gc = gc::Gc::spawn(config.gc, config.work_dir.clone(), stop_rx.clone());
@@ -326,6 +359,7 @@ pub async fn run(
         outbox,
         commands: commands_tx.clone(),
         gc,
+        executor_socket,
     });
     actor.recover(recovered);
     recovered_tx.send_replace(true);
@@ -352,6 +386,14 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("the HTTP server did not stop in time");
+    }
+    if let Some(socket_server) = socket_server {
+        if tokio::time::timeout(Duration::from_secs(2), socket_server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the executor domain socket server did not stop in time");
+        }
     }
     tokio::task::spawn_blocking(move || writer.join())
         .await?

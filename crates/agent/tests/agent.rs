@@ -333,6 +333,8 @@ fn config(
         fetcher: Default::default(),
         executor_auth: None,
         gc: Default::default(),
+        http_executor_domain_sockets: true,
+        domain_socket_location: None,
     }
 }
 

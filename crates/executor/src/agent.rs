@@ -6,6 +6,10 @@
 //! stream), and the other calls share one kept-alive connection, opened again after an
 //! error. An executor lives for one task, so a general client's set-up (connection pools,
 //! TLS configuration, URL parsing per request) would cost it more than its calls.
+//!
+//! Connections go to the agent's Unix socket when it gave one (`MESOS_DOMAIN_SOCKET`),
+//! else, or when that socket cannot be reached (gone after an agent restart without it,
+//! closed to this executor's user), to its TCP endpoint.
 
 use crate::config::Config;
 use bytes::Bytes;
@@ -16,10 +20,11 @@ use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use meseta_api::executor::{Call, Event};
 use meseta_api::recordio::{Typed, TypedDecoder};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// How long connecting to the agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +56,8 @@ pub enum LinkError {
 pub struct AgentLink {
     /// `ip:port`, also the `Host` header.
     address: String,
+    /// The agent's Unix socket, tried first.
+    socket: Option<PathBuf>,
     /// The `Authorization` header's value.
     authorization: Option<HeaderValue>,
     /// The kept connection for calls other than SUBSCRIBE.
@@ -74,6 +81,7 @@ impl AgentLink {
             };
         Ok(AgentLink {
             address,
+            socket: config.domain_socket.clone(),
             authorization,
             calls: Arc::new(tokio::sync::Mutex::new(None)),
         })
@@ -86,8 +94,24 @@ impl AgentLink {
         }
     }
 
-    /// Opens a connection and hands it to a task that drives it.
+    /// Opens a connection, on the agent's Unix socket when it can, and hands it to a task
+    /// that drives it.
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, LinkError> {
+        if let Some(path) = &self.socket {
+            match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path)).await {
+                Ok(Ok(stream)) => return self.handshake(stream).await,
+                Ok(Err(e)) => tracing::debug!(
+                    "cannot reach the agent's socket {} ({e}); using {}",
+                    path.display(),
+                    self.address
+                ),
+                Err(_) => tracing::debug!(
+                    "connecting to the agent's socket {} timed out; using {}",
+                    path.display(),
+                    self.address
+                ),
+            }
+        }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
             .await
             .map_err(|_| self.unreachable("connecting timed out"))?
@@ -95,6 +119,13 @@ impl AgentLink {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        self.handshake(stream).await
+    }
+
+    async fn handshake<S>(&self, stream: S) -> Result<SendRequest<Full<Bytes>>, LinkError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.unreachable(e))?;

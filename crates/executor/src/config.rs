@@ -1,6 +1,6 @@
 //! The executor's configuration, read from the environment the agent gives it
-//! (`MESOS_AGENT_ENDPOINT`, `MESOS_FRAMEWORK_ID`, `MESOS_EXECUTOR_ID`,
-//! `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, …).
+//! (`MESOS_AGENT_ENDPOINT`, `MESOS_DOMAIN_SOCKET`, `MESOS_FRAMEWORK_ID`,
+//! `MESOS_EXECUTOR_ID`, `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, …).
 
 use meseta_api::{duration, ExecutorId, FrameworkId};
 use meseta_containerizer::{runtime::IMAGE_RUNTIME_VAR, ImageConfig};
@@ -37,6 +37,9 @@ pub enum ConfigError {
 pub struct Config {
     /// The agent's `ip:port`.
     pub agent_endpoint: String,
+    /// The agent's Unix socket for the executor API (`MESOS_DOMAIN_SOCKET`), tried
+    /// before `agent_endpoint`.
+    pub domain_socket: Option<PathBuf>,
     pub framework_id: FrameworkId,
     pub executor_id: ExecutorId,
     /// The task's working directory: `MESOS_SANDBOX`, else `MESOS_DIRECTORY`, else `.`.
@@ -101,6 +104,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         Ok(Config {
             agent_endpoint,
+            domain_socket: get("MESOS_DOMAIN_SOCKET").map(PathBuf::from),
             framework_id: FrameworkId::new(required("MESOS_FRAMEWORK_ID")?),
             executor_id: ExecutorId::new(required("MESOS_EXECUTOR_ID")?),
             sandbox,
@@ -166,6 +170,15 @@ mod tests {
         assert_eq!(c.shutdown_grace_period, Duration::from_secs(10));
         assert_eq!(c.environment.len(), 7);
         assert_eq!(c.authentication_token, None);
+        assert_eq!(c.domain_socket, None);
+        let c = Config::from_vars(vars(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_DOMAIN_SOCKET", "/w/agent.sock"),
+            ("MESOS_FRAMEWORK_ID", "f"),
+            ("MESOS_EXECUTOR_ID", "e"),
+        ]))
+        .unwrap();
+        assert_eq!(c.domain_socket, Some(PathBuf::from("/w/agent.sock")));
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl Sources for FakeSources {
 pub fn config(executor_id: &str, checkpoint: bool) -> Config {
     Config {
         agent_endpoint: "127.0.0.1:5051".into(),
+        domain_socket: None,
         framework_id: "f".into(),
         executor_id: executor_id.into(),
         sandbox: PathBuf::from("/sandbox"),
