@@ -71,6 +71,14 @@ impl Core {
             previous.as_ref().map(|a| a.link),
             Some(AgentLink::Unreachable(_))
         );
+        // As in Mesos, operator subscribers hear AGENT_ADDED when an agent joins the
+        // registered ones: a new agent, one back from unreachable (AGENT_REMOVED was
+        // sent), or one recovered from the registry. A registered agent that reregisters,
+        // connected or disconnected, was announced already.
+        let announced = matches!(
+            previous.as_ref().map(|a| a.link),
+            Some(AgentLink::Connected | AgentLink::Disconnected(_))
+        );
         let reregistered = previous.is_some() || reregistering;
         let mut agent = Agent {
             info: info.clone(),
@@ -215,7 +223,7 @@ impl Core {
         } else {
             "master/slave_registrations"
         });
-        if self.operator_observed {
+        if self.operator_observed && !announced {
             self.emit(Effect::Operator(meseta_api::operator::Event::AgentAdded(
                 serde_json::json!({"agent": crate::views::agent_message(&self.agents[&agent_id])}),
             )));

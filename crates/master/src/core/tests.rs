@@ -1041,6 +1041,67 @@ fn operator_events_are_built_only_when_someone_listens() {
     )));
 }
 
+#[test]
+fn agent_added_is_heard_when_an_agent_joins_the_registered_ones() {
+    let added = |fx: &[Effect]| {
+        fx.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Operator(meseta_api::operator::Event::AgentAdded(_))
+                )
+            })
+            .count()
+    };
+    let mut c = core();
+    c.operator_observed = true;
+    let agent = register(&mut c, "L1", None, vec![]);
+    assert_eq!(added(&c.drain_effects()), 1, "a new agent");
+    register(&mut c, "L2", Some(agent.as_str()), vec![]);
+    assert_eq!(
+        added(&c.drain_effects()),
+        0,
+        "reregistering while connected"
+    );
+    c.link_closed(T0, &agent, "L2");
+    register(&mut c, "L3", Some(agent.as_str()), vec![]);
+    assert_eq!(
+        added(&c.drain_effects()),
+        0,
+        "back before it was unreachable"
+    );
+    c.link_closed(T0, &agent, "L3");
+    c.tick(T0 + 76.0);
+    assert!(matches!(c.agents[&agent].link, AgentLink::Unreachable(_)));
+    c.drain_effects();
+    register(&mut c, "L4", Some(agent.as_str()), vec![]);
+    assert_eq!(added(&c.drain_effects()), 1, "back from unreachable");
+
+    // A master that recovered the agent from its registry hears it when it comes back.
+    let mut state = RegistryState::default();
+    state.apply(&RegistryChange::PutAgent(
+        agent.clone(),
+        crate::registry::AdmittedAgent {
+            info: c.agents[&agent].info.clone(),
+            endpoint: "127.0.0.1:5051".into(),
+            deactivated: false,
+            drain: None,
+        },
+    ));
+    let mut recovered = Core::new(c.master_info.clone(), c.config.clone(), state, T0);
+    recovered.operator_observed = true;
+    assert!(matches!(
+        recovered.agents[&agent].link,
+        AgentLink::Recovering(_)
+    ));
+    register(&mut recovered, "L5", Some(agent.as_str()), vec![]);
+    assert_eq!(
+        added(&recovered.drain_effects()),
+        1,
+        "recovered, then reregistered"
+    );
+}
+
 #[path = "reservations_tests.rs"]
 mod reservations;
 
