@@ -7,6 +7,7 @@
 //! namespaces and cgroup limits, timed until it returns (its process started).
 
 use crate::cluster::{meseta_binary, LocalCluster};
+use crate::scratch::default_work_root;
 use crate::stats::percentile;
 use anyhow::{bail, Context, Result};
 use meseta_api::scheduler::Event;
@@ -36,7 +37,8 @@ pub struct ContainerLaunchArgs {
     /// The peer to compare with: `runc` or `none`.
     #[arg(long, default_value = "runc")]
     peer: String,
-    /// Where state and logs go (a fresh temporary directory by default).
+    /// Where state, images and logs go, for Meseta and runc alike (by default a fresh
+    /// directory in /dev/shm when it is a tmpfs, else in the temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Give up after this many seconds.
@@ -65,9 +67,7 @@ pub async fn run(args: ContainerLaunchArgs) -> Result<ContainerLaunchReport> {
     }
     let work_dir = match &args.work_dir {
         Some(d) => d.clone(),
-        None => {
-            std::env::temp_dir().join(format!("meseta-bench-containers-{}", std::process::id()))
-        }
+        None => default_work_root().join(format!("meseta-bench-containers-{}", std::process::id())),
     };
     std::fs::create_dir_all(&work_dir)?;
     let binary = meseta_binary()?;

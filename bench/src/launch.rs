@@ -5,6 +5,7 @@
 //! then the same N jobs through Slurm (`sbatch --wrap true`).
 
 use crate::cluster::{meseta_binary, LocalCluster};
+use crate::scratch::default_work_root;
 use crate::slurm::SlurmPeer;
 use crate::stats::percentile;
 use anyhow::{bail, Context, Result};
@@ -108,23 +109,6 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
         ratio,
         ..ours
     })
-}
-
-/// Where a run's directory goes by default: a tmpfs when there is one. Each task creates
-/// a sandbox (directories, a symlink, two files) and each Slurm job its files, so the
-/// filesystem takes part in both runs; on an ext4 without a journal (this project's VMs)
-/// every inode allocation scans past the inodes deleted in the last 30 seconds, which
-/// concurrent builds leave by the thousand, and that scan, not the launch path, then
-/// dominates both. A tmpfs keeps the comparison about launching, and both peers share it.
-fn default_work_root() -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    let is_tmpfs = nix::sys::statfs::statfs(shm)
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
-    let writable = nix::unistd::access(shm, nix::unistd::AccessFlags::W_OK).is_ok();
-    match is_tmpfs && writable {
-        true => shm.to_path_buf(),
-        false => std::env::temp_dir(),
-    }
 }
 
 /// The latency phase, then the throughput phase, on one subscription.

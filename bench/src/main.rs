@@ -8,6 +8,7 @@ mod hollow;
 mod launch;
 mod placements;
 mod process;
+mod scratch;
 mod slurm;
 mod state;
 mod stats;
