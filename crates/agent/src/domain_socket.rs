@@ -89,21 +89,10 @@ pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     app: http::App,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    use axum::ServiceExt;
-    let service =
-        tower_http::normalize_path::NormalizePath::trim_trailing_slash(http::executor_router(app));
-    let server = axum::serve(
-        listener,
-        ServiceExt::<axum::extract::Request>::into_make_service(service),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
-    if let Err(e) = server.await {
-        tracing::error!("executor domain socket server: {e}");
-    }
+    let router = http::executor_router(app);
+    http::serve_until(listener, router, stop, "executor domain socket server").await;
     let _ = std::fs::remove_file(&path);
 }
 

@@ -176,6 +176,31 @@ pub fn check_post(method: &axum::http::Method) -> Result<(), HttpError> {
 }
 
 /// The router with every endpoint, also under the Mesos agent's `/slave(1)` prefix.
+/// Serves `router` (trailing slashes trimmed) on `listener` until `stop` turns true;
+/// `what` names the server in the log when it fails.
+pub async fn serve_until<L>(
+    listener: L,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    what: &str,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    use axum::ServiceExt;
+    let service = tower_http::normalize_path::NormalizePath::trim_trailing_slash(router);
+    let server = axum::serve(
+        listener,
+        ServiceExt::<axum::extract::Request>::into_make_service(service),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    if let Err(e) = server.await {
+        tracing::error!("{what}: {e}");
+    }
+}
+
 /// Only the executor API, at its two paths: what the agent's domain socket serves.
 pub fn executor_router(app: App) -> Router {
     let routes: Router<App> = Router::new().route("/api/v1/executor", any(executor_api::handle));

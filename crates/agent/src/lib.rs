@@ -404,22 +404,11 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: http::App, mut stop: watch::Receiver<bool>) {
-    use axum::ServiceExt;
-    let service = tower_http::normalize_path::NormalizePath::trim_trailing_slash(http::router(app));
+async fn serve(listener: tokio::net::TcpListener, app: http::App, stop: watch::Receiver<bool>) {
     // Executors' event streams write record after record: with Nagle's algorithm, one
     // written while the last is unacknowledged waits for a delayed ACK (40 ms here).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let server = axum::serve(
-        listener,
-        ServiceExt::<axum::extract::Request>::into_make_service(service),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
-    if let Err(e) = server.await {
-        tracing::error!("HTTP server: {e}");
-    }
+    http::serve_until(listener, http::router(app), stop, "HTTP server").await;
 }

@@ -749,16 +749,7 @@ fn checkpointed_resources_survive_master_restart_and_win_over_the_agent() {
         json!({"agent_id": agent, "volumes": [volume_json("r", "ops", "v1", 100.0)]}),
     );
     c.operator_resource_op(&id, op).unwrap();
-    let mut registry = RegistryState::default();
-    registry.apply(&RegistryChange::PutAgent(
-        agent.clone(),
-        crate::registry::AdmittedAgent {
-            info: c.agents[&agent].info.clone(),
-            endpoint: "127.0.0.1:5051".into(),
-            deactivated: false,
-            drain: None,
-        },
-    ));
+    let mut registry = registry_admitting(&c, &agent);
     for fx in checkpointed_persisted(&c.drain_effects()) {
         registry.apply(&RegistryChange::PutCheckpointedResources(agent.clone(), fx));
     }

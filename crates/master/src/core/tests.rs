@@ -55,6 +55,21 @@ pub(crate) fn register_with(
     core.register_agent(T0, link.into(), reg).unwrap()
 }
 
+/// A registry that has admitted `agent` as `c` knows it (what a restarted master reads).
+pub(crate) fn registry_admitting(c: &Core, agent: &AgentId) -> RegistryState {
+    let mut state = RegistryState::default();
+    state.apply(&RegistryChange::PutAgent(
+        agent.clone(),
+        crate::registry::AdmittedAgent {
+            info: c.agents[agent].info.clone(),
+            endpoint: "127.0.0.1:5051".into(),
+            deactivated: false,
+            drain: None,
+        },
+    ));
+    state
+}
+
 pub(crate) fn stream_events(effects: &[Effect], stream: &str) -> Vec<Event> {
     effects
         .iter()
@@ -1078,16 +1093,7 @@ fn agent_added_is_heard_when_an_agent_joins_the_registered_ones() {
     assert_eq!(added(&c.drain_effects()), 1, "back from unreachable");
 
     // A master that recovered the agent from its registry hears it when it comes back.
-    let mut state = RegistryState::default();
-    state.apply(&RegistryChange::PutAgent(
-        agent.clone(),
-        crate::registry::AdmittedAgent {
-            info: c.agents[&agent].info.clone(),
-            endpoint: "127.0.0.1:5051".into(),
-            deactivated: false,
-            drain: None,
-        },
-    ));
+    let state = registry_admitting(&c, &agent);
     let mut recovered = Core::new(c.master_info.clone(), c.config.clone(), state, T0);
     recovered.operator_observed = true;
     assert!(matches!(
