@@ -95,6 +95,11 @@ pub fn free_port_pair() -> Result<u16> {
 }
 
 impl LocalCluster {
+    /// The `meseta local` process's id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
     /// Starts `meseta local` with its state under `work_dir` and waits for its agent.
     pub async fn start(binary: &Path, work_dir: &Path) -> Result<LocalCluster> {
         LocalCluster::start_with(binary, work_dir, &[]).await

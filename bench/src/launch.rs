@@ -1,10 +1,12 @@
 //! The launch benchmark: trivial tasks (`true`) through the scheduler API of a
 //! `meseta local`. First the latency from ACCEPT to TASK_RUNNING of tasks launched one at
 //! a time on an idle cluster; then N tasks launched as fast as offers allow, measuring
-//! tasks per second to TASK_FINISHED (and the ACCEPT→RUNNING latency under that burst);
-//! then the same N jobs through Slurm (`sbatch --wrap true`).
+//! tasks per second to TASK_FINISHED (and the ACCEPT→RUNNING latency under that burst,
+//! and the CPU time per task of Meseta's processes and of the framework); then the same N
+//! jobs through Slurm (`sbatch --wrap true`).
 
 use crate::cluster::{meseta_binary, LocalCluster};
+use crate::process::{cpu_seconds, tree_cpu_seconds};
 use crate::scratch::default_work_root;
 use crate::slurm::SlurmPeer;
 use crate::stats::percentile;
@@ -52,6 +54,12 @@ pub struct LaunchReport {
     p99_launch_ms: f64,
     burst_p50_launch_ms: f64,
     burst_p99_launch_ms: f64,
+    /// CPU time (user and system) per task of `meseta local` and every process it
+    /// started (zygote, executors, tasks) during the burst: steadier than `tasks_per_s` on
+    /// a host whose speed drifts.
+    cpu_ms_per_task: f64,
+    /// The same for the framework (this process).
+    framework_cpu_ms_per_task: f64,
     failed: usize,
     peer: String,
     peer_tasks_per_s: Option<f64>,
@@ -66,7 +74,7 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
     let binary = meseta_binary()?;
     let ours = {
         let cluster = LocalCluster::start(&binary, &work_dir.join("meseta")).await?;
-        let result = measure(&cluster.master, &args).await;
+        let result = measure(&cluster, &args).await;
         drop(cluster);
         result?
     };
@@ -75,8 +83,14 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
         ours.p50_launch_ms, ours.p99_launch_ms
     );
     eprintln!(
-        "meseta: {} tasks in {:.2} s = {:.1} tasks/s; under that burst ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms",
-        args.tasks, ours.seconds, ours.tasks_per_s, ours.burst_p50_launch_ms, ours.burst_p99_launch_ms
+        "meseta: {} tasks in {:.2} s = {:.1} tasks/s; under that burst ACCEPT→RUNNING p50 {:.2} ms, p99 {:.2} ms; CPU per task {:.2} ms (framework {:.2} ms)",
+        args.tasks,
+        ours.seconds,
+        ours.tasks_per_s,
+        ours.burst_p50_launch_ms,
+        ours.burst_p99_launch_ms,
+        ours.cpu_ms_per_task,
+        ours.framework_cpu_ms_per_task
     );
     let (peer_tasks_per_s, ratio) = match args.peer.as_str() {
         "none" => (None, None),
@@ -112,7 +126,8 @@ pub async fn run(args: LaunchArgs) -> Result<LaunchReport> {
 }
 
 /// The latency phase, then the throughput phase, on one subscription.
-async fn measure(master: &str, args: &LaunchArgs) -> Result<LaunchReport> {
+async fn measure(cluster: &LocalCluster, args: &LaunchArgs) -> Result<LaunchReport> {
+    let master = cluster.master.as_str();
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let info: FrameworkInfo = serde_json::from_value(serde_json::json!({
         "user": user, "name": "meseta-bench-launch", "failover_timeout": 0.0,
@@ -135,7 +150,16 @@ async fn measure(master: &str, args: &LaunchArgs) -> Result<LaunchReport> {
         }
         idle_ms.extend(phase.launch_ms);
     }
+    let cpu_before = (
+        tree_cpu_seconds(cluster.pid())?,
+        cpu_seconds(std::process::id())?,
+    );
     let burst = run.launch_batch(args.tasks, usize::MAX).await?;
+    let cpu_after = (
+        tree_cpu_seconds(cluster.pid())?,
+        cpu_seconds(std::process::id())?,
+    );
+    let per_task_ms = |before: f64, after: f64| (after - before) * 1000.0 / args.tasks as f64;
     let _ = scheduler.teardown().await;
     scheduler.close();
     Ok(LaunchReport {
@@ -146,6 +170,8 @@ async fn measure(master: &str, args: &LaunchArgs) -> Result<LaunchReport> {
         p99_launch_ms: percentile(&idle_ms, 99.0).unwrap_or(f64::NAN),
         burst_p50_launch_ms: percentile(&burst.launch_ms, 50.0).unwrap_or(f64::NAN),
         burst_p99_launch_ms: percentile(&burst.launch_ms, 99.0).unwrap_or(f64::NAN),
+        cpu_ms_per_task: per_task_ms(cpu_before.0, cpu_after.0),
+        framework_cpu_ms_per_task: per_task_ms(cpu_before.1, cpu_after.1),
         failed: burst.failed,
         peer: String::new(),
         peer_tasks_per_s: None,
