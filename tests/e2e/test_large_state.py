@@ -66,6 +66,18 @@ def read_chunked(endpoint, method, path, headers=None, **kwargs):
     return response, list(response.raw.read_chunked(decode_content=True))
 
 
+def get_state_chunks(cluster):
+    """GET_STATE, uncompressed, as the chunks it was sent in."""
+    _, chunks = read_chunked(
+        cluster.master,
+        "post",
+        "/api/v1",
+        json={"type": "GET_STATE"},
+        headers={"Accept": "application/json"},
+    )
+    return chunks
+
+
 def labelled(tasks, ids):
     """The tasks among ``tasks`` (Mesos Task JSON) that are ours, by id, with their label."""
     return {
@@ -77,13 +89,7 @@ def labelled(tasks, ids):
 
 def test_a_large_get_state_arrives_whole_in_chunks(cluster):
     ids = launch_labelled_tasks(cluster)
-    response, chunks = read_chunked(
-        cluster.master,
-        "post",
-        "/api/v1",
-        json={"type": "GET_STATE"},
-        headers={"Accept": "application/json"},
-    )
+    chunks = get_state_chunks(cluster)
     body = b"".join(chunks)
     assert len(body) > 3 * CHUNK, len(body)
     assert len(chunks) >= 3, f"{len(chunks)} chunks for {len(body)} bytes"
@@ -98,14 +104,7 @@ def test_two_readers_at_once_both_get_the_whole_answer(cluster):
 
     def read():
         try:
-            _, chunks = read_chunked(
-                cluster.master,
-                "post",
-                "/api/v1",
-                json={"type": "GET_STATE"},
-                headers={"Accept": "application/json"},
-            )
-            results.append(b"".join(chunks))
+            results.append(b"".join(get_state_chunks(cluster)))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
