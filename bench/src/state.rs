@@ -171,14 +171,7 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     let get_state_cpu = cpu.per_request(args.samples, idle)?;
     let cpu = CpuClock::start(master_pid)?;
     let (v0_ms, v0_bytes) = timed(args.samples, || async {
-        let body = http
-            .get(&v0)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        Ok(body.len())
+        body_size(http.get(&v0).send().await?.error_for_status()?).await
     })
     .await?;
     let v0_cpu = cpu.per_request(args.samples, idle)?;
@@ -332,17 +325,25 @@ impl CpuClock {
 
 /// One operator call with an empty payload; the answer's size.
 async fn operator_call(http: &reqwest::Client, url: &str, kind: &str) -> Result<usize> {
-    let body = http
+    let response = http
         .post(url)
         .header("Content-Type", "application/json")
         .header("Accept", "application/json")
         .body(format!(r#"{{"type":"{kind}"}}"#))
         .send()
         .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    Ok(body.len())
+        .error_for_status()?;
+    body_size(response).await
+}
+
+/// Reads an answer to its end, as `curl -o /dev/null` does: its size. The bench shares
+/// the cores with the master, so it does not gather hundreds of megabytes it throws away.
+async fn body_size(mut response: reqwest::Response) -> Result<usize> {
+    let mut size = 0;
+    while let Some(chunk) = response.chunk().await? {
+        size += chunk.len();
+    }
+    Ok(size)
 }
 
 /// Runs `request` `samples` times, one at a time; the latencies (ms) and the last size.

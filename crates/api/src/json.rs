@@ -50,17 +50,29 @@ struct Chunks<'a> {
     emit: &'a mut dyn FnMut(Vec<u8>),
 }
 
+impl Chunks<'_> {
+    /// Hands the full chunk over and starts the next.
+    #[cold]
+    fn hand_over(&mut self) {
+        let fresh = Vec::with_capacity(self.chunk_size + CHUNK_SLACK);
+        (self.emit)(std::mem::replace(&mut self.chunk, fresh));
+    }
+}
+
+// serde_json writes a view as millions of writes of a few bytes (a quote, a key, a
+// colon): inlined, each is a copy into the chunk and a length check.
 impl std::io::Write for Chunks<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.write_all(bytes)?;
         Ok(bytes.len())
     }
 
+    #[inline]
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.chunk.extend_from_slice(bytes);
         if self.chunk.len() >= self.chunk_size {
-            let fresh = Vec::with_capacity(self.chunk_size + CHUNK_SLACK);
-            (self.emit)(std::mem::replace(&mut self.chunk, fresh));
+            self.hand_over();
         }
         Ok(())
     }

@@ -501,6 +501,25 @@ impl Resource {
         }
     }
 
+    /// Its name and value, without reservations or any other metadata.
+    fn value_only(&self) -> Resource {
+        Resource {
+            name: self.name.clone(),
+            kind: self.kind,
+            scalar: self.scalar,
+            ranges: self.ranges.clone(),
+            set: self.set.clone(),
+            role: None,
+            allocation_info: None,
+            reservation: None,
+            reservations: Vec::new(),
+            disk: None,
+            revocable: None,
+            shared: None,
+            provider_id: None,
+        }
+    }
+
     fn add_value(&mut self, other: &Resource) {
         match self.kind {
             ValueType::Scalar => {
@@ -855,19 +874,18 @@ impl Resources {
 
     /// The v0 JSON model's resource map: `{"cpus":1.0,"ports":"[31000-32000]"}`.
     pub fn to_v0_map(&self) -> serde_json::Map<String, Value> {
-        let mut totals: Resources = Resources::new();
-        for r in self.iter() {
-            let mut plain = r.clone();
-            plain.role = None;
-            plain.reservations.clear();
-            plain.reservation = None;
-            plain.allocation_info = None;
-            plain.disk = None;
-            plain.revocable = None;
-            plain.shared = None;
-            plain.provider_id = None;
-            totals.add(&plain);
+        // One entry per name and type, whatever the reservations and other metadata.
+        let mut totals = Vec::<Resource>::with_capacity(self.0.len());
+        for r in self.iter().filter(|r| !r.is_empty()) {
+            match totals
+                .iter_mut()
+                .find(|t| t.name == r.name && t.kind == r.kind)
+            {
+                Some(total) => total.add_value(r),
+                None => totals.push(r.value_only()),
+            }
         }
+        let totals = Resources(totals);
         let mut map = serde_json::Map::new();
         for name in ["cpus", "gpus", "mem", "disk"] {
             map.insert(name.to_string(), Value::from(totals.scalar(name)));
@@ -1073,6 +1091,20 @@ mod tests {
         assert_eq!(m["cpus"], 2.0);
         assert_eq!(m["mem"].to_string(), "0.0");
         assert_eq!(m["ports"], "[1-2, 4-5]");
+    }
+
+    #[test]
+    fn v0_map_sums_each_name_over_reservations_and_allocations() {
+        let mut r = Resources::parse("cpus(web):1.5;cpus:2;ports(web):[1-2];ports:[3-4,9-9]")
+            .unwrap()
+            .allocated_to(Some("web"));
+        r.add(&Resource::scalar("mem", 64.0));
+        let m = r.to_v0_map();
+        assert_eq!(m["cpus"], 3.5);
+        assert_eq!(m["mem"], 64.0);
+        assert_eq!(m["disk"], 0.0);
+        assert_eq!(m["ports"], "[1-4, 9-9]");
+        assert_eq!(m.len(), 5, "{m:?}");
     }
 
     fn one(json: serde_json::Value) -> Result<Resource, ResourceError> {

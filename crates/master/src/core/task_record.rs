@@ -14,6 +14,7 @@ use meseta_api::{
     Task, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 
@@ -27,14 +28,23 @@ pub struct TaskResources(Arc<ResourceList>);
 #[derive(Debug)]
 struct ResourceList {
     list: Vec<Resource>,
-    /// The v0 map (`{"cpus":0.1,…}`), written once for all the tasks sharing the list.
-    v0: OnceLock<Value>,
+    /// The list's JSON text, written once for all the tasks sharing the list.
+    json: OnceLock<Box<RawValue>>,
+    /// The v0 map's JSON text (`{"cpus":0.1,…}`), likewise.
+    v0: OnceLock<Box<RawValue>>,
+}
+
+/// `value`'s JSON text as the views write it (ASCII only), to be written as it is.
+fn raw_json(value: &impl Serialize) -> Box<RawValue> {
+    let text = String::from_utf8(meseta_api::json::to_ascii_vec(value)).expect("ASCII JSON");
+    RawValue::from_string(text).expect("JSON that serde_json wrote")
 }
 
 impl TaskResources {
     pub fn new(list: Vec<Resource>) -> Self {
         TaskResources(Arc::new(ResourceList {
             list,
+            json: OnceLock::new(),
             v0: OnceLock::new(),
         }))
     }
@@ -52,11 +62,16 @@ impl TaskResources {
         &self.0.list
     }
 
-    /// The v0 map of these resources.
-    pub fn v0(&self) -> &Value {
+    /// The list's JSON text.
+    pub fn json(&self) -> &RawValue {
+        self.0.json.get_or_init(|| raw_json(&self.0.list))
+    }
+
+    /// The JSON text of the v0 map of these resources.
+    pub fn v0(&self) -> &RawValue {
         self.0
             .v0
-            .get_or_init(|| meseta_api::v0::resources(&self.0.list))
+            .get_or_init(|| raw_json(&meseta_api::v0::resources(&self.0.list)))
     }
 }
 
@@ -452,7 +467,7 @@ struct TaskOut<'a> {
     executor_id: Option<&'a ExecutorId>,
     agent_id: &'a AgentId,
     state: TaskState,
-    resources: &'a [Resource],
+    resources: &'a RawValue,
     statuses: StatusesOf<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status_update_state: Option<TaskState>,
@@ -482,7 +497,7 @@ impl Serialize for TaskRecord {
             executor_id: self.executor_id.as_ref(),
             agent_id: &self.agent_id,
             state: self.state,
-            resources: self.resources.as_slice(),
+            resources: self.resources.json(),
             statuses: StatusesOf(self),
             status_update_state: self.status_update_state,
             status_update_uuid: self.status_update_uuid.as_ref().map(|u| &*u.0),
@@ -588,13 +603,17 @@ mod tests {
     }
 
     #[test]
-    fn equal_resources_are_shared_and_their_v0_map_written_once() {
+    fn equal_resources_are_shared_and_their_texts_written_once() {
         let first = TaskResources::new(task(json!({})).resources);
         let same = first.reuse_for(first.as_slice().to_vec());
         assert!(Arc::ptr_eq(&first.0, &same.0));
         let other = first.reuse_for(Vec::new());
         assert!(!Arc::ptr_eq(&first.0, &other.0));
-        assert_eq!(first.v0()["cpus"], json!(1.0));
+        let v0: Value = serde_json::from_str(first.v0().get()).unwrap();
+        assert_eq!(v0, json!({"cpus": 1.0, "gpus": 0.0, "mem": 0.0, "disk": 0.0}));
         assert!(std::ptr::eq(first.v0(), same.v0()));
+        let list: Vec<Resource> = serde_json::from_str(first.json().get()).unwrap();
+        assert_eq!(list, first.as_slice());
+        assert!(std::ptr::eq(first.json(), same.json()));
     }
 }

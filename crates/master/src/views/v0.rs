@@ -9,6 +9,7 @@ use meseta_api::{
     TaskState,
 };
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,7 +34,7 @@ struct V0TaskFields<'a> {
     executor_id: &'a str,
     slave_id: &'a str,
     state: TaskState,
-    resources: &'a Value,
+    resources: &'a RawValue,
     statuses: Vec<V0Status<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<&'a Value>,
