@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(r.scalar("cpus"), 8.0);
         assert_eq!(r.scalar("mem"), 15.0 * 1024.0);
         assert_eq!(r.scalar("disk"), 95.0 * 1024.0);
-        assert_eq!(r.to_v0_map()["ports"], "[31000-32000]");
+        assert_eq!(serde_json::json!(r.v0_map())["ports"], "[31000-32000]");
         let small = default_resources(&Machine {
             cpus: 1,
             mem_bytes: GIB,
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(r.scalar("cpus"), 2.0);
         assert_eq!(r.scalar("gpus"), 1.0);
         assert_eq!(r.scalar("mem"), 15.0 * 1024.0);
-        assert_eq!(r.to_v0_map()["ports"], "[5000-5001]");
+        assert_eq!(serde_json::json!(r.v0_map())["ports"], "[5000-5001]");
         let r = total_resources(
             &BIG,
             Some(r#"[{"name":"mem","type":"SCALAR","scalar":{"value":64}}]"#),

@@ -201,7 +201,7 @@ pub enum ResourceError {
 }
 
 /// Rounds to Mesos's fixed-point precision (three decimals).
-fn fixed(v: f64) -> f64 {
+pub(crate) fn fixed(v: f64) -> f64 {
     // `+ 0.0` turns a negative zero (an empty float sum is -0.0) into 0.0.
     (v * 1000.0).round() / 1000.0 + 0.0
 }
@@ -501,25 +501,6 @@ impl Resource {
         }
     }
 
-    /// Its name and value, without reservations or any other metadata.
-    fn value_only(&self) -> Resource {
-        Resource {
-            name: self.name.clone(),
-            kind: self.kind,
-            scalar: self.scalar,
-            ranges: self.ranges.clone(),
-            set: self.set.clone(),
-            role: None,
-            allocation_info: None,
-            reservation: None,
-            reservations: Vec::new(),
-            disk: None,
-            revocable: None,
-            shared: None,
-            provider_id: None,
-        }
-    }
-
     fn add_value(&mut self, other: &Resource) {
         match self.kind {
             ValueType::Scalar => {
@@ -623,7 +604,7 @@ fn same_volume(a: &Resource, b: &Resource) -> bool {
 }
 
 /// Sorts and merges overlapping or adjacent ranges.
-fn coalesce(mut ranges: Vec<Range>) -> Vec<Range> {
+pub(crate) fn coalesce(mut ranges: Vec<Range>) -> Vec<Range> {
     ranges.sort();
     let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
     for r in ranges {
@@ -873,48 +854,17 @@ impl Resources {
     }
 
     /// The v0 JSON model's resource map: `{"cpus":1.0,"ports":"[31000-32000]"}`.
-    pub fn to_v0_map(&self) -> serde_json::Map<String, Value> {
-        // One entry per name and type, whatever the reservations and other metadata.
-        let mut totals = Vec::<Resource>::with_capacity(self.0.len());
-        for r in self.iter().filter(|r| !r.is_empty()) {
-            match totals
-                .iter_mut()
-                .find(|t| t.name == r.name && t.kind == r.kind)
-            {
-                Some(total) => total.add_value(r),
-                None => totals.push(r.value_only()),
-            }
-        }
-        let totals = Resources(totals);
-        let mut map = serde_json::Map::new();
-        for name in ["cpus", "gpus", "mem", "disk"] {
-            map.insert(name.to_string(), Value::from(totals.scalar(name)));
-        }
-        for r in totals.iter() {
-            let v = match r.kind {
-                ValueType::Scalar => Value::from(r.scalar.map_or(0.0, |s| s.value)),
-                ValueType::Ranges => Value::from(format_ranges(r.ranges.as_ref())),
-                ValueType::Set => Value::from(format!(
-                    "{{{}}}",
-                    r.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
-                )),
-                ValueType::Text => continue,
-            };
-            map.insert(r.name.clone(), v);
-        }
-        map
+    pub fn v0_map(&self) -> crate::v0::V0Resources {
+        crate::v0::V0Resources::of(self.iter())
     }
 }
 
-fn format_ranges(r: Option<&Ranges>) -> String {
-    let inner: Vec<String> = r
-        .map(|r| {
-            r.range
-                .iter()
-                .map(|r| format!("{}-{}", r.begin, r.end))
-                .collect()
-        })
-        .unwrap_or_default();
+/// Ranges as Mesos writes them in text: `[31000-31999, 32001-32000]`.
+pub(crate) fn format_ranges(ranges: &[Range]) -> String {
+    let inner: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.begin, r.end))
+        .collect();
     format!("[{}]", inner.join(", "))
 }
 
@@ -937,7 +887,7 @@ impl fmt::Display for Resources {
                 }
                 let value = match r.kind {
                     ValueType::Scalar => r.scalar.map_or(0.0, |s| s.value).to_string(),
-                    ValueType::Ranges => format_ranges(r.ranges.as_ref()),
+                    ValueType::Ranges => format_ranges(r.ranges.as_ref().map_or(&[], |r| &r.range)),
                     ValueType::Set => format!(
                         "{{{}}}",
                         r.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
@@ -1082,29 +1032,6 @@ mod tests {
             r.subtract(&Resource::scalar("cpus", 0.1));
         }
         assert!(r.is_empty(), "{r:?}");
-    }
-
-    #[test]
-    fn v0_map_lists_standard_scalars() {
-        let r = Resources::parse("cpus:2;ports:[1-2,4-5]").unwrap();
-        let m = r.to_v0_map();
-        assert_eq!(m["cpus"], 2.0);
-        assert_eq!(m["mem"].to_string(), "0.0");
-        assert_eq!(m["ports"], "[1-2, 4-5]");
-    }
-
-    #[test]
-    fn v0_map_sums_each_name_over_reservations_and_allocations() {
-        let mut r = Resources::parse("cpus(web):1.5;cpus:2;ports(web):[1-2];ports:[3-4,9-9]")
-            .unwrap()
-            .allocated_to(Some("web"));
-        r.add(&Resource::scalar("mem", 64.0));
-        let m = r.to_v0_map();
-        assert_eq!(m["cpus"], 3.5);
-        assert_eq!(m["mem"], 64.0);
-        assert_eq!(m["disk"], 0.0);
-        assert_eq!(m["ports"], "[1-4, 9-9]");
-        assert_eq!(m.len(), 5, "{m:?}");
     }
 
     fn one(json: serde_json::Value) -> Result<Resource, ResourceError> {

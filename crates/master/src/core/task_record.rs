@@ -610,7 +610,10 @@ mod tests {
         let other = first.reuse_for(Vec::new());
         assert!(!Arc::ptr_eq(&first.0, &other.0));
         let v0: Value = serde_json::from_str(first.v0().get()).unwrap();
-        assert_eq!(v0, json!({"cpus": 1.0, "gpus": 0.0, "mem": 0.0, "disk": 0.0}));
+        assert_eq!(
+            v0,
+            json!({"cpus": 1.0, "gpus": 0.0, "mem": 0.0, "disk": 0.0})
+        );
         assert!(std::ptr::eq(first.v0(), same.v0()));
         let list: Vec<Resource> = serde_json::from_str(first.json().get()).unwrap();
         assert_eq!(list, first.as_slice());

@@ -4,6 +4,7 @@
 
 use super::{active, framework_offers, registered, resources_json, Empty};
 use crate::core::{Agent, AgentLink, ExecutorEntry, Framework, Shared, Snapshot, TaskRecord};
+use meseta_api::v0::V0Resources;
 use meseta_api::{
     AgentId, AgentInfo, CapabilityType, CommandInfo, FrameworkId, MasterInfo, Resource, Resources,
     TaskState,
@@ -81,7 +82,7 @@ struct V0Offer<'a> {
     id: &'a str,
     framework_id: &'a str,
     slave_id: &'a str,
-    resources: Map<String, Value>,
+    resources: V0Resources,
 }
 
 #[derive(Serialize)]
@@ -90,7 +91,7 @@ struct V0Executor<'a> {
     name: &'a str,
     framework_id: &'a str,
     command: &'a Option<CommandInfo>,
-    resources: Map<String, Value>,
+    resources: V0Resources,
     slave_id: &'a str,
 }
 
@@ -114,9 +115,9 @@ pub struct V0Framework<'a> {
     registered_time: f64,
     reregistered_time: f64,
     unregistered_time: f64,
-    resources: Map<String, Value>,
-    used_resources: Map<String, Value>,
-    offered_resources: Map<String, Value>,
+    resources: V0Resources,
+    used_resources: V0Resources,
+    offered_resources: V0Resources,
     unreachable_tasks: Empty,
     offers: Vec<V0Offer<'a>>,
     tasks: Vec<V0Task<'a>>,
@@ -168,7 +169,8 @@ fn v0_framework<'a>(
     f: &'a Framework,
     gathered: Option<&PerFramework<'a>>,
 ) -> V0Framework<'a> {
-    let used = gathered.map(|g| g.used.clone()).unwrap_or_default();
+    let nothing = Resources::new();
+    let used = gathered.map_or(&nothing, |g| &g.used);
     let (offers, offered) = framework_offers(&snapshot.offers, &f.offers);
     let executors = gathered
         .into_iter()
@@ -178,14 +180,10 @@ fn v0_framework<'a>(
             name: e.info.name.as_deref().unwrap_or_default(),
             framework_id: f.id().as_str(),
             command: &e.info.command,
-            resources: Resources::from_list(e.info.resources.clone())
-                .unwrap_or_default()
-                .to_v0_map(),
+            resources: V0Resources::of(&e.info.resources),
             slave_id: a.id().as_str(),
         })
         .collect();
-    let mut held = used.clone();
-    held.add_all(&offered);
     V0Framework {
         id: f.id().as_str(),
         name: &f.info.name,
@@ -204,9 +202,9 @@ fn v0_framework<'a>(
         registered_time: f.registered_time.unwrap_or(0.0),
         reregistered_time: f.reregistered_time.unwrap_or(0.0),
         unregistered_time: f.unregistered_time.unwrap_or(0.0),
-        resources: held.to_v0_map(),
-        used_resources: used.to_v0_map(),
-        offered_resources: offered.to_v0_map(),
+        resources: V0Resources::of(used.iter().chain(offered.iter())),
+        used_resources: used.v0_map(),
+        offered_resources: offered.v0_map(),
         unreachable_tasks: [],
         offers: offers
             .into_iter()
@@ -214,7 +212,7 @@ fn v0_framework<'a>(
                 id: o.offer.id.as_str(),
                 framework_id: o.offer.framework_id.as_str(),
                 slave_id: o.offer.agent_id.as_str(),
-                resources: o.resources.to_v0_map(),
+                resources: o.resources.v0_map(),
             })
             .collect(),
         tasks: framework_tasks(snapshot, f)
@@ -249,11 +247,11 @@ pub struct V0Agent<'a> {
     port: u16,
     registered_time: f64,
     reregistered_time: Option<f64>,
-    resources: Map<String, Value>,
-    used_resources: Map<String, Value>,
-    offered_resources: Map<String, Value>,
-    reserved_resources: BTreeMap<String, Map<String, Value>>,
-    unreserved_resources: Map<String, Value>,
+    resources: V0Resources,
+    used_resources: V0Resources,
+    offered_resources: V0Resources,
+    reserved_resources: BTreeMap<String, V0Resources>,
+    unreserved_resources: V0Resources,
     reserved_resources_full: BTreeMap<String, Vec<Resource>>,
     unreserved_resources_full: Vec<Resource>,
     used_resources_full: Vec<Resource>,
@@ -276,14 +274,14 @@ fn v0_agent(a: &Agent) -> V0Agent<'_> {
         port: a.info.port,
         registered_time: a.registered_time,
         reregistered_time: a.reregistered_time,
-        resources: a.total().to_v0_map(),
-        used_resources: used.to_v0_map(),
-        offered_resources: a.holdings.offered().to_v0_map(),
+        resources: a.total().v0_map(),
+        used_resources: used.v0_map(),
+        offered_resources: a.holdings.offered().v0_map(),
         reserved_resources: reserved
             .iter()
-            .map(|(role, r)| (role.clone(), r.to_v0_map()))
+            .map(|(role, r)| (role.clone(), r.v0_map()))
             .collect(),
-        unreserved_resources: unreserved.to_v0_map(),
+        unreserved_resources: unreserved.v0_map(),
         reserved_resources_full: reserved
             .iter()
             .map(|(role, r)| (role.clone(), resources_json(r)))
@@ -479,8 +477,8 @@ struct SummaryFramework<'a> {
     id: &'a str,
     name: &'a str,
     pid: Option<()>,
-    used_resources: Map<String, Value>,
-    offered_resources: Map<String, Value>,
+    used_resources: V0Resources,
+    offered_resources: V0Resources,
     capabilities: Vec<CapabilityType>,
     hostname: &'a str,
     webui_url: &'a str,
@@ -545,9 +543,9 @@ pub fn v0_state_summary(snapshot: &Snapshot) -> V0StateSummary<'_> {
                 pid: None,
                 used_resources: gathered
                     .get(f.id())
-                    .map(|g| g.used.to_v0_map())
-                    .unwrap_or_else(|| Resources::new().to_v0_map()),
-                offered_resources: offered.to_v0_map(),
+                    .map(|g| g.used.v0_map())
+                    .unwrap_or_else(|| Resources::new().v0_map()),
+                offered_resources: offered.v0_map(),
                 capabilities: f.info.capabilities.iter().filter_map(|c| c.kind).collect(),
                 hostname: f.info.hostname.as_deref().unwrap_or_default(),
                 webui_url: f.info.webui_url.as_deref().unwrap_or_default(),
