@@ -2,6 +2,7 @@
 //! strings, enum names that are dropped when unknown, base64 `bytes`, and compact
 //! ASCII-only output (mesoshttp slices RecordIO frames by character count).
 
+use crate::ascii_json::AsciiSerializer;
 use base64::Engine;
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
@@ -10,9 +11,8 @@ use std::fmt;
 /// Serializes `value` as compact JSON with every non-ASCII character written as `\uXXXX`.
 pub fn to_ascii_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
     value
-        .serialize(&mut ser)
+        .serialize(&mut AsciiSerializer::new(&mut out))
         .expect("serializing to a Vec cannot fail for our types");
     out
 }
@@ -30,10 +30,7 @@ pub fn write_chunked<T: Serialize + ?Sized>(
         chunk_size,
         emit,
     };
-    value.serialize(&mut serde_json::Serializer::with_formatter(
-        &mut chunks,
-        AsciiFormatter,
-    ))?;
+    value.serialize(&mut AsciiSerializer::new(&mut chunks))?;
     if !chunks.chunk.is_empty() {
         (chunks.emit)(chunks.chunk);
     }
@@ -78,32 +75,6 @@ impl std::io::Write for Chunks<'_> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Compact formatter that escapes non-ASCII characters.
-struct AsciiFormatter;
-
-impl serde_json::ser::Formatter for AsciiFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        if fragment.is_ascii() {
-            return writer.write_all(fragment.as_bytes());
-        }
-        for c in fragment.chars() {
-            if c.is_ascii() {
-                writer.write_all(&[c as u8])?;
-            } else {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    write!(writer, "\\u{:04x}", unit)?;
-                }
-            }
-        }
         Ok(())
     }
 }

@@ -9,6 +9,8 @@
 #[macro_use]
 mod union;
 
+mod ascii_json;
+
 pub mod backoff;
 pub mod container;
 pub mod duration;

@@ -75,24 +75,36 @@ impl TaskResources {
     }
 }
 
-/// Protobuf `bytes` (a uuid) as the base64 text JSON carries.
+/// Protobuf `bytes` (a uuid) as the base64 text JSON carries. A 16-byte uuid's 24
+/// characters are kept in place: a view reads the uuid of every status, and a pointer to
+/// each would send it to another corner of the heap for every one of them.
 #[derive(Clone, Debug, PartialEq)]
-struct Base64(Box<str>);
+enum Base64 {
+    Uuid([u8; 24]),
+    Other(Box<str>),
+}
 
 impl Base64 {
     fn of(bytes: &Bytes) -> Base64 {
-        Base64(
-            base64::engine::general_purpose::STANDARD
-                .encode(&bytes.0)
-                .into(),
-        )
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes.0);
+        match <[u8; 24]>::try_from(text.as_bytes()) {
+            Ok(inline) => Base64::Uuid(inline),
+            Err(_) => Base64::Other(text.into()),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Base64::Uuid(inline) => std::str::from_utf8(inline).expect("base64 is ASCII"),
+            Base64::Other(text) => text,
+        }
     }
 
     fn bytes(&self) -> Bytes {
         // Only text this type encoded is decoded.
         Bytes(
             base64::engine::general_purpose::STANDARD
-                .decode(self.0.as_bytes())
+                .decode(self.text())
                 .expect("base64 that was encoded here"),
         )
     }
@@ -435,7 +447,7 @@ impl Serialize for StatusOfTask<'_> {
             agent_id: s.agent_id.get(&task.agent_id).map(|a| id(a.as_str())),
             executor_id: executor.map(id),
             timestamp: s.timestamp,
-            uuid: s.uuid.as_ref().map(|u| &*u.0),
+            uuid: s.uuid.as_ref().map(Base64::text),
             healthy: s.healthy,
             check_status: extra(|e| &e.check_status),
             labels: extra(|e| &e.labels),
@@ -500,7 +512,7 @@ impl Serialize for TaskRecord {
             resources: self.resources.json(),
             statuses: StatusesOf(self),
             status_update_state: self.status_update_state,
-            status_update_uuid: self.status_update_uuid.as_ref().map(|u| &*u.0),
+            status_update_uuid: self.status_update_uuid.as_ref().map(Base64::text),
             labels: self.labels(),
             discovery: self.discovery(),
             container: self.container(),
@@ -537,7 +549,7 @@ mod tests {
     fn a_record_writes_the_task_it_keeps() {
         let plain = task(json!({"name": "t", "statuses": [
             {"task_id": {"value": "t"}, "state": "TASK_RUNNING", "agent_id": {"value": "a"},
-             "executor_id": {"value": "t"}, "timestamp": 5.0, "uuid": "AAEC", "source": "SOURCE_EXECUTOR"}
+             "executor_id": {"value": "t"}, "timestamp": 5.0, "uuid": "AAECAwQFBgcICQoLDA0ODw==", "source": "SOURCE_EXECUTOR"}
         ]}));
         let full = task(json!({
             "executor_id": {"value": "e"}, "status_update_state": "TASK_FINISHED",
