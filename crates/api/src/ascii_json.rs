@@ -33,6 +33,26 @@ impl<W: Write> AsciiSerializer<W> {
         write(&mut self.out).map_err(Error::io)
     }
 
+    /// Starts a list or object (`open`), inside `{"variant":` for an enum's variant.
+    fn open(
+        &mut self,
+        variant: Option<&str>,
+        open: &[u8],
+        close: &'static [u8],
+    ) -> Result<Compound<'_, W>, Error> {
+        if let Some(variant) = variant {
+            self.raw(b"{")?;
+            self.string(variant)?;
+            self.raw(b":")?;
+        }
+        self.raw(open)?;
+        Ok(Compound {
+            ser: self,
+            first: true,
+            close,
+        })
+    }
+
     /// A quoted, escaped string.
     #[inline]
     fn string(&mut self, text: &str) -> Result<(), Error> {
@@ -149,6 +169,23 @@ pub struct Raw<'a, W> {
     ser: &'a mut AsciiSerializer<W>,
 }
 
+/// The `serialize_` methods of the integer types, each writing its number with serde_json's
+/// formatter through `$write` (as it is, or quoted as a map key).
+macro_rules! integers {
+    ($write:ident) => {
+        integers!($write: serialize_i8 i8 write_i8, serialize_i16 i16 write_i16,
+            serialize_i32 i32 write_i32, serialize_i64 i64 write_i64,
+            serialize_i128 i128 write_i128, serialize_u8 u8 write_u8,
+            serialize_u16 u16 write_u16, serialize_u32 u32 write_u32,
+            serialize_u64 u64 write_u64, serialize_u128 u128 write_u128);
+    };
+    ($write:ident: $($method:ident $ty:ident $formatter_write:ident),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), Error> {
+            self.$write(|w| CompactFormatter.$formatter_write(w, v)).map(drop)
+        }
+    )*};
+}
+
 impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
     type Ok = ();
     type Error = Error;
@@ -163,36 +200,7 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.raw(if v { b"true" } else { b"false" })
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_i8(w, v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_i16(w, v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_i32(w, v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_i64(w, v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_i128(w, v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_u8(w, v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_u16(w, v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_u32(w, v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_u64(w, v))
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_u128(w, v))
-    }
+    integers!(number);
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         if !v.is_finite() {
             return self.raw(b"null");
@@ -255,12 +263,7 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
         self.raw(b"}")
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a, W>, Error> {
-        self.raw(b"[")?;
-        Ok(Compound {
-            ser: self,
-            first: true,
-            close: b"]",
-        })
+        self.open(None, b"[", b"]")
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'a, W>, Error> {
         self.serialize_seq(Some(len))
@@ -279,22 +282,10 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a, W>, Error> {
-        self.raw(b"{")?;
-        self.string(variant)?;
-        self.raw(b":[")?;
-        Ok(Compound {
-            ser: self,
-            first: true,
-            close: b"]}",
-        })
+        self.open(Some(variant), b"[", b"]}")
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a, W>, Error> {
-        self.raw(b"{")?;
-        Ok(Compound {
-            ser: self,
-            first: true,
-            close: b"}",
-        })
+        self.open(None, b"{", b"}")
     }
     fn serialize_struct(
         self,
@@ -313,14 +304,7 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a, W>, Error> {
-        self.raw(b"{")?;
-        self.string(variant)?;
-        self.raw(b":{")?;
-        Ok(Compound {
-            ser: self,
-            first: true,
-            close: b"}}",
-        })
+        self.open(Some(variant), b"{", b"}}")
     }
 }
 
@@ -336,46 +320,36 @@ impl<W: Write> ser::SerializeSeq for Compound<'_, W> {
     }
 }
 
-impl<W: Write> ser::SerializeTuple for Compound<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+/// Tuples, tuple structs and tuple variants are written as lists.
+macro_rules! written_as_a_list {
+    ($($kind:ident :: $add:ident),*) => {$(
+        impl<W: Write> ser::$kind for Compound<'_, W> {
+            type Ok = ();
+            type Error = Error;
+            fn $add<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
+                ser::SerializeSeq::serialize_element(self, value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl<W: Write> ser::SerializeTupleStruct for Compound<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl<W: Write> ser::SerializeTupleVariant for Compound<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
+written_as_a_list!(
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl<W: Write> ser::SerializeMap for Compound<'_, W> {
     type Ok = ();
     type Error = Error;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Error> {
         self.separate()?;
-        key.serialize(MapKey {
+        key.serialize(Text {
             ser: &mut *self.ser,
+            raw: false,
         })?;
         self.ser.raw(b":")
     }
@@ -419,10 +393,12 @@ impl<W: Write> ser::SerializeStruct for StructWriter<'_, W> {
     ) -> Result<(), Error> {
         match self {
             StructWriter::Fields(fields) => {
-                fields.key(key)?;
-                value.serialize(&mut *fields.ser)
+                ser::SerializeStructVariant::serialize_field(fields, key, value)
             }
-            StructWriter::Raw(raw) => value.serialize(RawText { ser: &mut *raw.ser }),
+            StructWriter::Raw(raw) => value.serialize(Text {
+                ser: &mut *raw.ser,
+                raw: true,
+            }),
         }
     }
     fn end(self) -> Result<(), Error> {
@@ -437,20 +413,35 @@ fn key_must_be_a_string() -> Error {
     ser::Error::custom("key must be a string")
 }
 
-/// Writes a map key: a string, or a number or boolean in quotes, as serde_json does.
-struct MapKey<'a, W> {
+/// Writes a map key (a string, or a number or boolean in quotes, as serde_json does), or
+/// with `raw` a `RawValue`'s text as it is (a `RawValue` hands it over as a string).
+struct Text<'a, W> {
     ser: &'a mut AsciiSerializer<W>,
+    raw: bool,
 }
 
-impl<W: Write> MapKey<'_, W> {
-    fn quoted(self, write: impl FnOnce(&mut W) -> std::io::Result<()>) -> Result<(), Error> {
-        self.ser.raw(b"\"")?;
-        self.ser.number(write)?;
-        self.ser.raw(b"\"")
+impl<W: Write> Text<'_, W> {
+    fn quoted(self, write: impl FnOnce(&mut W) -> std::io::Result<()>) -> Result<Self, Error> {
+        let this = self.key()?;
+        this.ser.raw(b"\"")?;
+        this.ser.number(write)?;
+        this.ser.raw(b"\"")?;
+        Ok(this)
+    }
+
+    /// Itself when it writes a key; an error for anything but a string when it writes raw.
+    fn key(self) -> Result<Self, Error> {
+        if self.raw {
+            Err(ser::Error::custom(
+                "a RawValue hands over its text as a string",
+            ))
+        } else {
+            Ok(self)
+        }
     }
 }
 
-impl<W: Write> ser::Serializer for MapKey<'_, W> {
+impl<W: Write> ser::Serializer for Text<'_, W> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Impossible<(), Error>;
@@ -462,55 +453,32 @@ impl<W: Write> ser::Serializer for MapKey<'_, W> {
     type SerializeStructVariant = Impossible<(), Error>;
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.ser.string(v)
+        if self.raw {
+            self.ser.raw(v.as_bytes())
+        } else {
+            self.ser.string(v)
+        }
     }
     fn serialize_char(self, v: char) -> Result<(), Error> {
-        self.ser.string(v.encode_utf8(&mut [0u8; 4]))
+        self.key()?.ser.string(v.encode_utf8(&mut [0u8; 4]))
     }
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.ser.raw(if v { b"\"true\"" } else { b"\"false\"" })
+        self.key()?
+            .ser
+            .raw(if v { b"\"true\"" } else { b"\"false\"" })
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_i8(w, v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_i16(w, v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_i32(w, v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_i64(w, v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_i128(w, v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_u8(w, v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_u16(w, v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_u32(w, v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_u64(w, v))
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        self.quoted(|w| CompactFormatter.write_u128(w, v))
-    }
+    integers!(quoted);
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         if !v.is_finite() {
             return Err(ser::Error::custom("float key must be finite"));
         }
-        self.quoted(|w| CompactFormatter.write_f32(w, v))
+        self.quoted(|w| CompactFormatter.write_f32(w, v)).map(drop)
     }
     fn serialize_f64(self, v: f64) -> Result<(), Error> {
         if !v.is_finite() {
             return Err(ser::Error::custom("float key must be finite"));
         }
-        self.quoted(|w| CompactFormatter.write_f64(w, v))
+        self.quoted(|w| CompactFormatter.write_f64(w, v)).map(drop)
     }
     fn serialize_unit_variant(
         self,
@@ -518,17 +486,17 @@ impl<W: Write> ser::Serializer for MapKey<'_, W> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), Error> {
-        self.ser.string(variant)
+        self.key()?.ser.string(variant)
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
         _name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        value.serialize(self)
+        value.serialize(self.key()?)
     }
     fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Error> {
-        value.serialize(self)
+        value.serialize(self.key()?)
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
         Err(key_must_be_a_string())
@@ -587,140 +555,6 @@ impl<W: Write> ser::Serializer for MapKey<'_, W> {
         _: usize,
     ) -> Result<Self::SerializeStructVariant, Error> {
         Err(key_must_be_a_string())
-    }
-}
-
-/// Takes a `RawValue`'s text and writes it as it is.
-struct RawText<'a, W> {
-    ser: &'a mut AsciiSerializer<W>,
-}
-
-impl<W: Write> RawText<'_, W> {
-    fn expected_text() -> Error {
-        ser::Error::custom("a RawValue hands over its text as a string")
-    }
-}
-
-impl<W: Write> ser::Serializer for RawText<'_, W> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.ser.raw(v.as_bytes())
-    }
-    fn serialize_bool(self, _: bool) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_char(self, _: char) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(Self::expected_text())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(Self::expected_text())
     }
 }
 
