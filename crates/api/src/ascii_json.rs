@@ -29,7 +29,11 @@ impl<W: Write> AsciiSerializer<W> {
         self.out.write_all(bytes).map_err(Error::io)
     }
 
-    fn number(&mut self, write: impl FnOnce(&mut W) -> std::io::Result<()>) -> Result<(), Error> {
+    /// Writes what serde_json's formatter writes (numbers, byte arrays).
+    fn formatted(
+        &mut self,
+        write: impl FnOnce(&mut W) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
         write(&mut self.out).map_err(Error::io)
     }
 
@@ -200,18 +204,18 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
     fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.raw(if v { b"true" } else { b"false" })
     }
-    integers!(number);
+    integers!(formatted);
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
         if !v.is_finite() {
             return self.raw(b"null");
         }
-        self.number(|w| CompactFormatter.write_f32(w, v))
+        self.formatted(|w| CompactFormatter.write_f32(w, v))
     }
     fn serialize_f64(self, v: f64) -> Result<(), Error> {
         if !v.is_finite() {
             return self.raw(b"null");
         }
-        self.number(|w| CompactFormatter.write_f64(w, v))
+        self.formatted(|w| CompactFormatter.write_f64(w, v))
     }
     fn serialize_char(self, v: char) -> Result<(), Error> {
         self.string(v.encode_utf8(&mut [0u8; 4]))
@@ -220,7 +224,7 @@ impl<'a, W: Write> ser::Serializer for &'a mut AsciiSerializer<W> {
         self.string(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        self.number(|w| CompactFormatter.write_byte_array(w, v))
+        self.formatted(|w| CompactFormatter.write_byte_array(w, v))
     }
     fn serialize_none(self) -> Result<(), Error> {
         self.raw(b"null")
@@ -424,7 +428,7 @@ impl<W: Write> Text<'_, W> {
     fn quoted(self, write: impl FnOnce(&mut W) -> std::io::Result<()>) -> Result<Self, Error> {
         let this = self.key()?;
         this.ser.raw(b"\"")?;
-        this.ser.number(write)?;
+        this.ser.formatted(write)?;
         this.ser.raw(b"\"")?;
         Ok(this)
     }

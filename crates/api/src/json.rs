@@ -56,8 +56,8 @@ impl Chunks<'_> {
     }
 }
 
-// serde_json writes a view as millions of writes of a few bytes (a quote, a key, a
-// colon): inlined, each is a copy into the chunk and a length check.
+// A view is written as millions of writes of a few bytes (a quote, a key, a colon):
+// inlined, each is a copy into the chunk and a length check.
 impl std::io::Write for Chunks<'_> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -859,7 +859,12 @@ impl Resources {
     }
 }
 
-/// Ranges as Mesos writes them in text: `[31000-31999, 32001-32000]`.
+/// A set as Mesos writes it in text: `{a,b}`.
+pub(crate) fn format_set<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    format!("{{{}}}", Vec::from_iter(items).join(","))
+}
+
+/// Ranges as Mesos writes them in text: `[31000-31999, 32001-32100]`.
 pub(crate) fn format_ranges(ranges: &[Range]) -> String {
     let inner: Vec<String> = ranges
         .iter()
@@ -888,10 +893,9 @@ impl fmt::Display for Resources {
                 let value = match r.kind {
                     ValueType::Scalar => r.scalar.map_or(0.0, |s| s.value).to_string(),
                     ValueType::Ranges => format_ranges(r.ranges.as_ref().map_or(&[], |r| &r.range)),
-                    ValueType::Set => format!(
-                        "{{{}}}",
-                        r.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
-                    ),
+                    ValueType::Set => {
+                        format_set(r.set.iter().flat_map(|s| s.item.iter().map(String::as_str)))
+                    }
                     ValueType::Text => String::new(),
                 };
                 format!("{name}:{value}")

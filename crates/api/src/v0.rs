@@ -2,7 +2,7 @@
 //! by the master and the agent.
 
 use crate::mesos::{Attribute, Task};
-use crate::resources::{coalesce, fixed, format_ranges, Range, Resource, ValueType};
+use crate::resources::{coalesce, fixed, format_ranges, format_set, Range, Resource, ValueType};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -61,7 +61,7 @@ impl<'a> Sum<'a> {
         match self {
             Sum::Scalar(total) => V0Amount::Scalar(total),
             Sum::Ranges(all) => V0Amount::Text(format_ranges(&coalesce(all))),
-            Sum::Set(all) => V0Amount::Text(format!("{{{}}}", Vec::from_iter(all).join(","))),
+            Sum::Set(all) => V0Amount::Text(format_set(all)),
         }
     }
 }
@@ -125,17 +125,9 @@ pub fn attributes(attributes: &[Attribute]) -> Value {
     for a in attributes {
         let value = match a.kind {
             ValueType::Scalar => json!(a.scalar.map_or(0.0, |s| s.value)),
-            ValueType::Ranges => {
-                let parts: Vec<String> = a
-                    .ranges
-                    .iter()
-                    .flat_map(|r| r.range.iter().map(|r| format!("{}-{}", r.begin, r.end)))
-                    .collect();
-                json!(format!("[{}]", parts.join(", ")))
-            }
-            ValueType::Set => json!(format!(
-                "{{{}}}",
-                a.set.as_ref().map(|s| s.item.join(",")).unwrap_or_default()
+            ValueType::Ranges => json!(format_ranges(a.ranges.as_ref().map_or(&[], |r| &r.range))),
+            ValueType::Set => json!(format_set(
+                a.set.iter().flat_map(|s| s.item.iter().map(String::as_str))
             )),
             ValueType::Text => json!(a.text.as_ref().map(|t| t.value.clone()).unwrap_or_default()),
         };
@@ -217,5 +209,20 @@ mod tests {
                    "ports": "[1-4, 9-9]", "zones": "{a,b,c}"})
         );
         assert_eq!(json!(Resources::new().v0_map())["cpus"], json!(0.0));
+    }
+
+    #[test]
+    fn attributes_are_written_as_mesos_writes_their_values_in_text() {
+        let list: Vec<Attribute> = serde_json::from_value(json!([
+            {"name": "rack", "type": "TEXT", "text": {"value": "r1"}},
+            {"name": "zone", "type": "SCALAR", "scalar": {"value": 1}},
+            {"name": "slots", "type": "RANGES", "ranges": {"range": [{"begin": 1, "end": 3}, {"begin": 7, "end": 7}]}},
+            {"name": "disks", "type": "SET", "set": {"item": ["ssd", "hdd"]}}
+        ]))
+        .unwrap();
+        assert_eq!(
+            attributes(&list),
+            json!({"rack": "r1", "zone": 1.0, "slots": "[1-3, 7-7]", "disks": "{ssd,hdd}"})
+        );
     }
 }

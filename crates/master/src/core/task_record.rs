@@ -37,7 +37,7 @@ struct ResourceList {
 /// `value`'s JSON text as the views write it (ASCII only), to be written as it is.
 fn raw_json(value: &impl Serialize) -> Box<RawValue> {
     let text = String::from_utf8(meseta_api::json::to_ascii_vec(value)).expect("ASCII JSON");
-    RawValue::from_string(text).expect("JSON that serde_json wrote")
+    RawValue::from_string(text).expect("JSON that our serializer wrote")
 }
 
 impl TaskResources {
@@ -71,7 +71,7 @@ impl TaskResources {
     pub fn v0(&self) -> &RawValue {
         self.0
             .v0
-            .get_or_init(|| raw_json(&meseta_api::v0::resources(&self.0.list)))
+            .get_or_init(|| raw_json(&meseta_api::v0::V0Resources::of(&self.0.list)))
     }
 }
 
