@@ -139,7 +139,7 @@ fn dispatch(command: Command) -> Result<()> {
                 false => meseta_executor::Kind::Command,
             };
             let code = meseta_executor::run_executor(kind)?;
-            std::process::exit(code);
+            end_process(code);
         }
         Command::Launch(args) => std::process::exit(launch::run(&args)),
         command => {
@@ -157,6 +157,17 @@ fn dispatch(command: Command) -> Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+/// Ends an executor at once once its stdout is flushed, without the exit handlers the
+/// zygote's libraries registered: an executor is forked from the zygote, and running
+/// those handlers (mimalloc's statistics and heap collection among them) made it write
+/// to pages it shares with the zygote, a copy-on-write fault each.
+fn end_process(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
 }
 
 /// Servers hold a connection per agent, framework and executor: lift the soft limit on
@@ -210,15 +221,41 @@ async fn shutdown_signal() {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MESETA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    // A container's first process run in place keeps its supervisor's logging.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::prelude::*;
+    let (level, directives) = log_filter(std::env::var("MESETA_LOG").ok().as_deref());
+    let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    // A container's first process run in place keeps its supervisor's logging.
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(level)
+        .with(directives)
         .try_init();
+}
+
+/// The filter `MESETA_LOG` asks for (`info` when unset or invalid). A plain level is a
+/// level filter; only directives (targets, spans) need an `EnvFilter`, whose tables cost
+/// a forked executor a tenth of its start-up page faults.
+fn log_filter(
+    text: Option<&str>,
+) -> (
+    tracing_subscriber::filter::LevelFilter,
+    Option<tracing_subscriber::EnvFilter>,
+) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::EnvFilter;
+    let Some(text) = text else {
+        return (LevelFilter::INFO, None);
+    };
+    if let Ok(level) = text.trim().parse::<LevelFilter>() {
+        return (level, None);
+    }
+    match EnvFilter::try_new(text) {
+        Ok(directives) => (LevelFilter::TRACE, Some(directives)),
+        Err(_) => (LevelFilter::INFO, None),
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +273,28 @@ mod tests {
             Command::Launch(args) => format!("launch {}", args.run_dir.display()),
             _ => "other".to_string(),
         }
+    }
+
+    #[test]
+    fn plain_levels_need_no_directives() {
+        use tracing_subscriber::filter::LevelFilter;
+        let level = |text| {
+            let (level, directives) = log_filter(text);
+            (level, directives.map(|d| d.to_string()))
+        };
+        assert_eq!(level(None), (LevelFilter::INFO, None));
+        assert_eq!(level(Some("warn")), (LevelFilter::WARN, None));
+        assert_eq!(level(Some(" DEBUG ")), (LevelFilter::DEBUG, None));
+        assert_eq!(level(Some("off")), (LevelFilter::OFF, None));
+        assert_eq!(level(Some("not a[filter")), (LevelFilter::INFO, None));
+        let (all, directives) = level(Some("warn,meseta_master::reads=debug"));
+        assert_eq!(all, LevelFilter::TRACE);
+        let directives = directives.expect("directives");
+        assert!(
+            directives.contains("meseta_master::reads=debug"),
+            "{directives}"
+        );
+        assert!(directives.contains("warn"), "{directives}");
     }
 
     #[test]
