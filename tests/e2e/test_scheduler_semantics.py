@@ -13,7 +13,10 @@ hierarchical.cpp``, ``slave/slave.cpp``, ``launcher/executor.cpp``,
 * Offers. DECLINE installs a filter for ``refuse_seconds`` (at least one allocation
   interval) on that framework and agent; the resources go to other frameworks
   meanwhile. REVIVE removes the framework's filters and unsuppresses it; SUPPRESS stops
-  offers without rescinding outstanding ones. ``--offer_timeout`` rescinds an offer
+  offers without rescinding outstanding ones. Resources freed by ended tasks, declines
+  and an accept's leftovers wait for the next pass: Mesos's periodic one; meseta also
+  runs one after events, at most once per ``--allocation-spacing``, so that what is
+  freed meanwhile goes out in one offer. ``--offer_timeout`` rescinds an offer
   (RESCIND with its id) and recovers its resources without a filter, so a fresh offer
   follows. A command task is charged to the agent for its own resources only: the
   agent adds the command executor's share as an overcommit, so a task may take all of
@@ -406,6 +409,41 @@ def test_suppress_stops_offers_and_revive_resumes_them(cluster):
     revived = time.monotonic()
     again = framework.wait_offer(since=revived, timeout=10.0, what="an offer after REVIVE")
     assert offered(again, "cpus") == pytest.approx(AGENT_CPUS), again
+
+
+def test_allocation_spacing_gathers_freed_resources_into_one_offer(meseta):
+    # Passes after events are spaced by --allocation-spacing (no periodic pass within
+    # the test): what two tasks and an accept's leftovers free meanwhile comes back in
+    # one offer of the whole agent, not an offer each.
+    spacing = 4.0
+    master = meseta.master(
+        extra_args=("--allocation-spacing", "4secs", "--allocation-interval", "1hrs")
+    )
+    agent = meseta.agent(master, extra_args=AGENT_ARGS)
+    agent_id = registered_agent(master.api, agent.port)["agent_info"]["id"]["value"]
+    framework = Framework(master.api, "e2e-allocation-spacing")
+    offer = framework.wait_offer(min_cpus=AGENT_CPUS, timeout=OFFER_WAIT + spacing)
+    offered_at = next(t for t, o in framework.offer_log if o is offer)
+    tasks = [
+        command_task(f"half-{i}", agent_id, "true", cpus=AGENT_CPUS / 2, mem=TASK_MEM)
+        for i in range(2)
+    ]
+    framework.accept([offer], tasks, refuse_seconds=0.0)
+    accepted = time.monotonic()
+    for task in tasks:
+        framework.wait_state(task["task_id"]["value"], "TASK_FINISHED")
+
+    back = framework.wait_offer(since=accepted, timeout=OFFER_WAIT + spacing)
+    back_at = next(t for t, o in framework.offer_log if o is back)
+    after_accept = framework.offers_since(accepted)
+    assert after_accept[0] is back, after_accept
+    assert offered(back, "cpus") == pytest.approx(AGENT_CPUS), back
+    assert offered(back, "mem") == pytest.approx(AGENT_MEM), back
+    # The pass that made the first offer ended before it arrived; the next one waited
+    # the spacing from that end (a lower bound only: a slow host makes it later).
+    assert back_at - offered_at >= spacing - 0.5, (
+        f"re-offered {back_at - offered_at:.2f}s after the first offer"
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod core;
 mod http;
 mod ordered_walk;
+mod pacing;
 mod reads;
 pub mod registry;
 pub mod service;
@@ -32,6 +33,9 @@ pub struct MasterConfig {
     pub work_dir: PathBuf,
     pub offer_timeout: Option<Duration>,
     pub allocation_interval: Duration,
+    /// `--allocation_spacing`: the least time between the end of one allocation pass and
+    /// a pass run after jobs (resources freed meanwhile are offered together).
+    pub allocation_spacing: Duration,
     pub agent_ping_timeout: Duration,
     pub agent_reregister_timeout: Duration,
     /// `--weights`: role weights for a first start (the registry's win afterwards).
@@ -52,6 +56,7 @@ impl MasterConfig {
                 "allocation_interval".to_string(),
                 d(self.allocation_interval),
             ),
+            ("allocation_spacing".to_string(), d(self.allocation_spacing)),
             ("agent_ping_timeout".to_string(), d(self.agent_ping_timeout)),
             (
                 "agent_reregister_timeout".to_string(),
@@ -180,6 +185,7 @@ pub async fn run(
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let timing = service::Timing {
         allocation_interval: config.allocation_interval,
+        allocation_spacing: config.allocation_spacing,
         heartbeat_interval: Duration::from_secs_f64(core::HEARTBEAT_INTERVAL_SECS),
         ping_interval: Duration::from_secs(meseta_api::internal::PING_INTERVAL_SECS),
     };

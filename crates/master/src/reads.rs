@@ -192,6 +192,7 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let timing = Timing {
             allocation_interval: hour,
+            allocation_spacing: Duration::ZERO,
             heartbeat_interval: hour,
             ping_interval: hour,
         };

@@ -2,12 +2,13 @@
 //!
 //! HTTP handlers send jobs (closures over [`Service`]) through a channel and await their
 //! answers. After each job the service performs the core's effects in order, registry
-//! writes first and durably; after each batch of jobs it runs an allocation pass. A timer
+//! writes first and durably; after each batch of jobs it runs an allocation pass, paced by [`PassPacer`]. A timer
 //! drives the core's timeouts, the periodic allocation and stream heartbeats. A registry
 //! write that fails stops the master (like Mesos's registrar), so nothing is acted on that
 //! was not stored.
 
 use crate::core::{Core, Effect};
+use crate::pacing::PassPacer;
 use crate::registry::{Registry, RegistryChange};
 use bytes::Bytes;
 use meseta_api::internal::ToAgent;
@@ -195,6 +196,9 @@ impl ServiceHandle {
 /// Timing of the service loop.
 pub struct Timing {
     pub allocation_interval: Duration,
+    /// The least time between the end of one allocation pass and a pass after jobs
+    /// (see [`PassPacer`]).
+    pub allocation_spacing: Duration,
     pub heartbeat_interval: Duration,
     pub ping_interval: Duration,
 }
@@ -217,8 +221,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_allocation = Instant::now();
-    let mut pass_wanted = false;
-    let mut next_pass = Instant::now();
+    let mut pacer = PassPacer::new(timing.allocation_spacing, Instant::now());
     let mut last_heartbeat = Instant::now();
     let mut last_ping = Instant::now();
     loop {
@@ -235,9 +238,9 @@ pub async fn run(
                         Err(_) => break,
                     }
                 }
-                pass_wanted = true;
+                pacer.want();
             }
-            _ = tokio::time::sleep_until(next_pass.into()), if pass_wanted => {}
+            _ = sleep_until(pacer.wanted_at()) => {}
             _ = ticker.tick() => {
                 let t = now();
                 service.core.tick(t);
@@ -257,19 +260,23 @@ pub async fn run(
             }
             _ = &mut stop => break,
         }
-        // A pass follows the jobs, but no sooner after the last one than that one took:
-        // passes grow with the cluster, and this leaves at least half of the loop to the
-        // jobs (status updates, acknowledgements, calls) however large it is.
-        if pass_wanted && Instant::now() >= next_pass {
+        if pacer.due(Instant::now()) {
             let started = Instant::now();
             service.core.allocate(now());
             service.flush();
-            pass_wanted = false;
-            next_pass = Instant::now() + started.elapsed();
+            pacer.ran(started, Instant::now());
         }
         if let Some(failure) = service.failure.take() {
             return Err(failure);
         }
     }
     Ok(())
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -85,6 +85,12 @@ pub struct MasterFlags {
     /// How often the allocator runs a full pass (it also runs on events).
     #[arg(long = "allocation-interval", alias = "allocation_interval", env = "MESETA_ALLOCATION_INTERVAL", default_value = "1secs", value_parser = parse_duration)]
     pub allocation_interval: Duration,
+    /// The least time between two allocation passes when a pass follows events (tasks
+    /// ending, offers declined, calls): resources freed meanwhile go out together in
+    /// fewer, larger offers. An event after a quiet spell is allocated at once; `0secs`
+    /// runs a pass after every batch of events.
+    #[arg(long = "allocation-spacing", alias = "allocation_spacing", env = "MESETA_ALLOCATION_SPACING", default_value = "20ms", value_parser = parse_duration)]
+    pub allocation_spacing: Duration,
     /// How long an agent may stay disconnected before it is marked unreachable.
     #[arg(long = "agent-ping-timeout", alias = "agent_ping_timeout", env = "MESETA_AGENT_PING_TIMEOUT", default_value = "75secs", value_parser = parse_duration)]
     pub agent_ping_timeout: Duration,
@@ -113,6 +119,7 @@ impl MasterFlags {
             work_dir,
             offer_timeout: self.offer_timeout,
             allocation_interval: self.allocation_interval,
+            allocation_spacing: self.allocation_spacing,
             agent_ping_timeout: self.agent_ping_timeout,
             agent_reregister_timeout: self.agent_reregister_timeout,
             weights: self.weights.unwrap_or_default(),
@@ -394,6 +401,7 @@ impl LocalFlags {
             work_dir: Some(work_dir.join("master")),
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
+            allocation_spacing: Duration::from_millis(20),
             agent_ping_timeout: Duration::from_secs(75),
             agent_reregister_timeout: Duration::from_secs(600),
             weights: self.weights,
