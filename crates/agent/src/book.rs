@@ -88,6 +88,13 @@ impl Executor {
             .unwrap_or_default()
     }
 
+    /// Whether `task` is queued, launched or terminated (and unacknowledged) here.
+    fn holds(&self, task: &TaskId) -> bool {
+        self.launched.contains_key(task)
+            || self.terminated.contains_key(task)
+            || self.queued.iter().any(|q| &q.task_id == task)
+    }
+
     fn has_tasks(&self) -> bool {
         !self.queued.is_empty() || !self.launched.is_empty() || !self.terminated.is_empty()
     }
@@ -129,6 +136,23 @@ impl Executor {
         }
         r
     }
+}
+
+/// The id of the executor holding `task` (see [`Executor::holds`]). A command
+/// executor's id is its task's, so that executor is asked first; others are found by
+/// walking the framework's executors (a status update used to walk them all, each
+/// comparing ids, with hundreds of command executors at once).
+fn holder_of(executors: &BTreeMap<ExecutorId, Executor>, task: &TaskId) -> Option<ExecutorId> {
+    let same_id = ExecutorId {
+        value: task.value.clone(),
+    };
+    if executors.get(&same_id).is_some_and(|e| e.holds(task)) {
+        return Some(same_id);
+    }
+    executors
+        .iter()
+        .find(|(_, e)| e.holds(task))
+        .map(|(id, _)| id.clone())
 }
 
 /// A framework with tasks on this agent.
@@ -332,15 +356,8 @@ impl Book {
 
     /// The executor holding a task that is not completed.
     pub fn task_executor(&self, framework: &FrameworkId, task: &TaskId) -> Option<&Executor> {
-        self.frameworks
-            .get(framework)?
-            .executors
-            .values()
-            .find(|e| {
-                e.launched.contains_key(task)
-                    || e.terminated.contains_key(task)
-                    || e.queued.iter().any(|q| &q.task_id == task)
-            })
+        let executors = &self.frameworks.get(framework)?.executors;
+        executors.get(&holder_of(executors, task)?)
     }
 
     /// RUN_TASK, after `upsert_framework`.
@@ -535,19 +552,15 @@ impl Book {
         status: &TaskStatus,
     ) -> Option<(ExecutorId, TaskEntry)> {
         let framework = self.frameworks.get_mut(framework_id)?;
-        let info = framework.info.clone();
-        let e = framework.executors.values_mut().find(|e| {
-            e.launched.contains_key(&status.task_id)
-                || e.terminated.contains_key(&status.task_id)
-                || e.queued.iter().any(|q| q.task_id == status.task_id)
-        })?;
+        let holder = holder_of(&framework.executors, &status.task_id)?;
+        let e = framework.executors.get_mut(&holder)?;
         if let Some(pos) = e.queued.iter().position(|q| q.task_id == status.task_id) {
             let task = e.queued.remove(pos);
             let entry = TaskEntry {
                 task: new_task(
                     &task,
                     framework_id,
-                    &info,
+                    &framework.info,
                     &e.info.executor_id,
                     e.command_executor,
                 ),
@@ -584,16 +597,14 @@ impl Book {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return Cleanup::default();
         };
-        let Some((executor_id, e)) = framework
-            .executors
-            .iter_mut()
-            .find(|(_, e)| e.terminated.contains_key(task_id))
-        else {
+        let Some(executor_id) = holder_of(&framework.executors, task_id) else {
             return Cleanup::default();
         };
-        let entry = e.terminated.remove(task_id).expect("found");
+        let e = framework.executors.get_mut(&executor_id).expect("found");
+        let Some(entry) = e.terminated.remove(task_id) else {
+            return Cleanup::default();
+        };
         push_bounded(&mut e.completed, entry.task);
-        let executor_id = executor_id.clone();
         self.reap(framework_id, Some(&executor_id))
     }
 
@@ -881,6 +892,42 @@ mod tests {
             [Delivery::Task(task("t1")), Delivery::Task(task("t2"))]
         );
         b
+    }
+
+    #[test]
+    fn a_task_is_found_in_its_executor_whatever_the_executors_are_called() {
+        let mut b = book_with_running_executor();
+        // A command executor (its id is its task's), and an executor named like a task
+        // that another executor holds.
+        b.run_task(&fid(), executor("t3"), true, task("t3"), run("c3"));
+        b.run_task(&fid(), executor("t1"), false, task("x"), run("c4"));
+        let holder = |b: &Book, task: &str| {
+            b.task_executor(&fid(), &TaskId::new(task))
+                .map(|e| e.info.executor_id.value.to_string())
+        };
+        assert_eq!(holder(&b, "t1").as_deref(), Some("e"));
+        assert_eq!(holder(&b, "t2").as_deref(), Some("e"));
+        assert_eq!(
+            holder(&b, "t3").as_deref(),
+            Some("t3"),
+            "queued in its executor"
+        );
+        assert_eq!(holder(&b, "x").as_deref(), Some("t1"));
+        assert_eq!(holder(&b, "nope"), None);
+        assert!(!b.knows_task(&FrameworkId::new("other"), &TaskId::new("t1")));
+
+        let (eid, _) = b
+            .record_status(&fid(), &status("t1", TaskState::TaskFinished))
+            .unwrap();
+        assert_eq!(eid, ExecutorId::new("e"));
+        assert!(b
+            .record_status(&fid(), &status("nope", TaskState::TaskRunning))
+            .is_none());
+        b.acknowledged_terminal(&fid(), &TaskId::new("t1"));
+        let e = b.executor(&fid(), &ExecutorId::new("e")).unwrap();
+        assert!(e.completed.iter().any(|t| t.task_id == TaskId::new("t1")));
+        assert_eq!(holder(&b, "t1"), None, "completed");
+        assert_eq!(holder(&b, "x").as_deref(), Some("t1"));
     }
 
     #[test]
