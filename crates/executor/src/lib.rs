@@ -56,5 +56,8 @@ pub fn run_executor(kind: Kind) -> anyhow::Result<i32> {
         Kind::Command => runtime.block_on(run(config))?,
         Kind::Default => runtime.block_on(run_default(config))?,
     };
+    // The executor is done and its process ends next: shutting the runtime down (its
+    // connections, timers and drivers, one by one) would only delay that.
+    std::mem::forget(runtime);
     Ok(code)
 }
