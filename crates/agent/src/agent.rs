@@ -12,6 +12,7 @@ use crate::executor_auth::{verify_claims, Claims};
 use crate::fetcher::Fetcher;
 use crate::gc::Gc;
 use crate::launch::{self, RunContext};
+use crate::launching::{launch_end, LaunchEnd, Launches};
 use crate::outbox::{Batch, Outbox};
 use crate::store::{ExecutorRecord, Recovered, StoreOp, TaskRecord};
 use crate::updates::{Action, Persist, UpdateManager};
@@ -98,6 +99,9 @@ pub struct Agent {
     prepared: HashMap<ContainerId, Option<Provisioned>>,
     /// Containers whose URIs are being fetched; dropping the sender cancels the fetch.
     fetching: HashMap<ContainerId, oneshot::Sender<()>>,
+    /// The launcher thread, and the containers it is launching.
+    launches: Launches,
+    launching: HashSet<ContainerId>,
     streams: HashMap<(FrameworkId, ExecutorId), mpsc::UnboundedSender<Event>>,
     batch: Batch,
     outbox: Outbox,
@@ -152,6 +156,7 @@ impl Agent {
             false => endpoint.clone(),
         };
         let fetcher = Arc::new(Fetcher::new(&parts.config.work_dir, &parts.config.fetcher));
+        let launches = Launches::spawn(parts.launcher.clone(), parts.commands.clone());
         Agent {
             config: parts.config,
             flags: parts.flags,
@@ -172,6 +177,8 @@ impl Agent {
             fetcher,
             prepared: HashMap::new(),
             fetching: HashMap::new(),
+            launches,
+            launching: HashSet::new(),
             streams: HashMap::new(),
             batch: Batch::default(),
             outbox: parts.outbox,
@@ -255,6 +262,12 @@ impl Agent {
                 container_id,
                 result,
             } => self.prepared(&framework_id, &executor_id, container_id, result),
+            Command::Launched {
+                framework_id,
+                executor_id,
+                container_id,
+                result,
+            } => self.launched(&framework_id, &executor_id, container_id, result),
             Command::RegistrationTimeout {
                 framework_id,
                 executor_id,
@@ -731,7 +744,9 @@ impl Agent {
         let sandbox = running.map_or_else(|| directory.clone(), |e| e.directory.clone());
         // A launcher that mounts volumes does so when it starts the container; one
         // already started gets links.
-        let placement = match running.is_some_and(|e| e.process.is_some()) {
+        let started = running
+            .is_some_and(|e| e.process.is_some() || self.launching.contains(&e.container_id));
+        let placement = match started {
             false if self.launcher.mounts_persistent_volumes() => Placement::MountPoint,
             _ => Placement::Link,
         };
@@ -954,12 +969,41 @@ impl Agent {
                 Err(message) => return self.launch_failed(fid, eid, &cid, message),
             }
         }
-        let launched = paths::create_sandbox(&e.directory)
+        let spec = paths::create_sandbox(&e.directory)
             .map_err(|err| format!("creating the sandbox {}: {err}", e.directory.display()))
-            .and_then(|()| ctx.launch_spec())
-            .and_then(|spec| self.launcher.launch(&spec).map_err(|err| err.to_string()));
-        match launched {
-            Ok(launched) => {
+            .and_then(|()| ctx.launch_spec());
+        match spec {
+            Ok(spec) => {
+                self.launching.insert(cid.clone());
+                self.launches.start(fid.clone(), eid.clone(), cid, spec);
+            }
+            Err(message) => self.launch_failed(fid, eid, &cid, message),
+        }
+    }
+
+    /// A launch came back from the launcher thread (see [`launch_end`]).
+    fn launched(
+        &mut self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        cid: ContainerId,
+        result: Result<meseta_containerizer::Launched, String>,
+    ) {
+        self.launching.remove(&cid);
+        let state = self
+            .book
+            .executor(fid, eid)
+            .filter(|e| e.container_id == cid && e.process.is_none())
+            .map(|e| e.state);
+        let subscribed = self.streams.contains_key(&(fid.clone(), eid.clone()));
+        match (launch_end(state, subscribed, result.is_ok()), result) {
+            (
+                LaunchEnd::Adopt {
+                    registration_timer,
+                    terminate,
+                },
+                Ok(launched),
+            ) => {
                 tracing::info!(
                     "launched executor {eid} of framework {fid} (pid {})",
                     launched.process.pid
@@ -969,9 +1013,32 @@ impl Agent {
                 }
                 self.checkpoint_executor(fid, eid);
                 self.watch(fid, eid, &cid, launched.exited);
-                self.registration_timer(fid, eid, &cid);
+                if registration_timer {
+                    self.registration_timer(fid, eid, &cid);
+                }
+                if terminate {
+                    self.signal(launched.process, Signal::Terminate);
+                }
             }
-            Err(message) => self.launch_failed(fid, eid, &cid, message),
+            (LaunchEnd::Discard, Ok(launched)) => {
+                tracing::info!(
+                    "executor {eid} of framework {fid} is gone; killing the process just launched for it (pid {})",
+                    launched.process.pid
+                );
+                self.signal(launched.process, Signal::Kill);
+                let (launcher, process) = (self.launcher.clone(), launched.process);
+                tokio::spawn(async move {
+                    launched.exited.await;
+                    launcher.termination(process);
+                });
+            }
+            (LaunchEnd::Failed, Err(message)) => self.launch_failed(fid, eid, &cid, message),
+            (LaunchEnd::Ended, Err(_)) => self.executor_exited(fid, eid, &cid, None),
+            (_, result) => {
+                if let Err(message) = result {
+                    tracing::debug!("a launch for the gone executor {eid} failed: {message}");
+                }
+            }
         }
     }
 

@@ -79,6 +79,13 @@ pub enum Command {
         container_id: ContainerId,
         result: Result<Option<meseta_containerizer::image::Provisioned>, String>,
     },
+    /// An executor's launch ended off the actor: its process, or why there is none.
+    Launched {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        container_id: ContainerId,
+        result: Result<meseta_containerizer::Launched, String>,
+    },
     /// An executor's registration timeout fired.
     RegistrationTimeout {
         framework_id: FrameworkId,

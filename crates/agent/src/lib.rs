@@ -20,6 +20,7 @@ mod http;
 mod images;
 mod jwt;
 mod launch;
+mod launching;
 mod link;
 mod operator_api;
 mod outbox;
