@@ -981,6 +981,19 @@ impl Agent {
         }
     }
 
+    /// The executor's state while `cid` is still its run and has no process yet.
+    fn unstarted_state(
+        &self,
+        fid: &FrameworkId,
+        eid: &ExecutorId,
+        cid: &ContainerId,
+    ) -> Option<ExecutorState> {
+        self.book
+            .executor(fid, eid)
+            .filter(|e| &e.container_id == cid && e.process.is_none())
+            .map(|e| e.state)
+    }
+
     /// A launch came back from the launcher thread (see [`launch_end`]).
     fn launched(
         &mut self,
@@ -990,11 +1003,7 @@ impl Agent {
         result: Result<meseta_containerizer::Launched, String>,
     ) {
         self.launching.remove(&cid);
-        let state = self
-            .book
-            .executor(fid, eid)
-            .filter(|e| e.container_id == cid && e.process.is_none())
-            .map(|e| e.state);
+        let state = self.unstarted_state(fid, eid, &cid);
         let subscribed = self.streams.contains_key(&(fid.clone(), eid.clone()));
         match (launch_end(state, subscribed, result.is_ok()), result) {
             (
@@ -1115,11 +1124,7 @@ impl Agent {
         result: Result<Option<Provisioned>, String>,
     ) {
         self.fetching.remove(&cid);
-        let state = self
-            .book
-            .executor(fid, eid)
-            .filter(|e| e.container_id == cid && e.process.is_none())
-            .map(|e| e.state);
+        let state = self.unstarted_state(fid, eid, &cid);
         match (state, result) {
             (Some(ExecutorState::Registering), Ok(provisioned)) => {
                 self.prepared.insert(cid, provisioned);
