@@ -22,10 +22,12 @@ otherwise.
 """
 
 import contextlib
+import fcntl
 import getpass
 import os
 import subprocess
 import tempfile
+import time
 import socket
 import uuid
 from pathlib import Path
@@ -263,21 +265,30 @@ def run_unprivileged(argv):
 
 @needs_root
 def test_usage_statistics_come_from_the_cgroup(linux):
-    task = linux.run("python3 -c \"a = bytearray(40 * 1024 * 1024); import time; time.sleep(1000)\"", mem=128)
+    """The task holds 40 MB and spins for half a second of CPU: both show, in seconds."""
+    program = (
+        "import time; a = bytearray(40 * 1024 * 1024); t = time.process_time()\n"
+        "while time.process_time() - t < 0.5: pass\n"
+        "time.sleep(1000)"
+    )
+    task = linux.run(f"python3 -c '{program}'", mem=128)
     linux.framework.wait_state(task, "TASK_RUNNING")
 
     def statistics():
         for entry in linux.agent.api.get("/monitor/statistics").json():
             stats = entry["statistics"]
-            if entry["executor_id"] == task and stats["mem_rss_bytes"] > 40 * 1024 * 1024:
+            cpu_secs = stats["cpus_user_time_secs"] + stats["cpus_system_time_secs"]
+            mine = entry["executor_id"] == task
+            if mine and stats["mem_rss_bytes"] > 40 * 1024 * 1024 and cpu_secs >= 0.5:
                 return stats
         return None
 
-    stats = wait_for(statistics, what="the task's 40MB in its statistics")
+    stats = wait_for(statistics, what="the task's 40MB and half a second of CPU in its statistics")
     assert stats["mem_limit_bytes"] == (128 + 32) * 1024 * 1024, stats
     assert stats["cpus_limit"] == pytest.approx(0.2), stats
     assert stats["processes"] >= 2, stats
-    assert stats["cpus_user_time_secs"] + stats["cpus_system_time_secs"] > 0, stats
+    # Its own half second and the executor's start, not minutes: the unit is seconds.
+    assert stats["cpus_user_time_secs"] + stats["cpus_system_time_secs"] < 30, stats
     linux.framework.kill(task, linux.agent_id)
     linux.framework.wait_state(task, "TASK_KILLED")
 
@@ -410,6 +421,77 @@ def test_kill_leaves_no_process_mount_or_cgroup(linux, tmp_path):
     )
     mounts = [m for m in host_mount_points() if str(sandbox) in m or cid in m]
     assert mounts == [], mounts
+
+
+@needs_root
+def test_launches_wait_for_a_start_slot_and_a_kill_meanwhile_cancels_the_container(linux):
+    """Supervisors take a slot (a record lock on a byte of `containers/start.lock`)
+    before creating their container. While the test holds the whole file, launches wait;
+    a task killed meanwhile ends TASK_KILLED and its container is never created;
+    released, the other starts."""
+    lock = os.open(linux.containers_dir / "start.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(lock, fcntl.LOCK_EX, 0, 0)
+        cancelled = linux.run("touch ran; exec sleep 1000")
+        waiting = linux.run("exec sleep 1000")
+        cancelled_sandbox = linux.sandbox(cancelled)
+        linux.sandbox(waiting)
+        time.sleep(1.5)
+        assert "TASK_RUNNING" not in linux.framework.states(waiting), "no slot, no start"
+        linux.framework.kill(cancelled, linux.agent_id)
+        linux.framework.wait_state(cancelled, "TASK_KILLED")
+    finally:
+        os.close(lock)
+    linux.framework.wait_state(waiting, "TASK_RUNNING")
+    cid = container_id(cancelled_sandbox)
+    wait_for(lambda: not (linux.containers_dir / cid).exists(), what="the cancelled run directory to go")
+    assert not (cancelled_sandbox / "ran").exists(), "the cancelled container never ran its command"
+    # Not even its executor: one that started would have logged its failed subscriptions.
+    stderr = cancelled_sandbox / "stderr"
+    assert not stderr.exists() or stderr.read_text() == "", stderr.read_text()
+    assert not container_cgroups(cid)
+    assert "TASK_RUNNING" not in linux.framework.states(cancelled)
+
+
+def v1_hierarchies():
+    """{controllers of a v1 hierarchy: its mount point} from the host's mount table."""
+    hierarchies = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            after = fields[fields.index("-") + 1 :]
+            if after[0] == "cgroup":
+                controllers = {o for o in after[2].split(",") if o not in ("rw", "ro") and "=" not in o}
+                hierarchies[frozenset(controllers)] = fields[4]
+    return hierarchies
+
+
+@needs_root
+@pytest.mark.skipif(not v1_hierarchies(), reason="a pure cgroup v2 host has no v1 hierarchies")
+def test_a_container_joins_only_the_v1_hierarchies_it_uses(linux):
+    """cpu, cpuacct, memory, devices and pids; not cpuset, blkio, freezer and the rest,
+    which its supervisor unmounts in its own mount namespace: the host keeps them."""
+    used = {"cpu", "cpuacct", "memory", "devices", "pids"}
+    before = v1_hierarchies()
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    task = linux.run(f"{sleeper(marker)}; exec ./{marker} 1000")
+    linux.framework.wait_state(task, "TASK_RUNNING")
+    [pid] = wait_for(lambda: processes_with(marker), what="the sleep to run")
+    cid = container_id(linux.sandbox(task))
+    in_container = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers and "=" not in controllers:
+            in_container[frozenset(controllers.split(","))] = path == f"/meseta/{cid}"
+    joined = {c for controllers, yes in in_container.items() if yes for c in controllers}
+    mounted = {c for controllers in before for c in controllers}
+    assert joined == used & mounted, in_container
+    for controllers, mount_point in before.items():
+        assert (Path(mount_point) / "meseta" / cid).is_dir() == bool(controllers & used), mount_point
+    assert v1_hierarchies() == before, "the host's hierarchies stay mounted"
+    linux.framework.kill(task, linux.agent_id)
+    linux.framework.wait_state(task, "TASK_KILLED")
+    wait_for(lambda: not container_cgroups(cid), what="the container's cgroups to go")
 
 
 @needs_root

@@ -690,6 +690,25 @@ def test_command_task_runs_in_the_image(image_agent):
     assert_released(agent)
 
 
+def test_kernel_paths_are_hidden_in_the_image(image_agent):
+    """The host's kernel paths that runc and Mesos hide: files read empty, directories
+    are empty and read-only inside the container, while the host keeps them."""
+    agent, agent_id, framework = image_agent
+    dirs = [d for d in ("/proc/acpi", "/proc/scsi", "/sys/firmware") if os.path.isdir(d) and os.listdir(d)]
+    files = [f for f in ("/proc/keys", "/proc/timer_list") if os.path.isfile(f) and Path(f).read_bytes()]
+    assert dirs or files, "nothing on this host to hide"
+    checks = [f'echo "{d} $(ls -A {d} | wc -l) $(touch {d}/x 2>/dev/null && echo rw || echo ro)"' for d in dirs]
+    checks += [f'echo "{f} $(cat {f} | wc -c)"' for f in files]
+    task = image_task(agent_id, "; ".join(checks), "busybox")
+    framework.launch_task(agent_id, task)
+    task_id = task["task_id"]["value"]
+    framework.wait_state(task_id, "TASK_FINISHED")
+    out = (Path(wait_sandbox(agent.api, framework.id, task_id)) / "stdout").read_text().split("\n")
+    expected = [f"{d} 0 ro" for d in dirs] + [f"{f} 0" for f in files]
+    assert [line.split() for line in out if line] == [line.split() for line in expected], out
+    assert all(os.listdir(d) for d in dirs), "the host's directories are untouched"
+
+
 RUNTIME_CONFIG = {
     "Entrypoint": ["/bin/echo", "entry"],
     "Cmd": ["cmd"],

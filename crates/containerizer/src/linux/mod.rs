@@ -12,6 +12,7 @@ mod isolation;
 mod migration_primer;
 mod rundir;
 mod spec;
+mod start_slots;
 mod supervisor;
 mod workdir;
 
@@ -29,6 +30,7 @@ use crate::procfs;
 use crate::zygote::{Child, Zygote};
 use migration_primer::MigrationPrimer;
 use rundir::{write_json, DiskWatch, Plan, RootMount, RunDir, WorkingDir};
+use start_slots::StartSlots;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -69,6 +71,10 @@ pub struct LinuxLauncher {
     /// Starts the kernel's wait before a container's cgroup migration as its launch
     /// begins.
     primer: MigrationPrimer,
+    /// How many supervisors create their containers at once.
+    start_slots: StartSlots,
+    /// The masked paths that are directories on this host (see `spec::MASKED_PATHS`).
+    masked_dirs: Vec<PathBuf>,
 }
 
 impl LinuxLauncher {
@@ -87,6 +93,12 @@ impl LinuxLauncher {
             cgroup_v2,
             primer: MigrationPrimer::new(cgroup::memory_root(), cgroup_v2),
             zygote: Zygote::new(config.meseta_binary.clone()),
+            start_slots: StartSlots::for_host(&config.root),
+            masked_dirs: spec::MASKED_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.is_dir())
+                .collect(),
             config,
             index: Mutex::new(HashMap::new()),
         })
@@ -174,6 +186,8 @@ impl LinuxLauncher {
             rootfs: &rootfs,
             cgroups_path: &cgroups_path,
             meseta_binary: &self.config.meseta_binary,
+            masked_dirs: &self.masked_dirs,
+            empty_dir: &dir.empty(),
         };
         let oci = spec::build(&input).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
         let working_dir = spec::image_working_dir(&input).map(|path| WorkingDir {
@@ -223,6 +237,7 @@ impl LinuxLauncher {
                 .cpus
                 .filter(|_| isolation.has(Isolator::CgroupsCpu)),
             disk,
+            start_slots: Some(self.start_slots.clone()),
         };
         let image_user = spec.image.as_ref().and_then(crate::runtime::ignored_user);
         if let (None, Some(user)) = (&plan.in_process, image_user) {
@@ -233,7 +248,7 @@ impl LinuxLauncher {
                 spec.user.as_deref().unwrap_or("the agent's user")
             );
         }
-        std::fs::create_dir_all(dir.path()).map_err(|e| prepare(e.to_string()))?;
+        std::fs::create_dir_all(dir.empty()).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.config(), &oci).map_err(|e| prepare(e.to_string()))?;
         write_json(&dir.plan(), &plan).map_err(|e| prepare(e.to_string()))?;
         Ok(dir)
@@ -356,6 +371,15 @@ impl Launcher for LinuxLauncher {
             Signal::Terminate => nix::sys::signal::Signal::SIGTERM,
             Signal::Kill => nix::sys::signal::Signal::SIGKILL,
         };
+        // Before the cgroup: a supervisor still waiting to create the container sees
+        // this and does not start it; one that created it already has its processes in
+        // the cgroup, signalled next.
+        match std::fs::write(dir.cancelled(), b"") {
+            Ok(()) => {}
+            // Its run directory is gone, and so is the container.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(LaunchError::Signal(process.pid, format!("cancelling: {e}"))),
+        }
         cgroup::signal_all(&cgroup::path_of(&dir.container_id()), signal)
             .map(|_| ())
             .map_err(|e| LaunchError::Signal(process.pid, e))
@@ -391,6 +415,8 @@ impl Launcher for LinuxLauncher {
             }
             let id = dir.container_id();
             tracing::info!("destroying container {id}, which belongs to no known executor");
+            // A supervisor still waiting for a start slot then never starts it.
+            let _ = std::fs::write(dir.cancelled(), b"");
             let path = cgroup::path_of(&id);
             cgroup::kill_all(&path, Duration::from_secs(5));
             // The supervisor, seeing its container gone, cleans up and exits.

@@ -2,6 +2,7 @@
 //! container's supervisor share, and their formats. It outlives agent restarts, so a
 //! restarted agent finds its containers' supervisors and how their containers ended.
 
+use super::start_slots::StartSlots;
 use crate::image::Overlay;
 use crate::launcher::{ContainerTermination, ProcessRef};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub struct Plan {
     /// The cpus the container's CPU shares and quota come from.
     pub cpus_limit: Option<f64>,
     pub disk: Option<DiskWatch>,
+    /// Wait for one of these before creating the container.
+    #[serde(default)]
+    pub start_slots: Option<StartSlots>,
 }
 
 /// What the supervisor mounts for the container's root, in a mount namespace of its own
@@ -116,8 +120,17 @@ impl RunDir {
     pub fn rootfs(&self) -> PathBuf {
         self.0.join("rootfs")
     }
+    /// An empty directory, bound read-only over the masked paths that are directories.
+    pub fn empty(&self) -> PathBuf {
+        self.0.join("empty")
+    }
     pub fn log(&self) -> PathBuf {
         self.0.join("supervisor.log")
+    }
+    /// Made by the agent when it signals the container: a supervisor that finds it
+    /// before its container starts does not start it.
+    pub fn cancelled(&self) -> PathBuf {
+        self.0.join("cancelled")
     }
 
     pub fn read_exit(&self) -> Option<ExitRecord> {

@@ -42,6 +42,23 @@ const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
+/// Paths of the host's kernel hidden from containers (what runc and Mesos hide). Files
+/// get `/dev/null` bound over them by libcontainer; those that are directories on this
+/// host ([`SpecInput::masked_dirs`]) an empty directory, bound read-only.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
 /// The numeric identity the container's process runs as.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ids {
@@ -65,6 +82,13 @@ pub struct SpecInput<'a> {
     /// The `meseta` binary: the command executor, which its supervisor runs in place in
     /// the container's first process (never executed there, see `rundir::Plan`).
     pub meseta_binary: &'a Path,
+    /// Which of [`MASKED_PATHS`] are directories on this host. libcontainer would mount
+    /// a read-only tmpfs over each, a filesystem of its own per container, which the
+    /// kernel walks whenever any container's memory cgroup goes; `empty_dir` bound
+    /// read-only hides them as well.
+    pub masked_dirs: &'a [PathBuf],
+    /// An empty directory of the agent's.
+    pub empty_dir: &'a Path,
 }
 
 /// Why no spec can be built.
@@ -114,9 +138,10 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
             "namespaces": namespaces,
             "cgroupsPath": input.cgroups_path,
             "resources": resources(input),
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware"],
+            "maskedPaths": MASKED_PATHS
+                .iter()
+                .filter(|p| !input.masked_dirs.iter().any(|d| d == Path::new(p)))
+                .collect::<Vec<_>>(),
             "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq",
                 "/proc/sys", "/proc/sysrq-trigger"],
         },
@@ -281,6 +306,9 @@ fn mounts(input: &SpecInput, sandbox: &Path) -> Result<Vec<Value>, SpecError> {
             mounts.push(bind(Path::new(file), Path::new(file), true));
         }
     }
+    for dir in input.masked_dirs {
+        mounts.push(bind(input.empty_dir, dir, true));
+    }
     let filesystem_linux = input.isolation.has(Isolator::FilesystemLinux);
     for volume in &launch.volumes {
         let (isolator, name) = match volume.source {
@@ -385,6 +413,8 @@ mod tests {
             rootfs: Path::new("/run/c1/rootfs"),
             cgroups_path: "/meseta/c1",
             meseta_binary: Path::new("/usr/bin/meseta"),
+            masked_dirs: &[],
+            empty_dir: Path::new("/run/c1/empty"),
         })
     }
 
@@ -478,6 +508,8 @@ mod tests {
                 rootfs: Path::new("/r"),
                 cgroups_path: "/meseta/c1",
                 meseta_binary: Path::new("/m"),
+                masked_dirs: &[],
+                empty_dir: Path::new("/e"),
             })
             .unwrap()
         };
@@ -544,7 +576,47 @@ mod tests {
             rootfs: Path::new("/run/c1/rootfs"),
             cgroups_path: "/meseta/c1",
             meseta_binary: Path::new("/usr/bin/meseta"),
+            masked_dirs: &[],
+            empty_dir: Path::new("/run/c1/empty"),
         }
+    }
+
+    #[test]
+    fn masked_directories_get_the_empty_directory_bound_read_only_and_files_stay_masked() {
+        let mut l = launch();
+        l.rootfs = Some("/images/busybox".into());
+        let isolation: Isolation = "filesystem/linux".parse().unwrap();
+        let dirs = [PathBuf::from("/proc/acpi"), PathBuf::from("/sys/firmware")];
+        let spec = build(&SpecInput {
+            masked_dirs: &dirs,
+            ..input(&l, &isolation)
+        })
+        .unwrap();
+        let masked = spec["linux"]["maskedPaths"].as_array().unwrap();
+        assert_eq!(masked.len(), MASKED_PATHS.len() - 2);
+        assert!(masked.contains(&json!("/proc/kcore")));
+        assert!(!masked.contains(&json!("/proc/acpi")));
+        assert!(!masked.contains(&json!("/sys/firmware")));
+        let mounts = spec["mounts"].as_array().unwrap();
+        let at = |path: &str| {
+            mounts
+                .iter()
+                .position(|m| m["destination"] == path)
+                .unwrap()
+        };
+        for dir in ["/proc/acpi", "/sys/firmware"] {
+            let mount = &mounts[at(dir)];
+            assert_eq!(mount["source"], "/run/c1/empty");
+            assert_eq!(mount["type"], "bind");
+            assert!(mount["options"].as_array().unwrap().contains(&json!("ro")));
+        }
+        assert!(at("/proc") < at("/proc/acpi") && at("/sys") < at("/sys/firmware"));
+        // Without such directories, every path is left to libcontainer.
+        let spec = build(&input(&l, &isolation)).unwrap();
+        assert_eq!(
+            spec["linux"]["maskedPaths"].as_array().unwrap().len(),
+            MASKED_PATHS.len()
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! `meseta launch RUN_DIR`: the single-threaded supervisor of one container. The agent
-//! spawns it in its own session, so it outlives the agent. It creates the container with
-//! libcontainer from the run directory's OCI spec (in a private mount namespace where it
-//! mounts the root: the image's overlay, or the host's `/` bound when there is no image), waits for it while watching for
-//! OOM (and disk usage with `disk/du`), kills what is left of it, removes its cgroup and
-//! state, and writes how it ended to the run directory's `exit.json`.
+//! spawns it in its own session, so it outlives the agent. Once it has a start slot
+//! ([`super::start_slots`]) and unless the agent cancelled the container meanwhile, it
+//! creates the container with libcontainer from the run directory's OCI spec (in a
+//! private mount namespace where it mounts the root: the image's overlay, or the host's
+//! `/` bound when there is no image), waits for it while watching for OOM (and disk
+//! usage with `disk/du`), kills what is left of it, removes its cgroup and state, and
+//! writes how it ended to the run directory's `exit.json`.
 
 use super::cgroup;
 use super::exit::{self, Observed};
 use super::rundir::{read_json, write_json, ExitRecord, Plan, RootMount, RunDir, WorkingDir};
+use super::start_slots::Slot;
 use super::workdir;
 use crate::launcher::{ContainerTermination, Limitation};
 use libcontainer::container::builder::ContainerBuilder;
@@ -68,8 +71,34 @@ pub fn run(run_dir: &Path, entry: Entry) -> i32 {
     }
 }
 
+/// What a container the agent cancelled before it started ends with: it never ran.
+const NEVER_STARTED: ExitRecord = ExitRecord {
+    wait_status: None,
+    termination: None,
+};
+
 fn supervise(dir: &RunDir, plan: &Plan, entry: Entry) -> Result<ExitRecord, String> {
+    // Slots only pace creations: without one (a file system without record locks), the
+    // container is created anyway.
+    let slot = plan.start_slots.as_ref().and_then(|slots| {
+        slots
+            .take()
+            .inspect_err(|e| {
+                let lock = slots.lock.display();
+                tracing::warn!("no start slot in {lock} ({e}); creating the container without one");
+            })
+            .ok()
+    });
+    if cancelled(dir, plan) {
+        return Ok(NEVER_STARTED);
+    }
     mount_root(dir, &plan.root)?;
+    // libpathrs caches a handle on a private procfs instance per process; made here,
+    // before libcontainer forks, it is the one its intermediate and init processes
+    // inherit instead of each mounting one (a new procfs superblock each).
+    if let Err(e) = pathrs::procfs::ProcfsHandle::new() {
+        tracing::warn!("opening a procfs handle: {e}");
+    }
     if let Some(WorkingDir { root, path }) = &plan.working_dir {
         workdir::make_in_root(root, path).map_err(|e| {
             format!(
@@ -108,7 +137,7 @@ fn supervise(dir: &RunDir, plan: &Plan, entry: Entry) -> Result<ExitRecord, Stri
             return Err(format!("creating the container: {e}"));
         }
     };
-    let result = run_container(&mut container, plan);
+    let result = run_container(&mut container, plan, dir, slot);
     let observed = result.as_ref().map(|(_, o)| *o).unwrap_or_default();
     let observed = finish_observing(plan, observed);
     cleanup(plan);
@@ -119,15 +148,34 @@ fn supervise(dir: &RunDir, plan: &Plan, entry: Entry) -> Result<ExitRecord, Stri
     })
 }
 
-/// Starts the created container and waits for its first process, watching for OOM and
-/// disk usage. Returns its wait status and what was observed.
+/// Whether the agent cancelled the container (see `LinuxLauncher::signal`).
+fn cancelled(dir: &RunDir, plan: &Plan) -> bool {
+    let cancelled = dir.cancelled().exists();
+    if cancelled {
+        tracing::info!(
+            "container {} was cancelled before it started",
+            plan.container_id
+        );
+    }
+    cancelled
+}
+
+/// Starts the created container, unless the agent cancelled it meanwhile, gives back
+/// its start slot, and waits for its first process, watching for OOM and disk usage.
+/// Returns its wait status (`None` when cancelled) and what was observed.
 fn run_container(
     container: &mut Container,
     plan: &Plan,
+    dir: &RunDir,
+    slot: Option<Slot>,
 ) -> Result<(Option<i32>, Observed), String> {
     let init = container
         .pid()
         .ok_or("the created container has no process")?;
+    if cancelled(dir, plan) {
+        // Its processes are in the cgroup: the cleanup that follows kills them.
+        return Ok((None, Observed::default()));
+    }
     let oom = match plan.mem_limit_bytes {
         Some(_) if !cgroup::is_v2() => Some(OomEvents::open(&plan.cgroups_path)?),
         _ => None,
@@ -136,6 +184,7 @@ fn run_container(
     container
         .start()
         .map_err(|e| format!("starting the container: {e}"))?;
+    drop(slot);
     let mut observed = Observed {
         mem_limit_bytes: plan.mem_limit_bytes,
         ..Observed::default()
@@ -257,10 +306,9 @@ impl Executor for Workload {
 
 /// Mounts the container's root in a mount namespace of this process's own, so that
 /// neither the root nor anything mounted for the container reaches the host's table.
+/// The v1 cgroup hierarchies that containers do not join are unmounted there first,
+/// before the host's `/` is bound as a root, so that libcontainer does not find them.
 fn mount_root(dir: &RunDir, root: &RootMount) -> Result<(), String> {
-    if *root == RootMount::Ready {
-        return Ok(());
-    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
     mount(
@@ -271,6 +319,7 @@ fn mount_root(dir: &RunDir, root: &RootMount) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("making mounts private: {e}"))?;
+    cgroup::leave_unjoined_hierarchies();
     match root {
         RootMount::Host => {
             let rootfs = dir.rootfs();
