@@ -1,8 +1,8 @@
 //! The serializer behind [`crate::json::to_ascii_vec`] and [`crate::json::write_chunked`]:
 //! compact JSON, ASCII only (a non-ASCII character is written as `\uXXXX`, its UTF-16
 //! units, as mesoshttp needs), otherwise byte for byte what serde_json writes. Strings
-//! (ids, names, keys: most of a state view) are checked eight bytes at a time and their
-//! plain runs copied whole, where serde_json looks each byte up. Numbers are written by
+//! (ids, names, keys: most of a state view) are checked eight bytes at a time, and copied
+//! whole when plain (most are) or escaped run by run, where serde_json looks each byte up. Numbers are written by
 //! serde_json's formatter, and a `serde_json::value::RawValue` is written as its text, as
 //! serde_json does (a resource list that thousands of tasks share is written once).
 
@@ -61,8 +61,32 @@ impl<W: Write> AsciiSerializer<W> {
     #[inline]
     fn string(&mut self, text: &str) -> Result<(), Error> {
         self.raw(b"\"")?;
-        write_escaped(&mut self.out, text).map_err(Error::io)?;
+        if is_plain_text(text.as_bytes()) {
+            self.raw(text.as_bytes())?;
+        } else {
+            write_escaped(&mut self.out, text).map_err(Error::io)?;
+        }
         self.raw(b"\"")
+    }
+}
+
+/// Whether no byte of `bytes` needs escaping: most texts (ids, names, keys) are plain. Read
+/// eight bytes at a time, the last eight (or four) overlapping the ones before.
+#[inline]
+fn is_plain_text(bytes: &[u8]) -> bool {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    // Four bytes with four spaces above them.
+    let half = |at: usize| {
+        let low = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        u64::from(low) | (u64::from(u32::from_le_bytes([b' '; 4])) << 32)
+    };
+    let len = bytes.len();
+    if len >= 8 {
+        (0..len / 8).all(|i| !needs_escape(word(i * 8))) && !needs_escape(word(len - 8))
+    } else if len >= 4 {
+        !needs_escape(half(0)) && !needs_escape(half(len - 4))
+    } else {
+        bytes.iter().all(|&b| is_plain(b))
     }
 }
 
@@ -600,7 +624,11 @@ mod tests {
             1 => prop::sample::select(vec!['"', '\\', '\u{8}', '\u{c}', '\n', '\r', '\t', '\u{1f}']),
             1 => any::<char>(),
         ];
-        proptest::collection::vec(chars, 0..40).prop_map(String::from_iter)
+        // Up to 100 characters, some all plain (copied whole, the others escaped).
+        prop_oneof![
+            proptest::collection::vec(chars, 0..100).prop_map(String::from_iter),
+            "[a-zA-Z0-9_ .-]{0,100}",
+        ]
     }
 
     fn value() -> impl Strategy<Value = Value> {
