@@ -10,6 +10,7 @@ pub mod core;
 mod http;
 mod ordered_walk;
 mod pacing;
+mod prefetch;
 mod reads;
 pub mod registry;
 pub mod service;

@@ -7,6 +7,7 @@
 //! kept as the base64 text they are written as (encoded once, not at every view). Written
 //! out it is exactly the API's `Task` (the operator API) or the v0 task.
 
+use crate::prefetch::prefetch;
 use base64::Engine;
 use meseta_api::json::Bytes;
 use meseta_api::{
@@ -379,6 +380,25 @@ impl TaskRecord {
     /// The latest status, as the API writes it.
     pub fn last_status(&self) -> Option<TaskStatus> {
         self.statuses.last().map(|s| s.to_status(self))
+    }
+
+    /// Asks for the record's own memory ahead of its writing (see [`crate::prefetch`]).
+    pub fn prefetch_record(&self) {
+        let start = (self as *const TaskRecord).cast::<u8>();
+        for line in (0..std::mem::size_of::<TaskRecord>()).step_by(64) {
+            prefetch(start.wrapping_add(line));
+        }
+    }
+
+    /// Asks for the memory the record points to that its writing reads: its id's text, its
+    /// statuses, its agent's id and its user (the record itself must be at hand).
+    pub fn prefetch_parts(&self) {
+        prefetch(self.task_id.as_str());
+        prefetch(self.agent_id.as_str());
+        prefetch(self.statuses.as_ptr());
+        if let Some(user) = &self.user {
+            prefetch(&**user);
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use meseta_api::{
     AgentId, AgentInfo, ExecutorInfo, FrameworkId, FrameworkInfo, Offer, OfferId, Resource,
     Resources,
 };
-use serde::Serialize;
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
 
 /// What a framework's tasks and executors hold on all agents.
@@ -168,10 +169,36 @@ pub fn get_frameworks<'a>(snapshot: &'a Snapshot) -> GetFrameworks<'a> {
 #[derive(Serialize)]
 pub struct GetTasks<'a> {
     pending_tasks: Empty,
-    tasks: Vec<&'a TaskRecord>,
-    unreachable_tasks: Vec<&'a TaskRecord>,
-    completed_tasks: Vec<&'a TaskRecord>,
+    tasks: TaskList<'a>,
+    unreachable_tasks: TaskList<'a>,
+    completed_tasks: TaskList<'a>,
     orphan_tasks: Empty,
+}
+
+/// How many tasks ahead of the one being written a list asks for the memory of their
+/// parts, and twice as many for their records.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Tasks written as a list, with the memory of those a few places ahead asked for while
+/// one is written: each task's record and texts are elsewhere on the heap, and without it
+/// writing a long list mostly waits for their first loads.
+pub struct TaskList<'a>(Vec<&'a TaskRecord>);
+
+impl Serialize for TaskList<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let tasks = &self.0;
+        let mut list = serializer.serialize_seq(Some(tasks.len()))?;
+        for (i, task) in tasks.iter().enumerate() {
+            if let Some(far) = tasks.get(i + 2 * PREFETCH_AHEAD) {
+                far.prefetch_record();
+            }
+            if let Some(near) = tasks.get(i + PREFETCH_AHEAD) {
+                near.prefetch_parts();
+            }
+            list.serialize_element(task)?;
+        }
+        list.end()
+    }
 }
 
 pub fn get_tasks(snapshot: &Snapshot) -> GetTasks<'_> {
@@ -192,9 +219,9 @@ pub fn get_tasks(snapshot: &Snapshot) -> GetTasks<'_> {
         .collect();
     GetTasks {
         pending_tasks: [],
-        tasks,
-        unreachable_tasks,
-        completed_tasks,
+        tasks: TaskList(tasks),
+        unreachable_tasks: TaskList(unreachable_tasks),
+        completed_tasks: TaskList(completed_tasks),
         orphan_tasks: [],
     }
 }
@@ -245,5 +272,38 @@ pub fn get_state(snapshot: &Snapshot) -> GetState<'_> {
         get_executors: get_executors(snapshot),
         get_frameworks: get_frameworks(snapshot),
         get_agents: get_agents(snapshot),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::TaskResources;
+    use meseta_api::Task;
+
+    #[test]
+    fn a_task_list_is_written_as_the_plain_list_of_its_tasks() {
+        let records: Vec<TaskRecord> = (0..20)
+            .map(|i| {
+                let task: Task = serde_json::from_value(serde_json::json!({
+                    "name": format!("t{i}"), "task_id": {"value": format!("t{i}")},
+                    "framework_id": {"value": "f"}, "agent_id": {"value": format!("a{}", i % 3)},
+                    "state": "TASK_RUNNING", "user": "u",
+                    "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1.0}}],
+                    "statuses": [{"task_id": {"value": format!("t{i}")}, "state": "TASK_RUNNING"}]
+                }))
+                .unwrap();
+                let resources = TaskResources::new(task.resources.clone());
+                TaskRecord::from_task(task, resources)
+            })
+            .collect();
+        for n in [0, 1, 5, 20] {
+            let tasks: Vec<&TaskRecord> = records[..n].iter().collect();
+            assert_eq!(
+                meseta_api::json::to_ascii_vec(&TaskList(tasks.clone())),
+                meseta_api::json::to_ascii_vec(&tasks),
+                "{n} tasks"
+            );
+        }
     }
 }
