@@ -2,9 +2,10 @@
 //! compact JSON, ASCII only (a non-ASCII character is written as `\uXXXX`, its UTF-16
 //! units, as mesoshttp needs), otherwise byte for byte what serde_json writes. Strings
 //! (ids, names, keys: most of a state view) are checked eight bytes at a time, and copied
-//! whole when plain (most are) or escaped run by run, where serde_json looks each byte up. Numbers are written by
-//! serde_json's formatter, and a `serde_json::value::RawValue` is written as its text, as
-//! serde_json does (a resource list that thousands of tasks share is written once).
+//! whole when plain (most are) or escaped run by run, where serde_json looks each byte
+//! up. Numbers are written by serde_json's formatter, and a `serde_json::value::RawValue`
+//! is written as its text, as serde_json does (a resource list that thousands of tasks
+//! share is written once).
 
 use serde::ser::{self, Impossible, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
