@@ -6,7 +6,8 @@
 //! completed ones spread over frameworks of 1,000 tasks each, the number a master keeps per
 //! framework). Then it times operator GET_STATE and v0 `/master/state` one at a time, and
 //! the latency of a small operator call (GET_MASTER, answered by the same state owner)
-//! alone and while 20 readers fetch GET_STATE without pause. The master's resident memory
+//! alone and while 20 readers fetch GET_STATE without pause, timed from a thread and a
+//! connection of its own (see [`Prober`]). The master's resident memory
 //! growth while it was filled, per task it holds, is `bytes_per_task`. The peer is a
 //! published figure: Mesos 1.7 answered `/master/state` of a cluster this size in 1.86 s.
 
@@ -176,8 +177,8 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     .await?;
     let v0_cpu = cpu.per_request(args.samples, idle)?;
 
-    let probe = || operator_call(&http, &api, "GET_MASTER");
-    let (idle_ms, _) = timed(args.probes, probe).await?;
+    let prober = Prober::start(api.clone())?;
+    let idle_ms = prober.latencies(args.probes).await?;
     let reading = Arc::new(AtomicBool::new(true));
     let mut readers: tokio::task::JoinSet<Result<()>> = tokio::task::JoinSet::new();
     for _ in 0..args.readers {
@@ -191,12 +192,12 @@ async fn measure(binary: &Path, work_dir: &Path, args: &StateArgs) -> Result<Sta
     }
     // Let every reader have a request in flight first.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = timed(args.probes, probe).await;
+    let loaded = prober.latencies(args.probes).await;
     reading.store(false, Ordering::Relaxed);
     while let Some(done) = readers.join_next().await {
         done??;
     }
-    let (loaded_ms, _) = loaded?;
+    let loaded_ms = loaded?;
     stop_tx.send_replace(true);
     while frameworks.join_next().await.is_some() {}
     drop(cluster);
@@ -334,6 +335,44 @@ async fn operator_call(http: &reqwest::Client, url: &str, kind: &str) -> Result<
         .await?
         .error_for_status()?;
     body_size(response).await
+}
+
+/// Times the small operator call (GET_MASTER) from a thread, runtime and connection of
+/// its own. Timed on the bench's runtime, whose workers are busy taking in the 20
+/// readers' gigabytes, a probe also waited for a worker to be scheduled: in some runs
+/// every probe took about 8 ms more, which was the bench's delay, not the master's.
+struct Prober {
+    requests: std::sync::mpsc::Sender<ProbeRequest>,
+}
+
+/// How many probes to time, and where their latencies go.
+type ProbeRequest = (usize, tokio::sync::oneshot::Sender<Result<Vec<f64>>>);
+
+impl Prober {
+    fn start(api: String) -> Result<Prober> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (requests, incoming) = std::sync::mpsc::channel::<ProbeRequest>();
+        std::thread::Builder::new()
+            .name("state-probe".into())
+            .spawn(move || {
+                let http = reqwest::Client::new();
+                for (samples, reply) in incoming {
+                    let probe = || operator_call(&http, &api, "GET_MASTER");
+                    let latencies = runtime.block_on(timed(samples, probe));
+                    let _ = reply.send(latencies.map(|(ms, _)| ms));
+                }
+            })?;
+        Ok(Prober { requests })
+    }
+
+    /// The latencies (ms) of `samples` probes, one at a time.
+    async fn latencies(&self, samples: usize) -> Result<Vec<f64>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests.send((samples, reply))?;
+        answer.await?
+    }
 }
 
 /// Reads an answer to its end, as `curl -o /dev/null` does: its size. The bench shares
