@@ -13,7 +13,7 @@ use serde_json::Error;
 use std::io::Write;
 
 /// The struct name and field under which serde_json's `RawValue` hands over its text.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+pub const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// Writes JSON to `W`.
 pub struct AsciiSerializer<W> {
@@ -61,14 +61,20 @@ impl<W: Write> AsciiSerializer<W> {
     /// A quoted, escaped string.
     #[inline]
     fn string(&mut self, text: &str) -> Result<(), Error> {
-        self.raw(b"\"")?;
-        if is_plain_text(text.as_bytes()) {
-            self.raw(text.as_bytes())?;
-        } else {
-            write_escaped(&mut self.out, text).map_err(Error::io)?;
-        }
-        self.raw(b"\"")
+        write_string(&mut self.out, text).map_err(Error::io)
     }
+}
+
+/// Writes `text` as a quoted JSON string, escaped as [`AsciiSerializer`] escapes it.
+#[inline]
+pub fn write_string<W: Write>(out: &mut W, text: &str) -> std::io::Result<()> {
+    out.write_all(b"\"")?;
+    if is_plain_text(text.as_bytes()) {
+        out.write_all(text.as_bytes())?;
+    } else {
+        write_escaped(out, text)?;
+    }
+    out.write_all(b"\"")
 }
 
 /// Whether no byte of `bytes` needs escaping: most texts (ids, names, keys) are plain. Read

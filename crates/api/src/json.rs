@@ -2,7 +2,7 @@
 //! strings, enum names that are dropped when unknown, base64 `bytes`, and compact
 //! ASCII-only output (mesoshttp slices RecordIO frames by character count).
 
-use crate::ascii_json::AsciiSerializer;
+use crate::ascii_json::{write_string, AsciiSerializer, RAW_VALUE_TOKEN};
 use base64::Engine;
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
@@ -15,6 +15,33 @@ pub fn to_ascii_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         .serialize(&mut AsciiSerializer::new(&mut out))
         .expect("serializing to a Vec cannot fail for our types");
     out
+}
+
+/// Appends `value` to `out` as [`to_ascii_vec`] writes it.
+pub fn append_ascii<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    value
+        .serialize(&mut AsciiSerializer::new(out))
+        .expect("serializing to a Vec cannot fail for our types");
+}
+
+/// Appends `text` to `out` as a quoted JSON string, as [`to_ascii_vec`] writes strings.
+#[inline]
+pub fn append_string(out: &mut Vec<u8>, text: &str) {
+    write_string(out, text).expect("writing to a Vec cannot fail");
+}
+
+/// JSON text written by hand (a view's hot part), serialized as it is, as serde_json
+/// serializes its `RawValue`, without being parsed again. The writer must have written
+/// one JSON value, in ASCII as [`to_ascii_vec`] writes.
+pub struct JsonText<'a>(pub &'a str);
+
+impl Serialize for JsonText<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut raw = serializer.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+        raw.end()
+    }
 }
 
 /// Writes `value` as [`to_ascii_vec`] does, in pieces: each time the text written reaches

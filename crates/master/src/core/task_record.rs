@@ -5,11 +5,12 @@
 //! repeated; rare fields are boxed) and carry no `data`, and the task's rarely set fields
 //! (labels, discovery, container, health check, kill policy) are boxed together. Uuids are
 //! kept as the base64 text they are written as (encoded once, not at every view). Written
-//! out it is exactly the API's `Task` (the operator API) or the v0 task.
+//! out (by hand, the text between two values copied whole) it is exactly the API's `Task`
+//! (the operator API) or the v0 task.
 
 use crate::prefetch::prefetch;
 use base64::Engine;
-use meseta_api::json::Bytes;
+use meseta_api::json::{self, Bytes, JsonText};
 use meseta_api::{
     AgentId, ExecutorId, FrameworkId, HealthCheck, KillPolicy, Reason, Resource, StatusSource,
     Task, TaskId, TaskInfo, TaskState, TaskStatus,
@@ -17,6 +18,7 @@ use meseta_api::{
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 /// How many statuses a task keeps (the latest of each state is what matters).
@@ -402,145 +404,139 @@ impl TaskRecord {
     }
 }
 
-/// `{"value": …}`, as ids are written.
-#[derive(Serialize)]
-struct IdOut<'a> {
-    value: &'a str,
+/// `,"key":`, the text before a field that is not an object's first.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
 }
 
-fn id(value: &str) -> IdOut<'_> {
-    IdOut { value }
+/// Writes `{"value":"…"}`, as ids are written.
+fn write_id(out: &mut Vec<u8>, value: &str) {
+    out.extend_from_slice(br#"{"value":"#);
+    json::append_string(out, value);
+    out.push(b'}');
 }
 
-/// A status as the API's `TaskStatus` writes it.
-#[derive(Serialize)]
-struct StatusOut<'a> {
-    task_id: IdOut<'a>,
-    state: TaskState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<StatusSource>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<Reason>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agent_id: Option<IdOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    executor_id: Option<IdOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timestamp: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uuid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    healthy: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    check_status: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_status: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unreachable_time: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limitation: Option<&'a Value>,
+/// Writes `key` and `value` when there is a value (the API's optional fields).
+fn write_optional<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: Option<&T>) {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        json::append_ascii(out, value);
+    }
 }
 
-/// A status with its task, to write.
-struct StatusOfTask<'a>(&'a StatusRecord, &'a TaskRecord);
+/// Writes `key` and an id when there is one.
+fn write_optional_id(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        write_id(out, value);
+    }
+}
 
-impl Serialize for StatusOfTask<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (s, task) = (self.0, self.1);
-        let extras = s.extras.as_deref();
+impl StatusRecord {
+    /// Writes the status as the API's `TaskStatus` (its fields in the message's order).
+    fn write_json(&self, task: &TaskRecord, out: &mut Vec<u8>) {
+        let extras = self.extras.as_deref();
         let extra = |f: fn(&StatusExtras) -> &Option<Value>| extras.and_then(|e| f(e).as_ref());
-        let executor = match &s.executor_id {
+        let executor = match &self.executor_id {
             Named::Absent => None,
             Named::Same => Some(task.status_executor()),
             Named::Other(e) => Some(e.as_str()),
         };
-        StatusOut {
-            task_id: id(task.task_id.as_str()),
-            state: s.state,
-            message: s.message.as_deref(),
-            source: s.source,
-            reason: s.reason,
-            agent_id: s.agent_id.get(&task.agent_id).map(|a| id(a.as_str())),
-            executor_id: executor.map(id),
-            timestamp: s.timestamp,
-            uuid: s.uuid.as_ref().map(Base64::text),
-            healthy: s.healthy,
-            check_status: extra(|e| &e.check_status),
-            labels: extra(|e| &e.labels),
-            container_status: extra(|e| &e.container_status),
-            unreachable_time: extra(|e| &e.unreachable_time),
-            limitation: extra(|e| &e.limitation),
+        out.extend_from_slice(br#"{"task_id":"#);
+        write_id(out, task.task_id.as_str());
+        out.extend_from_slice(key!("state"));
+        json::append_ascii(out, &self.state);
+        write_optional(out, key!("message"), self.message.as_deref());
+        write_optional(out, key!("source"), self.source.as_ref());
+        write_optional(out, key!("reason"), self.reason.as_ref());
+        let agent = self.agent_id.get(&task.agent_id).map(AgentId::as_str);
+        write_optional_id(out, key!("agent_id"), agent);
+        write_optional_id(out, key!("executor_id"), executor);
+        write_optional(out, key!("timestamp"), self.timestamp.as_ref());
+        write_optional(out, key!("uuid"), self.uuid.as_ref().map(Base64::text));
+        write_optional(out, key!("healthy"), self.healthy.as_ref());
+        write_optional(out, key!("check_status"), extra(|e| &e.check_status));
+        write_optional(out, key!("labels"), extra(|e| &e.labels));
+        write_optional(
+            out,
+            key!("container_status"),
+            extra(|e| &e.container_status),
+        );
+        write_optional(
+            out,
+            key!("unreachable_time"),
+            extra(|e| &e.unreachable_time),
+        );
+        write_optional(out, key!("limitation"), extra(|e| &e.limitation));
+        out.push(b'}');
+    }
+}
+
+impl TaskRecord {
+    /// Writes the task as the API's `Task` (its fields in the message's order). Written by
+    /// hand, not derived: views write hundreds of thousands of tasks, and the text between
+    /// two values (`"},"state":"`) is one copy here where a serializer writes it in pieces.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let extras = self.extras.as_deref();
+        out.extend_from_slice(br#"{"name":"#);
+        json::append_string(out, self.name());
+        out.extend_from_slice(key!("task_id"));
+        write_id(out, self.task_id.as_str());
+        out.extend_from_slice(key!("framework_id"));
+        write_id(out, self.framework_id.as_str());
+        let executor = self.executor_id.as_ref().map(ExecutorId::as_str);
+        write_optional_id(out, key!("executor_id"), executor);
+        out.extend_from_slice(key!("agent_id"));
+        write_id(out, self.agent_id.as_str());
+        out.extend_from_slice(key!("state"));
+        json::append_ascii(out, &self.state);
+        out.extend_from_slice(key!("resources"));
+        out.extend_from_slice(self.resources.json().get().as_bytes());
+        out.extend_from_slice(key!("statuses"));
+        out.push(b'[');
+        for (i, status) in self.statuses.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            status.write_json(self, out);
         }
-        .serialize(serializer)
+        out.push(b']');
+        write_optional(
+            out,
+            key!("status_update_state"),
+            self.status_update_state.as_ref(),
+        );
+        let uuid = self.status_update_uuid.as_ref().map(Base64::text);
+        write_optional(out, key!("status_update_uuid"), uuid);
+        write_optional(out, key!("labels"), self.labels());
+        write_optional(out, key!("discovery"), self.discovery());
+        write_optional(out, key!("container"), self.container());
+        write_optional(
+            out,
+            key!("health_check"),
+            extras.and_then(|e| e.health_check.as_ref()),
+        );
+        write_optional(out, key!("kill_policy"), self.kill_policy());
+        write_optional(out, key!("user"), self.user());
+        out.push(b'}');
     }
 }
 
-/// A task's statuses, to write.
-struct StatusesOf<'a>(&'a TaskRecord);
-
-impl Serialize for StatusesOf<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let task = self.0;
-        serializer.collect_seq(task.statuses.iter().map(|s| StatusOfTask(s, task)))
-    }
-}
-
-/// A task as the API's `Task` writes it.
-#[derive(Serialize)]
-struct TaskOut<'a> {
-    name: &'a str,
-    task_id: &'a TaskId,
-    framework_id: &'a FrameworkId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    executor_id: Option<&'a ExecutorId>,
-    agent_id: &'a AgentId,
-    state: TaskState,
-    resources: &'a RawValue,
-    statuses: StatusesOf<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_update_state: Option<TaskState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status_update_uuid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    discovery: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    health_check: Option<&'a HealthCheck>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kill_policy: Option<&'a KillPolicy>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
+thread_local! {
+    /// The text of the task being serialized, kept between tasks for its capacity.
+    static TASK_TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Serialize for TaskRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let extras = self.extras.as_deref();
-        TaskOut {
-            name: self.name(),
-            task_id: &self.task_id,
-            framework_id: &self.framework_id,
-            executor_id: self.executor_id.as_ref(),
-            agent_id: &self.agent_id,
-            state: self.state,
-            resources: self.resources.json(),
-            statuses: StatusesOf(self),
-            status_update_state: self.status_update_state,
-            status_update_uuid: self.status_update_uuid.as_ref().map(Base64::text),
-            labels: self.labels(),
-            discovery: self.discovery(),
-            container: self.container(),
-            health_check: extras.and_then(|e| e.health_check.as_ref()),
-            kill_policy: self.kill_policy(),
-            user: self.user(),
-        }
-        .serialize(serializer)
+        TASK_TEXT.with_borrow_mut(|text| {
+            text.clear();
+            self.write_json(text);
+            let text = std::str::from_utf8(text).expect("the task's JSON is ASCII");
+            JsonText(text).serialize(serializer)
+        })
     }
 }
 
@@ -586,8 +582,17 @@ mod tests {
                 {"task_id": {"value": "t"}, "state": "TASK_RUNNING", "executor_id": {"value": "x"}}
             ]
         }));
-        for task in [plain, full] {
+        let escaped = task(
+            json!({"name": "a \"b\"\\ \u{e9}\n", "user": "r\u{f6}\u{f6}t",
+            "task_id": {"value": "t/\u{1F600}"}}),
+        );
+        for task in [plain, full, escaped] {
             let kept = record(&task);
+            assert_eq!(
+                String::from_utf8(json::to_ascii_vec(&kept)).unwrap(),
+                String::from_utf8(json::to_ascii_vec(&task)).unwrap(),
+                "the record's text is the task's, byte for byte"
+            );
             assert_eq!(
                 serde_json::to_value(&kept).unwrap(),
                 serde_json::to_value(&task).unwrap()
