@@ -31,7 +31,7 @@ pub use holdings::Holdings;
 pub use reservations::ResourceOp;
 pub use shared::Shared;
 pub use snapshot::Snapshot;
-pub use task_record::{StatusRecord, TaskRecord, TaskResources};
+pub use task_record::{StatusRecord, TaskRecord, TaskResources, V0Task};
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
 
 use crate::registry::{RegistryChange, RegistryState};

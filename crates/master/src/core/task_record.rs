@@ -524,19 +524,83 @@ impl TaskRecord {
     }
 }
 
+impl TaskRecord {
+    /// Writes the task as the v0 endpoints write it (Mesos's JSON model of a task).
+    fn write_v0_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"id":"#);
+        json::append_string(out, self.task_id.as_str());
+        out.extend_from_slice(key!("name"));
+        json::append_string(out, self.name());
+        out.extend_from_slice(key!("framework_id"));
+        json::append_string(out, self.framework_id.as_str());
+        out.extend_from_slice(key!("executor_id"));
+        let executor = self.executor_id.as_ref().map_or("", ExecutorId::as_str);
+        json::append_string(out, executor);
+        out.extend_from_slice(key!("slave_id"));
+        json::append_string(out, self.agent_id.as_str());
+        out.extend_from_slice(key!("state"));
+        json::append_ascii(out, &self.state);
+        out.extend_from_slice(key!("resources"));
+        out.extend_from_slice(self.resources.v0().get().as_bytes());
+        out.extend_from_slice(key!("statuses"));
+        out.push(b'[');
+        for (i, status) in self.statuses.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"state":"#);
+            json::append_ascii(out, &status.state);
+            out.extend_from_slice(key!("timestamp"));
+            json::append_ascii(out, &status.timestamp.unwrap_or(0.0));
+            write_optional(out, key!("healthy"), status.healthy.as_ref());
+            write_optional(out, key!("container_status"), status.container_status());
+            out.push(b'}');
+        }
+        out.push(b']');
+        let labels = self.labels().and_then(|l| l.get("labels"));
+        write_optional(out, key!("labels"), labels);
+        write_optional(out, key!("discovery"), self.discovery());
+        write_optional(out, key!("container"), self.container());
+        write_optional(out, key!("user"), self.user());
+        out.push(b'}');
+    }
+
+    /// The task as the v0 endpoints write it.
+    pub fn v0(&self) -> V0Task<'_> {
+        V0Task(self)
+    }
+}
+
+/// A task as the v0 endpoints write it.
+pub struct V0Task<'a>(&'a TaskRecord);
+
+impl Serialize for V0Task<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_written(serializer, |text| self.0.write_v0_json(text))
+    }
+}
+
 thread_local! {
     /// The text of the task being serialized, kept between tasks for its capacity.
     static TASK_TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Serializes the JSON text that `write` writes, as it is.
+fn serialize_written<S: Serializer>(
+    serializer: S,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<S::Ok, S::Error> {
+    TASK_TEXT.with_borrow_mut(|text| {
+        text.clear();
+        write(text);
+        let text = std::str::from_utf8(text).expect("the task's JSON is ASCII");
+        JsonText(text).serialize(serializer)
+    })
+}
+
 impl Serialize for TaskRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        TASK_TEXT.with_borrow_mut(|text| {
-            text.clear();
-            self.write_json(text);
-            let text = std::str::from_utf8(text).expect("the task's JSON is ASCII");
-            JsonText(text).serialize(serializer)
-        })
+        serialize_written(serializer, |text| self.write_json(text))
     }
 }
 
@@ -597,6 +661,8 @@ mod tests {
                 serde_json::to_value(&kept).unwrap(),
                 serde_json::to_value(&task).unwrap()
             );
+            let v0: Value = serde_json::from_slice(&json::to_ascii_vec(&kept.v0())).unwrap();
+            assert_eq!(v0, meseta_api::v0::task(&task));
             let statuses: Vec<TaskStatus> =
                 kept.statuses().iter().map(|s| s.to_status(&kept)).collect();
             assert_eq!(statuses, task.statuses);

@@ -3,79 +3,17 @@
 //! `/master/state-summary` (task counts per state).
 
 use super::{active, framework_offers, registered, resources_json, Empty};
-use crate::core::{Agent, AgentLink, ExecutorEntry, Framework, Shared, Snapshot, TaskRecord};
+use crate::core::{
+    Agent, AgentLink, ExecutorEntry, Framework, Shared, Snapshot, TaskRecord, V0Task,
+};
 use meseta_api::v0::V0Resources;
 use meseta_api::{
     AgentId, AgentInfo, CapabilityType, CommandInfo, FrameworkId, MasterInfo, Resource, Resources,
     TaskState,
 };
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// A task in the v0 model.
-pub struct V0Task<'a>(&'a TaskRecord);
-
-#[derive(Serialize)]
-struct V0Status<'a> {
-    state: TaskState,
-    timestamp: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    healthy: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container_status: Option<&'a Value>,
-}
-
-#[derive(Serialize)]
-struct V0TaskFields<'a> {
-    id: &'a str,
-    name: &'a str,
-    framework_id: &'a str,
-    executor_id: &'a str,
-    slave_id: &'a str,
-    state: TaskState,
-    resources: &'a RawValue,
-    statuses: Vec<V0Status<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    discovery: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-}
-
-impl Serialize for V0Task<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let task = self.0;
-        V0TaskFields {
-            id: task.task_id.as_str(),
-            name: task.name(),
-            framework_id: task.framework_id.as_str(),
-            executor_id: task.executor_id.as_ref().map_or("", |e| e.as_str()),
-            slave_id: task.agent_id.as_str(),
-            state: task.state,
-            resources: task.resources.v0(),
-            statuses: task
-                .statuses()
-                .iter()
-                .map(|s| V0Status {
-                    state: s.state,
-                    timestamp: s.timestamp().unwrap_or(0.0),
-                    healthy: s.healthy(),
-                    container_status: s.container_status(),
-                })
-                .collect(),
-            labels: task.labels().and_then(|l| l.get("labels")),
-            discovery: task.discovery(),
-            container: task.container(),
-            user: task.user(),
-        }
-        .serialize(serializer)
-    }
-}
 
 #[derive(Serialize)]
 struct V0Offer<'a> {
@@ -217,9 +155,9 @@ fn v0_framework<'a>(
             .collect(),
         tasks: framework_tasks(snapshot, f)
             .into_iter()
-            .map(V0Task)
+            .map(TaskRecord::v0)
             .collect(),
-        completed_tasks: f.completed_tasks.iter().map(|t| V0Task(t)).collect(),
+        completed_tasks: f.completed_tasks.iter().map(|t| t.v0()).collect(),
         executors,
     }
 }
@@ -422,7 +360,7 @@ pub fn v0_tasks(snapshot: &Snapshot) -> V0Tasks<'_> {
                 .into_iter()
                 .chain(f.completed_tasks.iter().map(|t| &**t))
         })
-        .map(V0Task)
+        .map(TaskRecord::v0)
         .collect();
     V0Tasks { tasks }
 }
