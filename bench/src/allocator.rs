@@ -7,7 +7,8 @@
 //!
 //! Then the incremental allocator (`meseta_master::allocator::Allocator`): after a first
 //! pass whose offers are all taken, each cycle frees one task's resources on 1% of the
-//! agents (a different 1% each time) and times the pass that follows.
+//! agents (a different 1% each time; `--changed-agents` sets how many) and times the pass
+//! that follows.
 
 use crate::stats::percentile;
 use anyhow::{bail, Result};
@@ -51,6 +52,10 @@ pub struct AllocatorArgs {
     /// How many timed allocation passes.
     #[arg(long, default_value_t = 20)]
     cycles: usize,
+    /// On how many agents a task ends before each incremental pass (default 1% of them,
+    /// at least one).
+    #[arg(long)]
+    changed_agents: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,7 +222,9 @@ pub fn run(args: AllocatorArgs) -> Result<AllocatorReport> {
         cycle_ms.push(ms);
         drop(decisions);
     }
-    let (incremental_ms, incremental_agents) = time_incremental(&mut request, args.cycles)?;
+    let changed = args.changed_agents.unwrap_or(agents / 100).max(1);
+    let (incremental_ms, incremental_agents) =
+        time_incremental(&mut request, args.cycles, changed)?;
     let p50 = percentile(&cycle_ms, 50.0).unwrap_or(f64::NAN);
     let (goal_ms, mesos_published_ms) = reference_ms(agents, frameworks, quota_roles);
     Ok(AllocatorReport {
@@ -266,9 +273,14 @@ fn take(
     }
 }
 
-/// Times `cycles` incremental passes, each after 1% of the agents (at least one) freed a
-/// task of the framework holding it. Returns the times and the agents per cycle.
-fn time_incremental(request: &mut AllocationRequest, cycles: usize) -> Result<(Vec<f64>, usize)> {
+/// Times `cycles` incremental passes, each after `changed` agents (at most as many as the
+/// first pass offered) freed a task of the framework holding it. Returns the times and the
+/// agents per cycle.
+fn time_incremental(
+    request: &mut AllocationRequest,
+    cycles: usize,
+    changed: usize,
+) -> Result<(Vec<f64>, usize)> {
     let index: BTreeMap<FrameworkId, usize> = request
         .frameworks
         .iter()
@@ -290,7 +302,7 @@ fn time_incremental(request: &mut AllocationRequest, cycles: usize) -> Result<(V
         bail!("the first pass made no offers");
     }
     let task = Resources::parse(TASK)?;
-    let per_cycle = (request.agents.len() / 100).max(1).min(holders.len());
+    let per_cycle = changed.min(holders.len());
     let mut times = Vec::with_capacity(cycles);
     for cycle in 0..cycles {
         for k in 0..per_cycle {
@@ -390,7 +402,7 @@ mod tests {
     #[test]
     fn incremental_cycles_free_and_reoffer() {
         let mut request = build_request(200, 10, 1, false).unwrap();
-        let (times, per_cycle) = time_incremental(&mut request, 3).unwrap();
+        let (times, per_cycle) = time_incremental(&mut request, 3, 2).unwrap();
         assert_eq!(times.len(), 3);
         assert_eq!(per_cycle, 2);
     }
