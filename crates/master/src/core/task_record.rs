@@ -426,6 +426,18 @@ fn write_optional<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: O
     }
 }
 
+/// Writes `items` as a JSON list, each by `write`.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&T, &mut Vec<u8>)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, out);
+    }
+    out.push(b']');
+}
+
 /// Writes `key` and an id when there is one.
 fn write_optional_id(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
     if let Some(value) = value {
@@ -495,14 +507,9 @@ impl TaskRecord {
         out.extend_from_slice(key!("resources"));
         out.extend_from_slice(self.resources.json().get().as_bytes());
         out.extend_from_slice(key!("statuses"));
-        out.push(b'[');
-        for (i, status) in self.statuses.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            status.write_json(self, out);
-        }
-        out.push(b']');
+        write_list(out, &self.statuses, |status, out| {
+            status.write_json(self, out)
+        });
         write_optional(
             out,
             key!("status_update_state"),
@@ -522,9 +529,7 @@ impl TaskRecord {
         write_optional(out, key!("user"), self.user());
         out.push(b'}');
     }
-}
 
-impl TaskRecord {
     /// Writes the task as the v0 endpoints write it (Mesos's JSON model of a task).
     fn write_v0_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#"{"id":"#);
@@ -543,11 +548,7 @@ impl TaskRecord {
         out.extend_from_slice(key!("resources"));
         out.extend_from_slice(self.resources.v0().get().as_bytes());
         out.extend_from_slice(key!("statuses"));
-        out.push(b'[');
-        for (i, status) in self.statuses.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        write_list(out, &self.statuses, |status, out| {
             out.extend_from_slice(br#"{"state":"#);
             json::append_ascii(out, &status.state);
             out.extend_from_slice(key!("timestamp"));
@@ -555,8 +556,7 @@ impl TaskRecord {
             write_optional(out, key!("healthy"), status.healthy.as_ref());
             write_optional(out, key!("container_status"), status.container_status());
             out.push(b'}');
-        }
-        out.push(b']');
+        });
         let labels = self.labels().and_then(|l| l.get("labels"));
         write_optional(out, key!("labels"), labels);
         write_optional(out, key!("discovery"), self.discovery());
