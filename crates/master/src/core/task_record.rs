@@ -113,28 +113,30 @@ impl Base64 {
     }
 }
 
-/// One of a task's ids as a status names it: not at all, the task's own, or another.
-#[derive(Clone, Debug, PartialEq)]
-enum Named<T> {
+/// How a status names one of its task's ids: not at all, by the task's own, or by another
+/// (kept in the status's extras: statuses name their own task's agent and executor).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Naming {
     Absent,
     Same,
-    Other(Box<T>),
+    Other,
 }
 
-impl<T: Clone> Named<T> {
-    fn of(value: Option<&T>, is_same: impl FnOnce(&T) -> bool) -> Self {
+impl Naming {
+    fn of<T>(value: Option<&T>, is_same: impl FnOnce(&T) -> bool) -> Naming {
         match value {
-            None => Named::Absent,
-            Some(v) if is_same(v) => Named::Same,
-            Some(v) => Named::Other(Box::new(v.clone())),
+            None => Naming::Absent,
+            Some(v) if is_same(v) => Naming::Same,
+            Some(_) => Naming::Other,
         }
     }
 
-    fn get<'a>(&'a self, same: &'a T) -> Option<&'a T> {
+    /// The id named: `same` for the task's own, `other` for another.
+    fn get<'a>(self, same: &'a str, other: Option<&'a str>) -> Option<&'a str> {
         match self {
-            Named::Absent => None,
-            Named::Same => Some(same),
-            Named::Other(v) => Some(v),
+            Naming::Absent => None,
+            Naming::Same => Some(same),
+            Naming::Other => other,
         }
     }
 }
@@ -142,6 +144,9 @@ impl<T: Clone> Named<T> {
 /// The rarely set fields of a status.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct StatusExtras {
+    /// The agent and executor it names when they are not its task's.
+    other_agent_id: Option<AgentId>,
+    other_executor_id: Option<ExecutorId>,
     check_status: Option<Value>,
     labels: Option<Value>,
     container_status: Option<Value>,
@@ -156,17 +161,24 @@ pub struct StatusRecord {
     source: Option<StatusSource>,
     reason: Option<Reason>,
     healthy: Option<bool>,
+    agent_id: Naming,
+    executor_id: Naming,
     timestamp: Option<f64>,
     uuid: Option<Base64>,
     message: Option<Box<str>>,
-    agent_id: Named<AgentId>,
-    executor_id: Named<ExecutorId>,
     extras: Option<Box<StatusExtras>>,
 }
 
 impl StatusRecord {
     fn new(status: &TaskStatus, task: &TaskRecord) -> StatusRecord {
+        let agent_id = Naming::of(status.agent_id.as_ref(), |a| a == &task.agent_id);
+        let executor_id = Naming::of(status.executor_id.as_ref(), |e| {
+            e.as_str() == task.status_executor()
+        });
+        let other = |naming: Naming| naming == Naming::Other;
         let extras = StatusExtras {
+            other_agent_id: status.agent_id.clone().filter(|_| other(agent_id)),
+            other_executor_id: status.executor_id.clone().filter(|_| other(executor_id)),
             check_status: status.check_status.clone(),
             labels: status.labels.clone(),
             container_status: status.container_status.clone(),
@@ -178,15 +190,30 @@ impl StatusRecord {
             source: status.source,
             reason: status.reason,
             healthy: status.healthy,
+            agent_id,
+            executor_id,
             timestamp: status.timestamp,
             uuid: status.uuid.as_ref().map(Base64::of),
             message: status.message.as_deref().map(Box::from),
-            agent_id: Named::of(status.agent_id.as_ref(), |a| a == &task.agent_id),
-            executor_id: Named::of(status.executor_id.as_ref(), |e| {
-                e.as_str() == task.status_executor()
-            }),
             extras: (extras != StatusExtras::default()).then(|| Box::new(extras)),
         }
+    }
+
+    /// The agent the status names.
+    fn agent_id<'a>(&'a self, task: &'a TaskRecord) -> Option<&'a str> {
+        let other = self.extras.as_ref().and_then(|e| e.other_agent_id.as_ref());
+        self.agent_id
+            .get(task.agent_id.as_str(), other.map(AgentId::as_str))
+    }
+
+    /// The executor the status names.
+    fn executor_id<'a>(&'a self, task: &'a TaskRecord) -> Option<&'a str> {
+        let other = self
+            .extras
+            .as_ref()
+            .and_then(|e| e.other_executor_id.as_ref());
+        self.executor_id
+            .get(task.status_executor(), other.map(ExecutorId::as_str))
     }
 
     /// The status as the API writes it.
@@ -199,12 +226,8 @@ impl StatusRecord {
             source: self.source,
             reason: self.reason,
             data: None,
-            agent_id: self.agent_id.get(&task.agent_id).cloned(),
-            executor_id: match &self.executor_id {
-                Named::Absent => None,
-                Named::Same => Some(ExecutorId::new(task.status_executor())),
-                Named::Other(e) => Some((**e).clone()),
-            },
+            agent_id: self.agent_id(task).map(AgentId::new),
+            executor_id: self.executor_id(task).map(ExecutorId::new),
             timestamp: self.timestamp,
             uuid: self.uuid.as_ref().map(Base64::bytes),
             healthy: self.healthy,
@@ -451,11 +474,6 @@ impl StatusRecord {
     fn write_json(&self, task: &TaskRecord, out: &mut Vec<u8>) {
         let extras = self.extras.as_deref();
         let extra = |f: fn(&StatusExtras) -> &Option<Value>| extras.and_then(|e| f(e).as_ref());
-        let executor = match &self.executor_id {
-            Named::Absent => None,
-            Named::Same => Some(task.status_executor()),
-            Named::Other(e) => Some(e.as_str()),
-        };
         out.extend_from_slice(br#"{"task_id":"#);
         write_id(out, task.task_id.as_str());
         out.extend_from_slice(key!("state"));
@@ -463,9 +481,8 @@ impl StatusRecord {
         write_optional(out, key!("message"), self.message.as_deref());
         write_optional(out, key!("source"), self.source.as_ref());
         write_optional(out, key!("reason"), self.reason.as_ref());
-        let agent = self.agent_id.get(&task.agent_id).map(AgentId::as_str);
-        write_optional_id(out, key!("agent_id"), agent);
-        write_optional_id(out, key!("executor_id"), executor);
+        write_optional_id(out, key!("agent_id"), self.agent_id(task));
+        write_optional_id(out, key!("executor_id"), self.executor_id(task));
         write_optional(out, key!("timestamp"), self.timestamp.as_ref());
         write_optional(out, key!("uuid"), self.uuid.as_ref().map(Base64::text));
         write_optional(out, key!("healthy"), self.healthy.as_ref());
