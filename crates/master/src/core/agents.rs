@@ -150,9 +150,9 @@ impl Core {
             }
             reported.push(task.clone());
             let resources = self.task_resources(task.resources.clone());
-            agent
-                .tasks
-                .insert(key, TaskRecord::from_task(task, resources).into());
+            let mut record = TaskRecord::from_task(task, resources);
+            record.share_ids(&mut self.task_ids);
+            agent.tasks.insert(key, record.into());
         }
         // Tasks the master launched that the agent does not report: the agent answers
         // those it never received with TASK_DROPPED.

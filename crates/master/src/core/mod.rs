@@ -20,6 +20,7 @@ mod reconcile;
 mod refused;
 mod reservations;
 mod shared;
+mod shared_ids;
 mod snapshot;
 mod task_groups;
 mod task_record;
@@ -30,6 +31,7 @@ pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
 pub use holdings::Holdings;
 pub use reservations::ResourceOp;
 pub use shared::Shared;
+use shared_ids::SharedIds;
 pub use snapshot::Snapshot;
 pub use task_record::{StatusRecord, TaskRecord, TaskResources, V0Task};
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
@@ -275,6 +277,8 @@ pub struct Core {
     pub operator_observed: bool,
     /// The resources of the task recorded last, shared with the next if they are equal.
     last_task_resources: Option<TaskResources>,
+    /// The framework and agent id texts task records share.
+    task_ids: SharedIds,
 }
 
 impl Core {
@@ -311,6 +315,7 @@ impl Core {
             metrics: BTreeMap::new(),
             operator_observed: false,
             last_task_resources: None,
+            task_ids: SharedIds::default(),
         };
         let deadline = now + core.config.agent_reregister_timeout;
         for (id, admitted) in registry.agents {

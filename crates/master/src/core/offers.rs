@@ -641,7 +641,8 @@ impl Core {
                 .unwrap_or_else(|| f.info.user.clone())
         });
         let resources = self.task_resources(task.resources.clone());
-        let record = TaskRecord::launched(task, framework_id, user, resources);
+        let mut record = TaskRecord::launched(task, framework_id, user, resources);
+        record.share_ids(&mut self.task_ids);
         let agent = self.agents.get_mut(agent_id).expect("validated");
         agent.holdings.use_resources(framework_id, &needed);
         if let Some(executor) = &task.executor {
