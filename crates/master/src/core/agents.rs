@@ -146,7 +146,7 @@ impl Core {
             if let Some(framework) = self.frameworks.get_mut(&task.framework_id) {
                 framework
                     .tasks
-                    .insert(task.task_id.clone(), agent_id.clone());
+                    .insert(task.task_id.clone(), self.task_ids.agent(&agent_id));
             }
             reported.push(task.clone());
             let resources = self.task_resources(task.resources.clone());

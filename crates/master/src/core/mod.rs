@@ -126,7 +126,7 @@ pub struct Framework {
     pub failover_deadline: Option<f64>,
     /// Tasks of this framework: task id → agent id. Shared on its own, so that copying a
     /// framework that a snapshot shares (an offer made) does not copy it.
-    pub tasks: Shared<BTreeMap<TaskId, AgentId>>,
+    pub tasks: Shared<BTreeMap<TaskId, Arc<AgentId>>>,
     pub offers: BTreeSet<OfferId>,
     pub filters: Vec<RefuseFilter>,
     pub completed_tasks: Shared<VecDeque<Shared<TaskRecord>>>,

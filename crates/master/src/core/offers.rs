@@ -664,7 +664,7 @@ impl Core {
             .expect("caller checked");
         framework
             .tasks
-            .insert(record.task_id.clone(), agent_id.clone());
+            .insert(record.task_id.clone(), Arc::clone(&record.agent_id));
         self.count("master/tasks_launched");
         let _ = now;
         if self.operator_observed {
