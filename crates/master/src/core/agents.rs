@@ -134,7 +134,12 @@ impl Core {
             if self.removed_frameworks.contains(&task.framework_id) {
                 continue;
             }
+            // The agent's and (when known) the framework's own ids, whose texts the
+            // record and the maps then share.
             task.agent_id = agent_id.clone();
+            if let Some((framework_id, _)) = self.frameworks.get_key_value(&task.framework_id) {
+                task.framework_id = framework_id.clone();
+            }
             let key = (task.framework_id.clone(), task.task_id.clone());
             known_before.remove(&key);
             if !task.state.is_terminal() {
@@ -146,13 +151,13 @@ impl Core {
             if let Some(framework) = self.frameworks.get_mut(&task.framework_id) {
                 framework
                     .tasks
-                    .insert(task.task_id.clone(), self.task_ids.agent(&agent_id));
+                    .insert(task.task_id.clone(), agent_id.clone());
             }
             reported.push(task.clone());
             let resources = self.task_resources(task.resources.clone());
-            let mut record = TaskRecord::from_task(task, resources);
-            record.share_ids(&mut self.task_ids);
-            agent.tasks.insert(key, record.into());
+            agent
+                .tasks
+                .insert(key, TaskRecord::from_task(task, resources).into());
         }
         // Tasks the master launched that the agent does not report: the agent answers
         // those it never received with TASK_DROPPED.

@@ -20,7 +20,6 @@ mod reconcile;
 mod refused;
 mod reservations;
 mod shared;
-mod shared_ids;
 mod snapshot;
 mod task_groups;
 mod task_record;
@@ -31,7 +30,6 @@ pub use frameworks::{validate_role, HEARTBEAT_INTERVAL_SECS};
 pub use holdings::Holdings;
 pub use reservations::ResourceOp;
 pub use shared::Shared;
-use shared_ids::SharedIds;
 pub use snapshot::Snapshot;
 pub use task_record::{StatusRecord, TaskRecord, TaskResources, V0Task};
 pub use weights::{format_weights, initial_weights, parse_weights, validate_weight, WeightInfo};
@@ -126,7 +124,7 @@ pub struct Framework {
     pub failover_deadline: Option<f64>,
     /// Tasks of this framework: task id → agent id. Shared on its own, so that copying a
     /// framework that a snapshot shares (an offer made) does not copy it.
-    pub tasks: Shared<BTreeMap<TaskId, Arc<AgentId>>>,
+    pub tasks: Shared<BTreeMap<TaskId, AgentId>>,
     pub offers: BTreeSet<OfferId>,
     pub filters: Vec<RefuseFilter>,
     pub completed_tasks: Shared<VecDeque<Shared<TaskRecord>>>,
@@ -277,8 +275,6 @@ pub struct Core {
     pub operator_observed: bool,
     /// The resources of the task recorded last, shared with the next if they are equal.
     last_task_resources: Option<TaskResources>,
-    /// The framework and agent id texts task records share.
-    task_ids: SharedIds,
 }
 
 impl Core {
@@ -315,7 +311,6 @@ impl Core {
             metrics: BTreeMap::new(),
             operator_observed: false,
             last_task_resources: None,
-            task_ids: SharedIds::default(),
         };
         let deadline = now + core.config.agent_reregister_timeout;
         for (id, admitted) in registry.agents {

@@ -634,6 +634,18 @@ impl Core {
         task: &TaskInfo,
         needed: Resources,
     ) {
+        // The agent's and framework's own ids: the record and the maps then share their
+        // texts (the call's ids were decoded into texts of their own, one per task).
+        let agent_id = &self
+            .agents
+            .get_key_value(agent_id)
+            .expect("validated")
+            .0
+            .clone();
+        let framework_id = &(self.frameworks.get_key_value(framework_id))
+            .expect("caller checked")
+            .0
+            .clone();
         let user = self.frameworks.get(framework_id).map(|f| {
             task.command
                 .as_ref()
@@ -641,8 +653,7 @@ impl Core {
                 .unwrap_or_else(|| f.info.user.clone())
         });
         let resources = self.task_resources(task.resources.clone());
-        let mut record = TaskRecord::launched(task, framework_id, user, resources);
-        record.share_ids(&mut self.task_ids);
+        let record = TaskRecord::launched(task, framework_id, agent_id, user, resources);
         let agent = self.agents.get_mut(agent_id).expect("validated");
         agent.holdings.use_resources(framework_id, &needed);
         if let Some(executor) = &task.executor {
@@ -664,7 +675,7 @@ impl Core {
             .expect("caller checked");
         framework
             .tasks
-            .insert(record.task_id.clone(), Arc::clone(&record.agent_id));
+            .insert(record.task_id.clone(), agent_id.clone());
         self.count("master/tasks_launched");
         let _ = now;
         if self.operator_observed {

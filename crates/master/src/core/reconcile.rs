@@ -42,7 +42,7 @@ impl Core {
         status.source = Some(StatusSource::SourceMaster);
         status.reason = Some(Reason::ReasonReconciliation);
         status.message = Some("Reconciliation: Latest task state".into());
-        status.agent_id = Some((*task.agent_id).clone());
+        status.agent_id = Some(task.agent_id.clone());
         status.timestamp = Some(now);
         status
     }

@@ -8,7 +8,6 @@
 //! out (by hand, the text between two values copied whole) it is exactly the API's `Task`
 //! (the operator API) or the v0 task.
 
-use super::shared_ids::SharedIds;
 use crate::prefetch::prefetch;
 use base64::Engine;
 use meseta_api::json::{self, Bytes, JsonText};
@@ -172,7 +171,7 @@ pub struct StatusRecord {
 
 impl StatusRecord {
     fn new(status: &TaskStatus, task: &TaskRecord) -> StatusRecord {
-        let agent_id = Naming::of(status.agent_id.as_ref(), |a| *a == *task.agent_id);
+        let agent_id = Naming::of(status.agent_id.as_ref(), |a| a == &task.agent_id);
         let executor_id = Naming::of(status.executor_id.as_ref(), |e| {
             e.as_str() == task.status_executor()
         });
@@ -267,8 +266,8 @@ struct TaskExtras {
 #[derive(Clone, Debug)]
 pub struct TaskRecord {
     pub task_id: TaskId,
-    pub framework_id: Arc<FrameworkId>,
-    pub agent_id: Arc<AgentId>,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
     pub executor_id: Option<ExecutorId>,
     /// The task's name when it is not its id.
     name: Option<Box<str>>,
@@ -283,18 +282,18 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    /// A task launched now (TASK_STAGING), with `resources` (its info's, maybe shared).
+    /// A task launched now (TASK_STAGING) on `agent_id`, with `resources` (its info's,
+    /// maybe shared).
     pub fn launched(
         info: &TaskInfo,
         framework_id: &FrameworkId,
+        agent_id: &AgentId,
         user: Option<String>,
         resources: TaskResources,
     ) -> TaskRecord {
-        TaskRecord::new(
-            Task::from_info(info, framework_id, user),
-            Vec::new(),
-            resources,
-        )
+        let mut task = Task::from_info(info, framework_id, user);
+        task.agent_id = agent_id.clone();
+        TaskRecord::new(task, Vec::new(), resources)
     }
 
     /// The record of a task an agent reports, with `resources` (its own, maybe shared).
@@ -316,8 +315,8 @@ impl TaskRecord {
             // Its own copy of the text, next to the record: the decoded call's is wherever
             // that call was read, and views read every task's id (the maps share this one).
             task_id: TaskId::new(task.task_id.as_str()),
-            framework_id: Arc::new(task.framework_id),
-            agent_id: Arc::new(task.agent_id),
+            framework_id: task.framework_id,
+            agent_id: task.agent_id,
             executor_id: task.executor_id,
             state: task.state,
             status_update_state: task.status_update_state,
@@ -331,12 +330,6 @@ impl TaskRecord {
             record.push_status(status);
         }
         record
-    }
-
-    /// Names its framework and agent by the texts `ids` share with other records.
-    pub fn share_ids(&mut self, ids: &mut SharedIds) {
-        self.framework_id = ids.framework(&self.framework_id);
-        self.agent_id = ids.agent(&self.agent_id);
     }
 
     /// The agent forwarded an update of `state` with `uuid` (to be acknowledged).
