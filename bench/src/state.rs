@@ -348,8 +348,8 @@ async fn operator_call(http: &reqwest::Client, url: &str, kind: &str) -> Result<
 
 /// Times the small operator call (GET_MASTER) from a thread, runtime and connection of
 /// its own. Timed on the bench's runtime, whose workers are busy taking in the 20
-/// readers' gigabytes, a probe also waited for a worker to be scheduled: in some runs
-/// every probe took about 8 ms more, which was the bench's delay, not the master's.
+/// readers' gigabytes, a probe's latency also held its wait for one of those workers, a
+/// delay of the bench's, not the master's.
 struct Prober {
     requests: std::sync::mpsc::Sender<ProbeRequest>,
 }
