@@ -642,7 +642,9 @@ impl Core {
             .expect("validated")
             .0
             .clone();
-        let framework_id = &(self.frameworks.get_key_value(framework_id))
+        let framework_id = &self
+            .frameworks
+            .get_key_value(framework_id)
             .expect("caller checked")
             .0
             .clone();
