@@ -218,6 +218,11 @@ impl Reads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::tests::{core, register};
+    use crate::registry::RedbRegistry;
+    use crate::service::{channel, run, Service, Timing};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     #[test]
     fn a_view_stream_takes_a_turn_before_each_chunk() {
@@ -247,11 +252,6 @@ mod tests {
         );
         assert_eq!(woken.0.load(Ordering::Relaxed), 3, "woken at every turn");
     }
-    use crate::core::tests::{core, register};
-    use crate::registry::RedbRegistry;
-    use crate::service::{channel, run, Service, Timing};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     fn start_service(dir: &std::path::Path) -> ServiceHandle {
         let registry = RedbRegistry::open(&dir.join("registry.redb")).unwrap();
